@@ -1,0 +1,52 @@
+"""Configuration of :class:`ContrastiveTextModel` (copied into checkpoints: no hfcontrast imports)."""
+
+from __future__ import annotations
+
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+from .versioning import CONFIG_FORMAT_VERSION, check_config_version
+
+from .pooling import TEXT_POOLERS
+
+
+class ContrastiveTextConfig(PreTrainedConfig):
+    r"""A text encoder: any ``AutoModel`` backbone, a pooler, an optional SimCSE MLP head.
+
+    Args:
+        backbone_config: config of the backbone (``BertConfig``, ``RobertaConfig``, ... or a dict).
+        pooler: ``cls`` (CLS token + MLP head, SimCSE), ``cls_before_pooler`` (raw CLS), ``mean``,
+            ``first_last_avg`` (mean of first and last layer) or ``max``.
+        mlp_only_train: with ``pooler="cls"``, apply the MLP head in training only (unsupervised
+            SimCSE); the exported embedding is then the raw CLS vector.
+        projection_dim: output size of the MLP head (defaults to the backbone's hidden size).
+        normalize: L2-normalise the output embeddings.
+    """
+
+    model_type = "hfcontrast-text"
+    sub_configs_defaults = {"backbone_config": SubConfigSpec(config_class=AutoConfig, model_type="bert")}
+
+    backbone_config: PreTrainedConfig | dict | None = None
+    pooler: str = "cls"
+    mlp_only_train: bool = False
+    projection_dim: int | None = None
+    normalize: bool = False
+    hfcontrast_config_version: int = CONFIG_FORMAT_VERSION
+
+    def __post_init__(self, **kwargs):  # type: ignore[no-untyped-def]
+        super().__post_init__(**kwargs)
+        if self.pooler not in TEXT_POOLERS:
+            raise ValueError(f"unknown pooler {self.pooler!r}; choose one of {TEXT_POOLERS}")
+        check_config_version(self.hfcontrast_config_version, type(self).__name__)
+
+    @property
+    def uses_mlp_head(self) -> bool:
+        return self.pooler == "cls"
+
+    @property
+    def hidden_size(self) -> int:
+        """Size of the exported embedding (what sentence-transformers reports as its dimension)."""
+        assert isinstance(self.backbone_config, PreTrainedConfig)
+        if self.uses_mlp_head and not self.mlp_only_train and self.projection_dim:
+            return int(self.projection_dim)
+        return int(self.backbone_config.hidden_size)
