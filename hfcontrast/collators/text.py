@@ -1,0 +1,137 @@
+"""Text collators: dataset rows -> tokenised named views (``anchor``, ``positive``, ``negative``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from .validation import CollatorInputError, check_batch_size, require_column, require_text
+
+# Column conventions recognised by ``TextPairCollator.from_column_names`` (anchor, positive, negative).
+KNOWN_TRIPLETS: tuple[tuple[str, str, str | None], ...] = (
+    ("sent0", "sent1", "hard_neg"),
+    ("anchor", "positive", "negative"),
+    ("premise", "hypothesis", "hard_negative"),
+    ("query", "positive", "negative"),
+    ("sentence1", "sentence2", None),
+    ("sent0", "sent1", None),
+    ("anchor", "positive", None),
+    ("query", "positive", None),
+)
+
+
+class TextPairCollator:
+    """Tokenise anchor / positive (/ negatives) columns into named views.
+
+    All texts of a batch are tokenised in one call (one padding length), then split into views:
+    ``{"anchor": {...}, "positive": {...}, "negative": {...}}``. Several negative columns are
+    stacked into the ``negative`` view (row ``j * B + i`` is negative ``j`` of anchor ``i``).
+    When ``anchor_column == positive_column`` (unsupervised SimCSE) the text is tokenised once and
+    the view repeated; dropout in the encoder makes the two views differ.
+
+    With ``id_column`` the batch also carries ``ids`` (int64), for false-negative masking.
+    """
+
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        anchor_column: str = "anchor",
+        positive_column: str = "positive",
+        negative_columns: Sequence[str] = (),
+        *,
+        max_length: int = 32,
+        id_column: str | None = None,
+        pad_to_multiple_of: int | None = None,
+    ) -> None:
+        if max_length < 2:
+            raise ValueError(f"max_length must be >= 2, got {max_length}")
+        self.tokenizer = tokenizer
+        self.anchor_column, self.positive_column = anchor_column, positive_column
+        self.negative_columns = tuple(negative_columns)
+        self.max_length, self.id_column, self.pad_to_multiple_of = max_length, id_column, pad_to_multiple_of
+
+    @classmethod
+    def from_column_names(
+        cls,
+        tokenizer: PreTrainedTokenizerBase,
+        column_names: Iterable[str],
+        *,
+        anchor_column: str | None = None,
+        positive_column: str | None = None,
+        negative_column: str | None = None,
+        **kwargs: Any,
+    ) -> TextPairCollator:
+        """Use the given columns, or detect a known convention (``sent0,sent1,hard_neg`` first)."""
+        names = list(column_names)
+        if anchor_column is None or positive_column is None:
+            for anchor, positive, negative in KNOWN_TRIPLETS:
+                if anchor in names and positive in names and (negative is None or negative in names):
+                    anchor_column = anchor_column or anchor
+                    positive_column = positive_column or positive
+                    negative_column = negative_column or negative
+                    break
+            else:
+                raise ValueError(
+                    f"cannot detect pair columns in {names}; pass anchor_column/positive_column "
+                    f"(known conventions: {[t[:2] if t[2] is None else t for t in KNOWN_TRIPLETS]})"
+                )
+        assert anchor_column is not None and positive_column is not None
+        for column in (anchor_column, positive_column, negative_column):
+            if column is not None and column not in names:
+                raise ValueError(f"column {column!r} is not in the dataset columns {names}")
+        negatives = (negative_column,) if negative_column else ()
+        return cls(tokenizer, anchor_column, positive_column, negatives, **kwargs)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (self.anchor_column, self.positive_column, *self.negative_columns)
+
+    def _tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        return dict(
+            self.tokenizer(
+                texts,
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                pad_to_multiple_of=self.pad_to_multiple_of,
+                return_tensors="pt",
+            )
+        )
+
+    def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        check_batch_size(features)
+        unsupervised = self.anchor_column == self.positive_column
+        columns = (self.anchor_column,) if unsupervised else (self.anchor_column, self.positive_column)
+        columns += self.negative_columns
+        texts = [[require_text(row, column, i) for i, row in enumerate(features)] for column in columns]
+        encoded = self._tokenize([text for column_texts in texts for text in column_texts])
+        b = len(features)
+        chunks = [{key: value[j * b : (j + 1) * b] for key, value in encoded.items()} for j in range(len(columns))]
+        batch: dict[str, Any] = {"anchor": chunks[0]}
+        batch["positive"] = {k: v.clone() for k, v in chunks[0].items()} if unsupervised else chunks[1]
+        negatives = chunks[1 if unsupervised else 2 :]
+        if negatives:
+            batch["negative"] = {key: torch.cat([n[key] for n in negatives]) for key in negatives[0]}
+        if self.id_column is not None:
+            batch["ids"] = _ids(features, self.id_column)
+        return batch
+
+
+class UnsupervisedSimCSECollator(TextPairCollator):
+    """Unsupervised SimCSE: one text column used as both anchor and positive."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, text_column: str = "text", **kwargs: Any) -> None:
+        super().__init__(tokenizer, text_column, text_column, (), **kwargs)
+
+
+def _ids(features: Sequence[Mapping[str, Any]], column: str) -> torch.Tensor:
+    values = []
+    for i, row in enumerate(features):
+        value = require_column(row, column, i)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise CollatorInputError(f"row {i}, column {column!r}: ids must be integers, got {value!r}")
+        values.append(value)
+    return torch.tensor(values, dtype=torch.long)

@@ -1,0 +1,57 @@
+"""The objective contract: embeddings of named views in, loss and statistics out.
+
+An objective is an ``nn.Module`` so that everything a run needs besides the encoder (queues,
+momentum encoders, predictor heads, learnable loss parameters) is one ``state_dict`` that the
+trainer saves in every checkpoint and never exports with the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..losses import alignment, top1_accuracy, uniformity
+
+
+@dataclass
+class ObjectiveOutput:
+    """``loss``: scalar to backpropagate; ``stats``: detached scalars to log (``top1``, ``alignment``...)."""
+
+    loss: Tensor
+    stats: dict[str, Tensor] = field(default_factory=dict)
+
+
+class ContrastiveObjective(nn.Module):
+    """Base class. Subclasses implement :meth:`forward`.
+
+    ``online_views``: names of the views the trainer embeds with the trained model (``None``: every
+    view in the batch). Views not listed are left to the objective (e.g. MoCo's key view, which goes
+    through the momentum encoder).
+    """
+
+    online_views: tuple[str, ...] | None = None
+
+    def forward(self, embeddings: dict[str, Tensor], batch: Mapping[str, Any]) -> ObjectiveOutput:
+        raise NotImplementedError
+
+    def after_optimizer_step(self, model: nn.Module, step: int, max_steps: int) -> None:
+        """Called once per optimizer step with the unwrapped model: momentum updates, queue flushes."""
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Parameters the optimizer must update (predictors, learnable loss parameters)."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+
+@torch.no_grad()
+def pair_stats(query: Tensor, positive: Tensor, logits: Tensor | None, labels: Tensor | None) -> dict[str, Tensor]:
+    """Top-1 accuracy of the positive, alignment and uniformity (Wang & Isola 2020) of a batch."""
+    stats = {"alignment": alignment(query.detach(), positive.detach())}
+    if query.shape[0] > 1:
+        stats["uniformity"] = uniformity(query.detach())
+    if logits is not None and labels is not None:
+        stats["top1"] = top1_accuracy(logits.detach(), labels)
+    return stats

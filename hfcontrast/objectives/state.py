@@ -1,0 +1,72 @@
+"""Objective state shared by every family: a momentum (EMA) encoder and a queue of past keys."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor, nn
+
+from ..distributed import gather_detached
+from ..memory import EmbeddingQueue, cosine_momentum, ema_update_, make_momentum_copy
+
+
+class MomentumEncoder(nn.Module):
+    """EMA copy of an encoder (He et al. 2020; Grill et al. 2020): ``theta_k <- m theta_k + (1-m) theta_q``.
+
+    ``m`` follows BYOL's cosine schedule from ``momentum`` to ``final_momentum`` over training
+    (constant when ``final_momentum`` is None). It is a submodule of the objective, so it is saved in
+    trainer checkpoints, never wrapped by DDP and never exported with the model.
+    """
+
+    def __init__(self, online: nn.Module, momentum: float = 0.99, final_momentum: float | None = None) -> None:
+        super().__init__()
+        final = momentum if final_momentum is None else final_momentum
+        if not 0.0 <= momentum <= final <= 1.0:
+            raise ValueError(f"need 0 <= momentum <= final_momentum <= 1, got {momentum} and {final}")
+        self.encoder = make_momentum_copy(online)
+        self.base_momentum, self.final_momentum = momentum, final
+        self.register_buffer("current_momentum", torch.tensor(float(momentum)))
+
+    @torch.no_grad()
+    def forward(self, inputs: Mapping[str, Tensor]) -> Tensor:
+        self.encoder.train(self.training)
+        return self.encoder(**inputs).embeddings
+
+    @torch.no_grad()
+    def update(self, online: nn.Module, step: int, max_steps: int) -> None:
+        momentum = cosine_momentum(step, max_steps, self.base_momentum, self.final_momentum)
+        ema_update_(self.encoder, online, momentum)
+        self.current_momentum.fill_(momentum)
+
+
+class KeyQueue(nn.Module):
+    """An :class:`EmbeddingQueue` fed with keys gathered over processes, flushed after the optimizer step.
+
+    ``stage`` collects the (gathered, detached) keys of each micro-batch; ``flush`` enqueues them once
+    the step is taken, so every process holds the same queue and a gradient-accumulation step sees
+    the same negatives in each of its micro-batches.
+    """
+
+    def __init__(self, size: int, dim: int, store_ids: bool = False) -> None:
+        super().__init__()
+        self.queue = EmbeddingQueue(size, dim, store_ids=store_ids)
+        self._pending: list[tuple[Tensor, Tensor | None]] = []
+
+    def negatives(self) -> Tensor | None:
+        return self.queue.get() if len(self.queue) else None
+
+    def ids(self) -> Tensor | None:
+        return self.queue.get_ids() if len(self.queue) else None
+
+    def stage(self, keys: Tensor, ids: Tensor | None = None) -> None:
+        gathered_ids = gather_detached(ids) if ids is not None else None
+        self._pending.append((gather_detached(keys), gathered_ids))
+
+    def flush(self) -> None:
+        for keys, ids in self._pending:
+            self.queue.enqueue(keys, ids)
+        self._pending.clear()
+
+    def __len__(self) -> int:
+        return len(self.queue)

@@ -1,0 +1,169 @@
+"""``ContrastiveTrainer``: a ``transformers.Trainer`` whose loss is a contrastive objective over named views."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from safetensors.torch import load_model, save_model
+from torch import Tensor, nn
+from transformers import Trainer
+from transformers.trainer_utils import EvalLoopOutput, IntervalStrategy
+
+from ..distributed import all_reduce_mean
+from ..evaluation import Evaluator
+from ..hub.sentence_transformers import write_sentence_transformers_files
+from ..objectives.base import ContrastiveObjective
+from .arguments import ContrastiveTrainingArguments
+from .callbacks import ObjectiveStepCallback
+from .views import embed_views, split_views
+
+OBJECTIVE_STATE_NAME = "objective.safetensors"
+
+
+class ContrastiveTrainer(Trainer):
+    """Trains an encoder with a :class:`~hfcontrast.objectives.ContrastiveObjective`.
+
+    ``compute_loss`` embeds the collator's named views with the model (views with the same inputs in
+    one forward), hands the embeddings to the objective (which gathers across processes and adds
+    queued negatives) and returns its loss. The objective's state (queues, momentum encoders,
+    predictors) is saved in every checkpoint as ``objective.safetensors`` and restored on resume;
+    ``save_model`` exports the encoder only. ``evaluators`` (e.g. ``STSEvaluator``) run on every
+    evaluation and log ``eval_<name>_<metric>``, usable as ``metric_for_best_model``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | None = None,
+        args: ContrastiveTrainingArguments | None = None,
+        *,
+        objective: ContrastiveObjective,
+        evaluators: Sequence[Evaluator] = (),
+        **kwargs: Any,
+    ) -> None:
+        if args is None:
+            args = ContrastiveTrainingArguments(output_dir="hfcontrast_output")
+        self.objective = objective
+        self.evaluators = list(evaluators)
+        # Trainer refuses eval_strategy without an eval_dataset; evaluators are an evaluation too.
+        strategy = args.eval_strategy
+        needs_swap = bool(self.evaluators) and kwargs.get("eval_dataset") is None and strategy != "no"
+        if needs_swap:
+            args.eval_strategy = IntervalStrategy.NO
+        try:
+            super().__init__(model=model, args=args, **kwargs)
+        finally:
+            if needs_swap:
+                args.eval_strategy = strategy
+        self.objective.to(self.args.device)
+        self.loss_is_scaled_for_ga = False  # the objective returns a per-batch mean
+        self._stats: dict[str, list[Tensor]] = defaultdict(list)
+        self.add_callback(ObjectiveStepCallback(self))
+
+    # ----------------------------------------------------------------- optimisation
+    def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
+        optimizer = super().create_optimizer(model)
+        extra = self.objective.trainable_parameters()
+        known = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        extra = [p for p in extra if id(p) not in known]
+        if extra:
+            optimizer.add_param_group({"params": extra, "weight_decay": 0.0})
+        return optimizer
+
+    def compute_loss(
+        self,
+        model: nn.Module,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: Tensor | int | None = None,
+    ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+        views, _ = split_views(inputs)
+        online = self.objective.online_views
+        if online is not None:
+            missing = [name for name in online if name not in views]
+            if missing:
+                raise ValueError(f"the objective needs views {missing}, the batch has {sorted(views)}")
+            views = {name: views[name] for name in online if name in views}
+        self.objective.train(model.training)
+        embeddings = embed_views(model, views)
+        output = self.objective(embeddings, inputs)
+        if model.training and self.args.log_objective_stats:
+            for name, value in output.stats.items():
+                self._stats[name].append(value.detach().float())
+        return (output.loss, embeddings) if return_outputs else output.loss
+
+    def prediction_step(
+        self,
+        model: nn.Module,
+        inputs: dict[str, Any],
+        prediction_loss_only: bool,
+        ignore_keys: list[str] | None = None,
+    ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad():
+            loss = self.compute_loss(model, inputs)
+        return loss.detach(), None, None
+
+    # ----------------------------------------------------------------- logging & evaluation
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._stats:
+            for name, values in sorted(self._stats.items()):
+                logs[name] = round(float(all_reduce_mean(torch.stack(values).mean())), 4)
+            self._stats.clear()
+        super().log(logs, start_time)
+
+    def _run_evaluators(self, prefix: str) -> dict[str, float]:
+        model = self.accelerator.unwrap_model(self.model)
+        metrics: dict[str, float] = {}
+        for evaluator in self.evaluators:
+            for key, value in evaluator(model).items():
+                metrics[f"{prefix}_{key}"] = float(value)
+        return metrics
+
+    def evaluation_loop(self, *args: Any, **kwargs: Any) -> EvalLoopOutput:
+        output = super().evaluation_loop(*args, **kwargs)
+        prefix = kwargs.get("metric_key_prefix", args[4] if len(args) > 4 else "eval")
+        output.metrics.update(self._run_evaluators(prefix))
+        return output
+
+    def evaluate(
+        self,
+        eval_dataset: Any = None,
+        ignore_keys: list[str] | None = None,
+        metric_key_prefix: str = "eval",
+    ) -> dict[str, float]:
+        if eval_dataset is not None or self.eval_dataset is not None:
+            return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        if not self.evaluators:
+            raise ValueError("nothing to evaluate: pass eval_dataset or evaluators to ContrastiveTrainer")
+        metrics = self._run_evaluators(metric_key_prefix)
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+    # ----------------------------------------------------------------- checkpoints & export
+    def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
+        super()._save_checkpoint(model, trial)
+        if self.args.should_save:
+            folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+            save_model(self.objective, os.path.join(folder, OBJECTIVE_STATE_NAME))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        path = os.path.join(resume_from_checkpoint, OBJECTIVE_STATE_NAME)
+        if os.path.isfile(path):
+            load_model(self.objective, path, device=str(self.args.device))
+        elif any(True for _ in self.objective.state_dict()):
+            raise FileNotFoundError(
+                f"{resume_from_checkpoint} has no {OBJECTIVE_STATE_NAME}; the objective's state (queue, "
+                "momentum encoder) cannot be restored, so the resumed run would not continue exactly"
+            )
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        super().save_model(output_dir, _internal_call)
+        output_dir = output_dir or self.args.output_dir
+        if self.args.should_save:
+            write_sentence_transformers_files(self.accelerator.unwrap_model(self.model), output_dir)
