@@ -104,8 +104,8 @@ class TextPairCollator:
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         check_batch_size(features)
         unsupervised = self.anchor_column == self.positive_column
-        columns = (self.anchor_column,) if unsupervised else (self.anchor_column, self.positive_column)
-        columns += self.negative_columns
+        pair = (self.anchor_column,) if unsupervised else (self.anchor_column, self.positive_column)
+        columns: tuple[str, ...] = (*pair, *self.negative_columns)
         texts = [[require_text(row, column, i) for i, row in enumerate(features)] for column in columns]
         encoded = self._tokenize([text for column_texts in texts for text in column_texts])
         b = len(features)

@@ -5,9 +5,8 @@ from __future__ import annotations
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-from .versioning import CONFIG_FORMAT_VERSION, check_config_version
-
 from .pooling import TEXT_POOLERS
+from .versioning import CONFIG_FORMAT_VERSION, check_config_version
 
 
 class ContrastiveTextConfig(PreTrainedConfig):

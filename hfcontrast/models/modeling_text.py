@@ -6,6 +6,7 @@ Copied into checkpoints for ``trust_remote_code``: only single-dot relative impo
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +39,7 @@ class ContrastiveTextModel(PreTrainedModel):
     def __init__(self, config: ContrastiveTextConfig) -> None:
         super().__init__(config)
         self.backbone = AutoModel.from_config(config.backbone_config)
-        hidden = config.backbone_config.hidden_size
+        hidden = config.backbone_config.hidden_size  # type: ignore[union-attr]
         self.mlp = (
             MLPHead(hidden, config.projection_dim or hidden, kind="simcse") if config.uses_mlp_head else None
         )
@@ -53,7 +54,7 @@ class ContrastiveTextModel(PreTrainedModel):
 
     @classmethod
     def from_backbone_pretrained(
-        cls, backbone_name_or_path: str, **config_kwargs: object
+        cls, backbone_name_or_path: str, **config_kwargs: Any
     ) -> ContrastiveTextModel:
         """Wrap a pretrained ``AutoModel`` checkpoint (BERT, RoBERTa, MiniLM, ...) with fresh heads."""
         backbone = AutoModel.from_pretrained(backbone_name_or_path)

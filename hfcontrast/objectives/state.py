@@ -19,6 +19,8 @@ class MomentumEncoder(nn.Module):
     trainer checkpoints, never wrapped by DDP and never exported with the model.
     """
 
+    current_momentum: Tensor
+
     def __init__(self, online: nn.Module, momentum: float = 0.99, final_momentum: float | None = None) -> None:
         super().__init__()
         final = momentum if final_momentum is None else final_momentum

@@ -46,8 +46,9 @@ class ContrastiveTrainer(Trainer):
     ) -> None:
         if args is None:
             args = ContrastiveTrainingArguments(output_dir="hfcontrast_output")
-        self.objective = objective
-        self.evaluators = list(evaluators)
+        self.objective: ContrastiveObjective = objective
+        self.evaluators: list[Evaluator] = list(evaluators)
+        self.args: ContrastiveTrainingArguments
         # Trainer refuses eval_strategy without an eval_dataset; evaluators are an evaluation too.
         strategy = args.eval_strategy
         needs_swap = bool(self.evaluators) and kwargs.get("eval_dataset") is None and strategy != "no"
@@ -105,6 +106,7 @@ class ContrastiveTrainer(Trainer):
         inputs = self._prepare_inputs(inputs)
         with torch.no_grad():
             loss = self.compute_loss(model, inputs)
+        assert isinstance(loss, Tensor)
         return loss.detach(), None, None
 
     # ----------------------------------------------------------------- logging & evaluation
@@ -126,7 +128,7 @@ class ContrastiveTrainer(Trainer):
     def evaluation_loop(self, *args: Any, **kwargs: Any) -> EvalLoopOutput:
         output = super().evaluation_loop(*args, **kwargs)
         prefix = kwargs.get("metric_key_prefix", args[4] if len(args) > 4 else "eval")
-        output.metrics.update(self._run_evaluators(prefix))
+        output.metrics.update(self._run_evaluators(prefix))  # type: ignore[union-attr]
         return output
 
     def evaluate(
@@ -165,5 +167,5 @@ class ContrastiveTrainer(Trainer):
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         super().save_model(output_dir, _internal_call)
         output_dir = output_dir or self.args.output_dir
-        if self.args.should_save:
+        if self.args.should_save and output_dir is not None:
             write_sentence_transformers_files(self.accelerator.unwrap_model(self.model), output_dir)
