@@ -1,0 +1,48 @@
+"""Evaluation: packaged ``evaluate`` metrics and evaluators (STS, kNN/linear probe, retrieval, zero-shot).
+
+Every evaluator is a callable ``evaluator(model) -> dict[str, float]`` whose keys start with its
+``name``; it runs the model in eval mode without gradients on the model's device and restores the
+model's training flag.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from torch import nn
+
+from .knn import KNNEvaluator, knn_classify, knn_top1, linear_probe
+from .metrics import available_metrics, load_metric, metric_path
+from .retrieval import RetrievalEvaluator, retrieval_metrics, retrieval_ranks
+from .sts import STSEvaluator, STSFormatError, load_sts_file
+from .zeroshot import ZeroShotEvaluator, zero_shot_accuracy, zero_shot_classifier
+
+
+@runtime_checkable
+class Evaluator(Protocol):
+    """Anything with a ``name`` that maps a model to named float metrics."""
+
+    name: str
+
+    def __call__(self, model: nn.Module) -> dict[str, float]: ...
+
+
+__all__ = [
+    "Evaluator",
+    "KNNEvaluator",
+    "RetrievalEvaluator",
+    "STSEvaluator",
+    "STSFormatError",
+    "ZeroShotEvaluator",
+    "available_metrics",
+    "knn_classify",
+    "knn_top1",
+    "linear_probe",
+    "load_metric",
+    "load_sts_file",
+    "metric_path",
+    "retrieval_metrics",
+    "retrieval_ranks",
+    "zero_shot_accuracy",
+    "zero_shot_classifier",
+]
