@@ -1,14 +1,20 @@
 """Collators: dataset rows -> named views, with errors that name the row and the column."""
 
+from .images import ImageEvalCollator, MultiViewCollator, load_rgb_image
 from .text import KNOWN_TRIPLETS, TextPairCollator, UnsupervisedSimCSECollator
 from .validation import CollatorInputError, check_batch_size, require_column, require_text
+from .image_text import CollatorEpochCallback, ImageTextCollator
 
 __all__ = [
     "KNOWN_TRIPLETS",
     "CollatorInputError",
+    "ImageEvalCollator",
+    "MultiViewCollator",
     "TextPairCollator",
     "UnsupervisedSimCSECollator",
     "check_batch_size",
+    "load_rgb_image",
     "require_column",
     "require_text",
 ]
+__all__ += ["CollatorEpochCallback", "ImageTextCollator"]

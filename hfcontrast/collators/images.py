@@ -1,0 +1,322 @@
+"""Image collators: dataset rows -> named, augmented views (``MultiViewCollator``) or eval batches.
+
+Rows hold an image as a ``PIL.Image``, a path, raw bytes, a ``datasets`` ``Image`` dict
+(``{"bytes": ..., "path": ...}``, i.e. ``decode=False``) or a ``uint8`` numpy array. Every image is
+converted to RGB by :func:`load_rgb_image`; an unreadable one raises :class:`CollatorInputError` naming
+the row and the column. With the HF ``Trainer`` set ``remove_unused_columns=False`` so that the image
+column reaches the collator.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from hfcontrast.augment import ViewPipeline, eval_pipeline, simclr_pipeline
+
+from .validation import CollatorInputError, check_batch_size, require_column
+
+_WHITE = (255, 255, 255, 255)
+_ALPHA_MODES = {"RGBA", "LA", "La", "RGBa", "PA"}
+_SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N"}
+
+
+def _to_uint8(array: np.ndarray, *, sixteen_bit: bool = False) -> np.ndarray:
+    """Map a non-8-bit array to ``uint8``.
+
+    16-bit image modes use their full range (``/257``). Other arrays are mapped by the smallest
+    standard range that holds all their values -- ``[0, 1]`` (floats), ``[0, 255]``, ``[0, 65535]`` --
+    and anything else (negative or larger values) is min-max rescaled. NaN counts as 0.
+    """
+    values = np.nan_to_num(array.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if sixteen_bit or (lo >= 0 and 255 < hi <= 65535):
+        values = values / 257.0
+    elif lo >= 0 and hi <= 1 and np.issubdtype(array.dtype, np.floating):
+        values = values * 255.0
+    elif lo < 0 or hi > 255:
+        values = (values - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(values)
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+
+
+def _composite_on_white(image: Image.Image) -> Image.Image:
+    rgba = image.convert("RGBA")
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, _WHITE), rgba).convert("RGB")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to ``RGB``.
+
+    * Transparency (``RGBA``, ``LA``, ``PA``, premultiplied modes, a palette or colour key with
+      ``transparency``) is composited onto **white**: transparent regions of web/product images and
+      logos are meant to be seen on a light page, and black would hide dark content.
+    * ``1``, ``L``, ``P``, ``CMYK``, ``YCbCr``, ``HSV``, ``LAB``: Pillow's conversion (CMYK (0,0,0,0) is white).
+    * ``I;16*``: full 16-bit range to 8 bits; ``I`` and ``F``: see :func:`_to_uint8`'s range rule.
+    """
+    mode = image.mode
+    if mode == "RGB" and "transparency" not in image.info:
+        return image
+    if mode in _ALPHA_MODES or "transparency" in image.info:
+        return _composite_on_white(image)
+    if mode in _SIXTEEN_BIT_MODES or mode in ("I", "F"):
+        gray = _to_uint8(np.asarray(image), sixteen_bit=mode in _SIXTEEN_BIT_MODES)
+        return Image.fromarray(gray, mode="L").convert("RGB")
+    return image.convert("RGB")
+
+
+def _from_array(array: np.ndarray) -> Image.Image:
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise ValueError(f"array must be HxW, HxWx1, HxWx3 or HxWx4, got shape {array.shape}")
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8) * 255
+    elif array.dtype != np.uint8:
+        if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+            raise ValueError(f"array dtype must be numeric, got {array.dtype}")
+        array = _to_uint8(array)
+    array = np.ascontiguousarray(array)
+    if array.ndim == 2:
+        return Image.fromarray(array, mode="L")
+    return Image.fromarray(array, mode="RGB" if array.shape[2] == 3 else "RGBA")
+
+
+def _open(source: Any) -> Image.Image:
+    with Image.open(source) as image:
+        image.load()
+        if image.getexif().get(Image.ExifTags.Base.Orientation) is not None:
+            transposed = ImageOps.exif_transpose(image)  # as datasets' Image feature does
+            return to_rgb(transposed)
+        return to_rgb(image)
+
+
+def load_rgb_image(value: Any, *, row: int, column: str) -> Image.Image:
+    """Decode ``value`` (PIL image, path, bytes, ``{"bytes", "path"}`` dict, numpy array) to an RGB image.
+
+    Raises :class:`CollatorInputError` naming ``row`` and ``column`` and the underlying reason when the
+    value is missing, of an unsupported type, or not a readable image.
+    """
+    where = f"row {row}, column {column!r}"
+    if value is None:
+        raise CollatorInputError(f"{where}: image is None")
+    try:
+        if isinstance(value, Image.Image):
+            value.load()
+            return to_rgb(value)
+        if isinstance(value, np.ndarray):
+            return to_rgb(_from_array(value))
+        if isinstance(value, bytes | bytearray | memoryview):
+            return _open(io.BytesIO(bytes(value)))
+        if isinstance(value, str | os.PathLike):
+            return _open(os.fspath(value))
+        if isinstance(value, Mapping) and ("bytes" in value or "path" in value):
+            data, path = value.get("bytes"), value.get("path")
+            if data is not None:
+                return _open(io.BytesIO(bytes(data)))
+            if path is not None:
+                return _open(os.fspath(path))
+            raise CollatorInputError(f"{where}: image dict has neither 'bytes' nor 'path'")
+    except CollatorInputError:
+        raise
+    except Exception as exc:
+        source = _describe(value)
+        raise CollatorInputError(
+            f"{where}: cannot read image ({source}): {type(exc).__name__}: {exc}"
+        ) from exc
+    raise CollatorInputError(
+        f"{where}: unsupported image type {type(value).__name__}; expected a PIL image, a path, bytes, "
+        "a {'bytes', 'path'} dict or a numpy array"
+    )
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, str | os.PathLike):
+        return f"path {os.fspath(value)!r}"
+    if isinstance(value, Mapping):
+        if value.get("bytes") is not None:
+            return f"{len(value['bytes'])} bytes" + (
+                f" from {value.get('path')!r}" if value.get("path") else ""
+            )
+        return f"path {value.get('path')!r}"
+    if isinstance(value, bytes | bytearray | memoryview):
+        return f"{len(value)} bytes"
+    if isinstance(value, np.ndarray):
+        return f"array {value.dtype} {value.shape}"
+    return type(value).__name__
+
+
+def _require_int(row: Mapping[str, Any], column: str, position: int) -> int:
+    value = require_column(row, column, position)
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_floating_point():
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise CollatorInputError(
+            f"row {position}, column {column!r}: expected an integer, got {type(value).__name__} {value!r}"
+        )
+    return int(value)
+
+
+def _stack(tensors: list[torch.Tensor], what: str) -> torch.Tensor:
+    for position, tensor in enumerate(tensors):
+        if tensor.shape != tensors[0].shape:
+            raise CollatorInputError(
+                f"row {position}: {what} has shape {tuple(tensor.shape)} but row 0 has "
+                f"{tuple(tensors[0].shape)}; the pipeline must produce a fixed size (use a crop)"
+            )
+    return torch.stack(tensors)
+
+
+def _apply(
+    pipeline: ViewPipeline,
+    image: Image.Image,
+    rng: random.Random | None,
+    position: int,
+    column: str,
+    view: str,
+) -> torch.Tensor:
+    try:
+        return pipeline(image, rng)
+    except Exception as exc:
+        raise CollatorInputError(
+            f"row {position}, column {column!r}: pipeline for view {view!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+class MultiViewCollator:
+    """Rows with an image -> ``{view_name: {"pixel_values": FloatTensor[B, 3, H, W]}}`` (+ ``labels``, ``ids``).
+
+    Each image is decoded once and passed through one pipeline per view: a single ``ViewPipeline`` for
+    every view (SimCLR, MoCo) or a sequence with one per view (BYOL's asymmetric views). View names
+    default to ``("query", "key")`` for two views, else ``view_0 .. view_{n-1}``.
+
+    Randomness: a per-collator ``random.Random(seed)``. In a ``DataLoader`` worker the collator is a copy
+    per worker, so on its first call in a worker (and again whenever the worker's seed changes, i.e.
+    every epoch without persistent workers) it reseeds from ``torch.initial_seed()`` (distinct per worker
+    and derived from the main process's torch seed) mixed with ``seed``; no ``worker_init_fn`` is needed.
+    """
+
+    def __init__(
+        self,
+        image_column: str = "image",
+        n_views: int = 2,
+        view_names: Sequence[str] | None = None,
+        pipeline: ViewPipeline | Sequence[ViewPipeline] | None = None,
+        label_column: str | None = None,
+        id_column: str | None = None,
+        seed: int | None = None,
+    ) -> None:
+        if isinstance(n_views, bool) or not isinstance(n_views, int) or n_views < 2:
+            raise ValueError(
+                f"n_views must be an integer >= 2 (contrastive learning compares views), got {n_views!r}; "
+                "use ImageEvalCollator for a single view"
+            )
+        if view_names is None:
+            view_names = ("query", "key") if n_views == 2 else tuple(f"view_{i}" for i in range(n_views))
+        names = tuple(view_names)
+        if isinstance(view_names, str) or len(names) != n_views:
+            raise ValueError(f"view_names must name {n_views} views, got {view_names!r}")
+        if len(set(names)) != n_views or not all(isinstance(n, str) and n for n in names):
+            raise ValueError(f"view_names must be distinct non-empty strings, got {names!r}")
+        reserved = {"labels", "ids"} & set(names)
+        if reserved:
+            raise ValueError(f"view_names may not use the reserved keys {sorted(reserved)}")
+        if pipeline is None:
+            pipelines: list[ViewPipeline] = [simclr_pipeline()] * n_views
+        elif isinstance(pipeline, ViewPipeline):
+            pipelines = [pipeline] * n_views
+        else:
+            pipelines = list(pipeline)
+            if len(pipelines) != n_views:
+                raise ValueError(
+                    f"got {len(pipelines)} pipelines for {n_views} views; pass one or one per view"
+                )
+        self.image_column = image_column
+        self.n_views = n_views
+        self.view_names = names
+        self.pipelines = pipelines
+        self.label_column = label_column
+        self.id_column = id_column
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self._worker_seed: int | None = None
+
+    def reseed(self, seed: int | None) -> None:
+        """Restart the collator's random stream."""
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self._worker_seed = None
+
+    def _current_rng(self) -> random.Random:
+        if torch.utils.data.get_worker_info() is None:
+            return self.rng
+        worker_seed = torch.initial_seed()
+        if worker_seed != self._worker_seed:
+            self._worker_seed = worker_seed
+            base = 0 if self.seed is None else self.seed + 1
+            self.rng = random.Random((base << 64) | worker_seed)
+        return self.rng
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        check_batch_size(features, 2)
+        rng = self._current_rng()
+        views: list[list[torch.Tensor]] = [[] for _ in self.view_names]
+        labels: list[int] = []
+        ids: list[int] = []
+        for position, row in enumerate(features):
+            value = require_column(row, self.image_column, position)
+            image = load_rgb_image(value, row=position, column=self.image_column)
+            for index, (name, pipeline) in enumerate(zip(self.view_names, self.pipelines)):
+                views[index].append(_apply(pipeline, image, rng, position, self.image_column, name))
+            if self.label_column is not None:
+                labels.append(_require_int(row, self.label_column, position))
+            if self.id_column is not None:
+                ids.append(_require_int(row, self.id_column, position))
+        batch: dict[str, Any] = {
+            name: {"pixel_values": _stack(tensors, f"view {name!r}")}
+            for name, tensors in zip(self.view_names, views)
+        }
+        if self.label_column is not None:
+            batch["labels"] = torch.tensor(labels, dtype=torch.long)
+        if self.id_column is not None:
+            batch["ids"] = torch.tensor(ids, dtype=torch.long)
+        return batch
+
+
+class ImageEvalCollator:
+    """Rows -> ``{"pixel_values": FloatTensor[B, 3, H, W], "labels": LongTensor[B]}`` for kNN / linear probes.
+
+    Uses a deterministic :func:`~hfcontrast.augment.eval_pipeline` unless ``pipeline`` is given;
+    ``label_column=None`` omits ``labels``. A batch of one row is allowed.
+    """
+
+    def __init__(
+        self,
+        image_column: str = "image",
+        label_column: str | None = "label",
+        pipeline: ViewPipeline | None = None,
+    ) -> None:
+        self.image_column = image_column
+        self.label_column = label_column
+        self.pipeline = eval_pipeline() if pipeline is None else pipeline
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        check_batch_size(features, 1, what="an evaluation batch")
+        pixels: list[torch.Tensor] = []
+        labels: list[int] = []
+        for position, row in enumerate(features):
+            value = require_column(row, self.image_column, position)
+            image = load_rgb_image(value, row=position, column=self.image_column)
+            pixels.append(_apply(self.pipeline, image, None, position, self.image_column, "pixel_values"))
+            if self.label_column is not None:
+                labels.append(_require_int(row, self.label_column, position))
+        batch: dict[str, Any] = {"pixel_values": _stack(pixels, "pixel_values")}
+        if self.label_column is not None:
+            batch["labels"] = torch.tensor(labels, dtype=torch.long)
+        return batch
