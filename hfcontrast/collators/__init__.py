@@ -1,9 +1,9 @@
 """Collators: dataset rows -> named views, with errors that name the row and the column."""
 
+from .image_text import CollatorEpochCallback, ImageTextCollator
 from .images import ImageEvalCollator, MultiViewCollator, load_rgb_image
 from .text import KNOWN_TRIPLETS, TextPairCollator, UnsupervisedSimCSECollator
 from .validation import CollatorInputError, check_batch_size, require_column, require_text
-from .image_text import CollatorEpochCallback, ImageTextCollator
 
 __all__ = [
     "KNOWN_TRIPLETS",

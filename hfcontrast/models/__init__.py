@@ -1,11 +1,19 @@
 """Encoders (``PreTrainedModel`` subclasses) registered with ``AutoConfig`` / ``AutoModel`` on import."""
 
-from transformers import AutoConfig, AutoModel
+from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedModel
 
+from .configuration_dual import ContrastiveDualEncoderConfig
 from .configuration_text import ContrastiveTextConfig
+from .configuration_vision import ContrastiveVisionConfig
+from .modeling_dual import ContrastiveDualEncoder, DualEncoderOutput
 from .modeling_text import ContrastiveEncoderOutput, ContrastiveTextModel
+from .modeling_vision import ContrastiveVisionModel
 
-_REGISTRY = [(ContrastiveTextConfig, ContrastiveTextModel)]
+_REGISTRY: list[tuple[type[PreTrainedConfig], type[PreTrainedModel]]] = [
+    (ContrastiveTextConfig, ContrastiveTextModel),
+    (ContrastiveVisionConfig, ContrastiveVisionModel),
+]
+_REGISTRY.append((ContrastiveDualEncoderConfig, ContrastiveDualEncoder))
 
 
 def _register() -> None:
@@ -19,4 +27,11 @@ def _register() -> None:
 
 _register()
 
-__all__ = ["ContrastiveEncoderOutput", "ContrastiveTextConfig", "ContrastiveTextModel"]
+__all__ = [
+    "ContrastiveEncoderOutput",
+    "ContrastiveTextConfig",
+    "ContrastiveTextModel",
+    "ContrastiveVisionConfig",
+    "ContrastiveVisionModel",
+]
+__all__ += ["ContrastiveDualEncoder", "ContrastiveDualEncoderConfig", "DualEncoderOutput"]

@@ -1,0 +1,89 @@
+"""Configuration of :class:`ContrastiveDualEncoder` (copied into checkpoints: no hfcontrast imports)."""
+
+from __future__ import annotations
+
+import math
+
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+from .pooling import TEXT_POOLERS
+from .versioning import CONFIG_FORMAT_VERSION, check_config_version
+
+#: Text poolings of the dual encoder: the tower's own ``pooler_output`` (CLIP's EOS token, BERT's
+#: tanh pooler) or a token pooling of ``last_hidden_state`` (:func:`.pooling.pool_tokens`).
+DUAL_TEXT_POOLERS = ("pooler_output", *TEXT_POOLERS)
+#: Image poolings: the tower's ``pooler_output`` (CLIP: post-layernorm CLS), the first token of
+#: ``last_hidden_state`` (``cls``) or the mean over all tokens / spatial positions (``mean``).
+DUAL_VISION_POOLERS = ("pooler_output", "cls", "mean")
+
+
+class ContrastiveDualEncoderConfig(PreTrainedConfig):
+    r"""A CLIP-style image-text dual encoder (Radford et al. 2021; SigLIP: Zhai et al. 2023).
+
+    ``f_img(x) = W_v pool_v(vision(x))``, ``f_txt(t) = W_t pool_t(text(t))`` with bias-free linear
+    projections ``W_v, W_t`` to ``projection_dim``; the similarity of a pair is
+    ``exp(logit_scale) * cos(f_img(x), f_txt(t)) (+ logit_bias)``.
+
+    Args:
+        vision_config: config of the image tower (``ViTConfig``, ``CLIPVisionConfig``, ... or a dict).
+        text_config: config of the text tower (``BertConfig``, ``CLIPTextConfig``, ... or a dict).
+        projection_dim: size ``D`` of the shared embedding space.
+        text_pooler: one of :data:`DUAL_TEXT_POOLERS` (``pooler_output`` reproduces CLIP's EOS pooling).
+        vision_pooler: one of :data:`DUAL_VISION_POOLERS` (``pooler_output`` reproduces CLIP).
+        logit_scale_init_value: initial ``logit_scale = log(1 / tau)``; CLIP: ``log(1/0.07)``, SigLIP ``log(10)``.
+        learnable_logit_scale: train ``logit_scale``; else it is a frozen (persistent) buffer.
+        max_logit_scale: upper bound applied by ``clamp_logit_scale_`` (CLIP: ``ln 100``).
+        logit_bias_init_value: SigLIP's learnable bias ``b`` (e.g. ``-10``); ``None``: no bias parameter.
+    """
+
+    model_type = "hfcontrast-dual-encoder"
+    sub_configs_defaults = {
+        "vision_config": SubConfigSpec(config_class=AutoConfig, model_type="vit"),
+        "text_config": SubConfigSpec(config_class=AutoConfig, model_type="bert"),
+    }
+
+    vision_config: PreTrainedConfig | dict | None = None
+    text_config: PreTrainedConfig | dict | None = None
+    projection_dim: int = 512
+    text_pooler: str = "mean"
+    vision_pooler: str = "cls"
+    logit_scale_init_value: float = math.log(1 / 0.07)
+    learnable_logit_scale: bool = True
+    max_logit_scale: float = math.log(100.0)
+    logit_bias_init_value: float | None = None
+    hfcontrast_config_version: int = CONFIG_FORMAT_VERSION
+
+    def __post_init__(self, **kwargs):  # type: ignore[no-untyped-def]
+        super().__post_init__(**kwargs)
+        if self.text_pooler not in DUAL_TEXT_POOLERS:
+            raise ValueError(f"unknown text_pooler {self.text_pooler!r}; choose one of {DUAL_TEXT_POOLERS}")
+        if self.vision_pooler not in DUAL_VISION_POOLERS:
+            raise ValueError(
+                f"unknown vision_pooler {self.vision_pooler!r}; choose one of {DUAL_VISION_POOLERS}"
+            )
+        if int(self.projection_dim) < 1:
+            raise ValueError(f"projection_dim must be >= 1, got {self.projection_dim}")
+        if not self.max_logit_scale > 0:
+            raise ValueError(f"max_logit_scale must be > 0, got {self.max_logit_scale}")
+        check_config_version(self.hfcontrast_config_version, type(self).__name__)
+
+    @property
+    def hidden_size(self) -> int:
+        """Size of the exported embeddings (the shared projection space)."""
+        return int(self.projection_dim)
+
+    @property
+    def uses_logit_bias(self) -> bool:
+        return self.logit_bias_init_value is not None
+
+
+def tower_width(config: PreTrainedConfig) -> int:
+    """Width of a tower's pooled output: ``hidden_size``, else the last of ``hidden_sizes`` (ResNet, ConvNeXt)."""
+    width = getattr(config, "hidden_size", None)
+    if width is None:
+        sizes = getattr(config, "hidden_sizes", None)
+        width = sizes[-1] if sizes else None
+    if width is None:
+        raise ValueError(f"cannot read the output width of {type(config).__name__} (no hidden_size(s))")
+    return int(width)

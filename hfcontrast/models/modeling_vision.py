@@ -1,0 +1,134 @@
+"""ContrastiveVisionModel: an ``AutoModel`` vision backbone + pooling (+ projection head) -> embeddings.
+
+Copied into checkpoints for ``trust_remote_code``: only single-dot relative imports here.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from transformers import AutoModel, PreTrainedModel
+from transformers import initialization as init
+
+from .configuration_vision import ContrastiveVisionConfig
+from .modeling_text import ContrastiveEncoderOutput
+from .pooling import MLPHead
+
+
+def pool_image_features(
+    pooler: str, last_hidden_state: torch.Tensor, pooler_output: torch.Tensor | None
+) -> torch.Tensor:
+    """One vector per image from a backbone output.
+
+    ``auto``: ``pooler_output`` flattened to ``[B, C]`` when present, else as ``cls``; ``cls``: the first
+    token ``h[:, 0]`` of ``[B, T, C]`` tokens; ``mean``: ``mean_t h[:, t]`` over tokens, or the global
+    average pool ``mean_{y,x} h[:, :, y, x]`` of a ``[B, C, H, W]`` feature map.
+    """
+    if pooler == "auto" and pooler_output is not None:
+        return pooler_output.flatten(1)
+    if last_hidden_state.dim() == 4:
+        if pooler == "cls":
+            raise ValueError(
+                "pooler 'cls' needs a token sequence [B, T, C]; this backbone returns a [B, C, H, W] map"
+            )
+        return last_hidden_state.mean(dim=(2, 3))
+    if last_hidden_state.dim() != 3:
+        raise ValueError(f"unsupported backbone output of shape {tuple(last_hidden_state.shape)}")
+    if pooler in ("auto", "cls"):
+        return last_hidden_state[:, 0]
+    if pooler == "mean":
+        return last_hidden_state.mean(dim=1)
+    raise ValueError(f"unknown pooler {pooler!r}")
+
+
+class ContrastiveVisionModel(PreTrainedModel):
+    """Image encoder for SimCLR / MoCo / BYOL / SimSiam training, loadable with ``AutoModel``.
+
+    ``embeddings = normalize?(head(pool(backbone(x))))`` in training mode (Chen et al. 2020, SimCLR:
+    the loss is computed on the projection ``z = g(h)``) and ``normalize?(pool(backbone(x)))`` in eval
+    mode unless ``config.use_projection_at_inference`` (downstream tasks use ``h``).
+    """
+
+    config_class = ContrastiveVisionConfig
+    base_model_prefix = "hfcontrast_vision"
+    main_input_name = "pixel_values"
+    input_modalities = ["image"]
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+
+    def __init__(self, config: ContrastiveVisionConfig) -> None:
+        super().__init__(config)
+        self.backbone = AutoModel.from_config(config.backbone_config)
+        self.projection: MLPHead | None = None
+        if config.projection == "mlp":
+            self.projection = MLPHead(
+                config.pooled_dim,
+                config.projection_dim,
+                kind="simclr",
+                hidden_dim=config.projection_hidden_dim,
+            )
+        elif config.projection == "linear":
+            self.projection = MLPHead(config.pooled_dim, config.projection_dim, kind="linear")
+        self.post_init()
+
+    @property
+    def embedding_dim(self) -> int:
+        """Width of the training-time embedding (``config.train_embedding_dim``): size queues with it."""
+        return self.config.train_embedding_dim
+
+    def _init_weights(self, module: torch.nn.Module) -> None:
+        """Head layers get PyTorch's default init (as in the SimCLR / MoCo reference code)."""
+        if self.projection is None or not any(module is m for m in self.projection.modules()):
+            return
+        if isinstance(module, torch.nn.Linear):
+            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+            if module.bias is not None:
+                bound = 1.0 / math.sqrt(module.in_features) if module.in_features > 0 else 0.0
+                init.uniform_(module.bias, -bound, bound)
+        elif isinstance(module, torch.nn.BatchNorm1d):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+            if module.running_mean is not None and module.running_var is not None:
+                init.zeros_(module.running_mean)
+                init.ones_(module.running_var)
+            if module.num_batches_tracked is not None:
+                init.zeros_(module.num_batches_tracked)
+
+    @classmethod
+    def from_backbone_pretrained(
+        cls, backbone_name_or_path: str, **config_kwargs: Any
+    ) -> ContrastiveVisionModel:
+        """Wrap a pretrained ``AutoModel`` checkpoint (ResNet, ViT, ConvNeXt, ...) with a fresh head."""
+        backbone = AutoModel.from_pretrained(backbone_name_or_path)
+        config = cls.config_class(backbone_config=backbone.config.to_dict(), **config_kwargs)
+        model = cls(config)
+        model.backbone.load_state_dict(backbone.state_dict())
+        return model
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        use_projection: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs: object,
+    ) -> ContrastiveEncoderOutput | tuple[torch.Tensor, ...]:
+        """Embed ``pixel_values [B, C, H, W]``. ``use_projection`` defaults to
+        ``self.training or config.use_projection_at_inference``; extra kwargs (e.g.
+        ``interpolate_pos_encoding``) go to the backbone."""
+        outputs = self.backbone(pixel_values=pixel_values, return_dict=True, **kwargs)
+        pooled = pool_image_features(
+            self.config.pooler, outputs.last_hidden_state, getattr(outputs, "pooler_output", None)
+        )
+        if use_projection is None:
+            use_projection = self.training or self.config.use_projection_at_inference
+        embeddings = self.projection(pooled) if (self.projection is not None and use_projection) else pooled
+        if self.config.normalize:
+            embeddings = F.normalize(embeddings, dim=-1)
+        output = ContrastiveEncoderOutput(
+            embeddings=embeddings, pooled=pooled, last_hidden_state=outputs.last_hidden_state
+        )
+        return output if return_dict is not False else output.to_tuple()

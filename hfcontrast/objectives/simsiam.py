@@ -1,0 +1,50 @@
+"""SimSiam (Chen & He 2021, "Exploring Simple Siamese Representation Learning").
+
+Both views go through the same online encoder (projections ``z1, z2``) and a predictor ``h``;
+no negatives, no momentum encoder, only a stop-gradient on the target (paper, eq. 3):
+
+``L = 1/2 D(h(z1), sg(z2)) + 1/2 D(h(z2), sg(z1))``,  ``D(p, z) = -mean_i cos(p_i, z_i)``
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from torch import Tensor, nn
+
+from ..losses import simsiam_loss
+from .base import ContrastiveObjective, ObjectiveOutput, pair_stats
+from .byol import Predictor, collapse_std, predict, resolve_embedding_dim
+
+
+class SimSiam(ContrastiveObjective):
+    """SimSiam over views ``query`` and ``key``; the predictor lives here.
+
+    Args:
+        embedding_dim: width of the training-time embedding (the predictor's input and output);
+            default ``encoder.config.train_embedding_dim``.
+        predictor_hidden_dim: the predictor's bottleneck (paper: 512 for 2048-d embeddings).
+        encoder: the model being trained, only read for its embedding width.
+    """
+
+    online_views = ("query", "key")
+
+    def __init__(
+        self,
+        embedding_dim: int | None = None,
+        predictor_hidden_dim: int = 512,
+        *,
+        encoder: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        dim = resolve_embedding_dim(encoder, embedding_dim, "SimSiam")
+        self.predictor = Predictor(dim, predictor_hidden_dim)
+
+    def forward(self, embeddings: dict[str, Tensor], batch: Mapping[str, Any]) -> ObjectiveOutput:
+        z1, z2 = embeddings["query"], embeddings["key"]
+        p1, p2 = predict(self.predictor, z1, z2)
+        loss = 0.5 * (simsiam_loss(p1, z2) + simsiam_loss(p2, z1))
+        stats = pair_stats(z1, z2, None, None)
+        stats["collapse_std"] = collapse_std(z1)
+        return ObjectiveOutput(loss, stats)
