@@ -1,6 +1,47 @@
-"""Publishing: sentence-transformers export, run report (plots, eval results), model cards, push to the Hub."""
+"""Publishing: sentence-transformers export, model cards, push to the Hub, run artefacts."""
 
+from .model_card import (
+    CITATIONS,
+    LIBRARY_NAME,
+    PIPELINE_TAGS,
+    hub_id_or_none,
+    is_hfcontrast_card,
+    method_tag,
+    model_index_results,
+    render_model_card,
+    training_setup,
+    write_model_card,
+)
+from .push import (
+    PUSH_IGNORE_PATTERNS,
+    card_arguments_from_trainer,
+    checkpoint_files,
+    export_model,
+    push_to_hub,
+    upload_folder_to_hub,
+)
 from .report import plot_training, save_eval_results
 from .sentence_transformers import sentence_transformers_files, write_sentence_transformers_files
 
-__all__ = ["plot_training", "save_eval_results", "sentence_transformers_files", "write_sentence_transformers_files"]
+__all__ = [
+    "CITATIONS",
+    "LIBRARY_NAME",
+    "PIPELINE_TAGS",
+    "PUSH_IGNORE_PATTERNS",
+    "card_arguments_from_trainer",
+    "checkpoint_files",
+    "export_model",
+    "hub_id_or_none",
+    "is_hfcontrast_card",
+    "method_tag",
+    "model_index_results",
+    "plot_training",
+    "push_to_hub",
+    "render_model_card",
+    "save_eval_results",
+    "sentence_transformers_files",
+    "training_setup",
+    "upload_folder_to_hub",
+    "write_model_card",
+    "write_sentence_transformers_files",
+]
