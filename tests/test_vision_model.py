@@ -57,7 +57,7 @@ def test_forward_shapes_and_dims(make, pooled: int, projection: str) -> None:
     out = model(pixels())
     assert out.embeddings.shape == (4, pooled)
     torch.testing.assert_close(out.embeddings, out.pooled)
-    assert model(pixels(), use_projection=True).embeddings.shape == (4, train_dim)
+    assert model(pixels(), use_head=True).embeddings.shape == (4, train_dim)
     assert model(pixels(), return_dict=False)[0].shape == (4, pooled)
 
 
@@ -145,7 +145,7 @@ def test_save_and_automodel_round_trip(tmp_path: Path) -> None:
     assert loaded.config.to_dict()["projection_dim"] == 6
     with torch.no_grad():
         assert torch.equal(loaded(pixels()).embeddings, model(pixels()).embeddings)
-        assert torch.equal(loaded(pixels(), use_projection=False).embeddings, model(pixels()).pooled)
+        assert torch.equal(loaded(pixels(), use_head=False).embeddings, model(pixels()).pooled)
 
 
 _REMOTE_SCRIPT = """

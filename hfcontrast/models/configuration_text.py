@@ -43,6 +43,14 @@ class ContrastiveTextConfig(PreTrainedConfig):
         return self.pooler == "cls"
 
     @property
+    def train_embedding_dim(self) -> int:
+        """Width of the embedding the loss sees (with the MLP head when there is one)."""
+        assert isinstance(self.backbone_config, PreTrainedConfig)
+        if self.uses_mlp_head and self.projection_dim:
+            return int(self.projection_dim)
+        return int(self.backbone_config.hidden_size)
+
+    @property
     def hidden_size(self) -> int:
         """Size of the exported embedding (what sentence-transformers reports as its dimension)."""
         assert isinstance(self.backbone_config, PreTrainedConfig)

@@ -248,10 +248,12 @@ class ContrastiveDualEncoder(PreTrainedModel):
         token_type_ids: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         return_dict: bool | None = None,
+        use_head: bool | None = None,
         **kwargs: Any,
     ) -> ContrastiveEncoderOutput | DualEncoderOutput | tuple[torch.Tensor, ...]:
         """One modality -> :class:`ContrastiveEncoderOutput` (``embeddings`` = projected features);
-        both -> :class:`DualEncoderOutput` (normalised embeddings, scaled logits)."""
+        both -> :class:`DualEncoderOutput` (normalised embeddings, scaled logits). ``use_head`` is
+        accepted for the common encoder interface; the projections are always applied."""
         output: ContrastiveEncoderOutput | DualEncoderOutput
         if input_ids is None and pixel_values is None:
             raise ValueError("pass pixel_values (image view), input_ids (text view) or both")

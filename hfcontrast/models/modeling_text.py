@@ -26,6 +26,16 @@ class ContrastiveEncoderOutput(ModelOutput):
     last_hidden_state: torch.Tensor | None = None
 
 
+def _backbone_without_pooler(config: Any) -> PreTrainedModel:
+    """``AutoModel`` backbone without its own pooler (BERT-style ``add_pooling_layer``): the
+    contrastive poolers never use it, and unused parameters would break DDP without
+    ``find_unused_parameters``."""
+    try:
+        return AutoModel.from_config(config, add_pooling_layer=False)
+    except TypeError:
+        return AutoModel.from_config(config)
+
+
 class ContrastiveTextModel(PreTrainedModel):
     """Sentence encoder for SimCSE-style training (Gao et al. 2021), loadable with ``AutoModel``."""
 
@@ -38,7 +48,7 @@ class ContrastiveTextModel(PreTrainedModel):
 
     def __init__(self, config: ContrastiveTextConfig) -> None:
         super().__init__(config)
-        self.backbone = AutoModel.from_config(config.backbone_config)
+        self.backbone = _backbone_without_pooler(config.backbone_config)
         hidden = config.backbone_config.hidden_size  # type: ignore[union-attr]
         self.mlp = (
             MLPHead(hidden, config.projection_dim or hidden, kind="simcse") if config.uses_mlp_head else None
@@ -60,7 +70,13 @@ class ContrastiveTextModel(PreTrainedModel):
         backbone = AutoModel.from_pretrained(backbone_name_or_path)
         config = cls.config_class(backbone_config=backbone.config.to_dict(), **config_kwargs)
         model = cls(config)
-        model.backbone.load_state_dict(backbone.state_dict())
+        missing, unexpected = model.backbone.load_state_dict(backbone.state_dict(), strict=False)
+        unexpected = [key for key in unexpected if not key.startswith("pooler.")]  # its pooler is not used
+        if missing or unexpected:
+            raise ValueError(
+                f"{backbone_name_or_path}: backbone weights do not match (missing {missing[:5]}, "
+                f"unexpected {unexpected[:5]})"
+            )
         return model
 
     def get_input_embeddings(self) -> torch.nn.Module:
@@ -73,12 +89,13 @@ class ContrastiveTextModel(PreTrainedModel):
         token_type_ids: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
-        use_mlp_head: bool | None = None,
+        use_head: bool | None = None,
         return_dict: bool | None = None,
         **kwargs: object,
     ) -> ContrastiveEncoderOutput | tuple[torch.Tensor, ...]:
-        """Embed a tokenised batch. ``use_mlp_head`` defaults to SimCSE's rule:
-        apply the head unless ``mlp_only_train`` is set and the model is in eval mode."""
+        """Embed a tokenised batch. ``use_head`` (the MLP head) defaults to SimCSE's rule:
+        apply it unless ``mlp_only_train`` is set and the model is in eval mode. Losses pass
+        ``use_head=True`` so that an evaluation loss is computed on the training embedding."""
         if attention_mask is None:
             reference = input_ids if input_ids is not None else inputs_embeds[..., 0]  # type: ignore[index]
             attention_mask = torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device)
@@ -92,9 +109,9 @@ class ContrastiveTextModel(PreTrainedModel):
         pooled = pool_tokens(
             self.config.pooler, outputs.last_hidden_state, attention_mask, outputs.hidden_states if need_layers else None
         )
-        if use_mlp_head is None:
-            use_mlp_head = self.training or not self.config.mlp_only_train
-        embeddings = self.mlp(pooled) if (self.mlp is not None and use_mlp_head) else pooled
+        if use_head is None:
+            use_head = self.training or not self.config.mlp_only_train
+        embeddings = self.mlp(pooled) if (self.mlp is not None and use_head) else pooled
         if self.config.normalize:
             embeddings = F.normalize(embeddings, dim=-1)
         output = ContrastiveEncoderOutput(

@@ -112,20 +112,20 @@ class ContrastiveVisionModel(PreTrainedModel):
     def forward(
         self,
         pixel_values: torch.Tensor,
-        use_projection: bool | None = None,
+        use_head: bool | None = None,
         return_dict: bool | None = None,
         **kwargs: object,
     ) -> ContrastiveEncoderOutput | tuple[torch.Tensor, ...]:
-        """Embed ``pixel_values [B, C, H, W]``. ``use_projection`` defaults to
+        """Embed ``pixel_values [B, C, H, W]``. ``use_head`` (the projection head) defaults to
         ``self.training or config.use_projection_at_inference``; extra kwargs (e.g.
         ``interpolate_pos_encoding``) go to the backbone."""
         outputs = self.backbone(pixel_values=pixel_values, return_dict=True, **kwargs)
         pooled = pool_image_features(
             self.config.pooler, outputs.last_hidden_state, getattr(outputs, "pooler_output", None)
         )
-        if use_projection is None:
-            use_projection = self.training or self.config.use_projection_at_inference
-        embeddings = self.projection(pooled) if (self.projection is not None and use_projection) else pooled
+        if use_head is None:
+            use_head = self.training or self.config.use_projection_at_inference
+        embeddings = self.projection(pooled) if (self.projection is not None and use_head) else pooled
         if self.config.normalize:
             embeddings = F.normalize(embeddings, dim=-1)
         output = ContrastiveEncoderOutput(

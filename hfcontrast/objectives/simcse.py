@@ -41,7 +41,7 @@ class SimCSE(ContrastiveObjective):
         queue_size: ``K`` past positives kept as extra negatives (0: none).
         encoder: the model being trained; needed when ``momentum`` is set (its EMA copy encodes
             positives) and to size the queue.
-        embedding_dim: queue width; defaults to ``encoder.config.hidden_size``.
+        embedding_dim: queue width; defaults to ``encoder.config.train_embedding_dim``.
         momentum / final_momentum: EMA momentum of the key encoder and the end of its cosine schedule.
     """
 
@@ -76,9 +76,9 @@ class SimCSE(ContrastiveObjective):
         if queue_size > 0:
             if embedding_dim is None:
                 config = getattr(encoder, "config", None)
-                embedding_dim = getattr(config, "hidden_size", None)
+                embedding_dim = getattr(config, "train_embedding_dim", None)
             if embedding_dim is None:
-                raise ValueError("queue_size > 0 needs embedding_dim (or encoder with config.hidden_size)")
+                raise ValueError("queue_size > 0 needs embedding_dim (or encoder with config.train_embedding_dim)")
             self.keys = KeyQueue(queue_size, int(embedding_dim))
 
     def forward(self, embeddings: dict[str, Tensor], batch: Mapping[str, Any]) -> ObjectiveOutput:

@@ -33,7 +33,7 @@ class MomentumEncoder(nn.Module):
     @torch.no_grad()
     def forward(self, inputs: Mapping[str, Tensor]) -> Tensor:
         self.encoder.train(self.training)
-        return self.encoder(**inputs).embeddings
+        return self.encoder(**inputs, use_head=True).embeddings
 
     @torch.no_grad()
     def update(self, online: nn.Module, step: int, max_steps: int) -> None:

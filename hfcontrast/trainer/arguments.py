@@ -15,6 +15,13 @@ class ContrastiveTrainingArguments(TrainingArguments):
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Keep raw dataset columns: hfcontrast collators build the views."}
     )
+    ddp_find_unused_parameters: bool | None = field(
+        default=False,
+        metadata={
+            "help": "Contrastive steps may run several forwards (one per view group) before one backward; "
+            "DDP then needs find_unused_parameters=False, and every parameter must get a gradient."
+        },
+    )
     gradcache_chunk_size: int | None = field(
         default=None,
         metadata={"help": "Embed the batch in chunks of this size with cached gradients (GradCache)."},

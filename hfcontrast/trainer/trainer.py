@@ -10,11 +10,13 @@ from typing import Any
 import torch
 from safetensors.torch import load_model, save_model
 from torch import Tensor, nn
-from transformers import Trainer
+from transformers import PreTrainedModel, Trainer
 from transformers.trainer_utils import EvalLoopOutput, IntervalStrategy
 
 from ..distributed import all_reduce_mean
 from ..evaluation import Evaluator
+from ..hub.model_card import CARD_NAME, is_hfcontrast_card, write_model_card
+from ..hub.push import card_arguments_from_trainer, upload_folder_to_hub
 from ..hub.sentence_transformers import write_sentence_transformers_files
 from ..objectives.base import ContrastiveObjective
 from .arguments import ContrastiveTrainingArguments
@@ -65,6 +67,12 @@ class ContrastiveTrainer(Trainer):
         self.add_callback(ObjectiveStepCallback(self))
 
     # ----------------------------------------------------------------- optimisation
+    def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
+        """Trainer's rule (no decay on biases and norms), and none on the learnable temperature and
+        bias of CLIP/SigLIP either: decay would pull ``logit_scale`` towards 0."""
+        names = super().get_decay_parameter_names(model)
+        return [name for name in names if not name.endswith(("logit_scale", "logit_bias"))]
+
     def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
         optimizer = super().create_optimizer(model)
         extra = self.objective.trainable_parameters()
@@ -155,6 +163,7 @@ class ContrastiveTrainer(Trainer):
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
         super()._load_from_checkpoint(resume_from_checkpoint, model)
+        _reload_converted_weights(self.accelerator.unwrap_model(model or self.model), resume_from_checkpoint)
         path = os.path.join(resume_from_checkpoint, OBJECTIVE_STATE_NAME)
         if os.path.isfile(path):
             load_model(self.objective, path, device=str(self.args.device))
@@ -169,3 +178,55 @@ class ContrastiveTrainer(Trainer):
         output_dir = output_dir or self.args.output_dir
         if self.args.should_save and output_dir is not None:
             write_sentence_transformers_files(self.accelerator.unwrap_model(self.model), output_dir)
+
+    # ----------------------------------------------------------------- publishing
+    def create_model_card(self, **kwargs: Any) -> None:  # type: ignore[override]
+        """Keep the hfcontrast card already in ``output_dir`` (``hfcontrast.hub.write_model_card``),
+        else write one inferred from the trainer; never Trainer's generic draft, which has no
+        model-index, loading snippets or citation. Takes ``Trainer.create_model_card``'s keywords."""
+        card = os.path.join(str(self.args.output_dir), CARD_NAME)
+        if self.is_world_process_zero() and not is_hfcontrast_card(card):
+            write_model_card(self, **card_arguments_from_trainer(self, **kwargs))
+
+    def push_to_hub(  # type: ignore[override]
+        self,
+        commit_message: str | None = "End of training",
+        blocking: bool = True,
+        token: str | None = None,
+        revision: str | None = None,
+        private: bool | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Like ``Trainer.push_to_hub`` (save, card, upload ``output_dir``), with hfcontrast's card and
+        file set (``hfcontrast.hub.upload_folder_to_hub``: no ``training_args.bin`` pickle or
+        checkpoints), i.e. the files ``hfcontrast.hub.push_to_hub(model, repo, folder=output_dir)`` sends."""
+        self.callback_handler.on_push_begin(self.args, self.state, self.control)
+        token = token if token is not None else self.args.hub_token
+        if self.hub_model_id is None:
+            self.init_hf_repo(token=token, private=private)
+        self.save_model(_internal_call=True)
+        if not self.is_world_process_zero():
+            return None
+        kwargs.pop("model_name", None)
+        self.create_model_card(**kwargs)
+        self._finish_current_push()
+        return upload_folder_to_hub(
+            str(self.hub_model_id),
+            str(self.args.output_dir),
+            commit_message=commit_message or "End of training",
+            token=token,
+            revision=revision if revision is not None else self.args.hub_revision,
+            create_repo=False,
+            run_as_future=not blocking,
+        )
+
+
+def _reload_converted_weights(model: nn.Module, checkpoint: str) -> None:
+    """Trainer reloads a checkpoint with a plain non-strict ``load_state_dict``, but transformers 5
+    saves some backbones (ViT, ...) under legacy parameter names that only ``from_pretrained``
+    converts back; those weights would silently stay at their last values. Reload strictly through
+    ``from_pretrained`` instead."""
+    if not isinstance(model, PreTrainedModel) or not os.path.isfile(os.path.join(checkpoint, "config.json")):
+        return
+    reloaded = type(model).from_pretrained(checkpoint)
+    model.load_state_dict(reloaded.state_dict(), strict=True)

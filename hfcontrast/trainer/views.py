@@ -41,7 +41,8 @@ def embed_views(model: nn.Module, views: Mapping[str, Mapping[str, Tensor]]) -> 
 
     Views that share an encoder (same input keys) are concatenated into one forward: one kernel
     launch per layer instead of one per view, and dropout still draws independent masks per row,
-    which is exactly what unsupervised SimCSE needs.
+    which is exactly what unsupervised SimCSE needs. Losses use the training embedding
+    (``use_head=True``: projection heads on), in evaluation too.
     """
     groups: dict[tuple[str, ...], list[str]] = {}
     for name, view in views.items():
@@ -49,7 +50,7 @@ def embed_views(model: nn.Module, views: Mapping[str, Mapping[str, Tensor]]) -> 
     embeddings: dict[str, Tensor] = {}
     for names in groups.values():
         batch = _concat([dict(views[name]) for name in names])
-        output = model(**batch)
+        output = model(**batch, use_head=True)
         emb = output.embeddings if hasattr(output, "embeddings") else output[0]
         sizes = [next(iter(views[name].values())).shape[0] for name in names]
         for name, chunk in zip(names, torch.split(emb, sizes)):
