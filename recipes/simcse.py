@@ -1,0 +1,187 @@
+"""SimCSE (Gao et al. 2021): unsupervised (dropout views) or supervised (NLI triplets) sentence embeddings.
+
+    accelerate launch recipes/simcse.py                       # offline demo: MiniLM, wiki sentences, STS-B dev
+    accelerate launch recipes/simcse.py --train_file nli.csv  # supervised: sent0,sent1,hard_neg detected
+    accelerate launch recipes/simcse.py --config_name bert-config-dir --tokenizer_name tok-dir ...  # random init
+
+Wiring only: arguments -> dataset -> collator -> model -> objective -> ContrastiveTrainer -> artefacts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, set_seed
+from transformers.trainer_utils import IntervalStrategy, SaveStrategy
+
+from hfcontrast import ContrastiveTextConfig, ContrastiveTextModel
+from hfcontrast.collators import TextPairCollator, UnsupervisedSimCSECollator
+from hfcontrast.data import default_data_file, default_text_model, load_text_dataset
+from hfcontrast.evaluation import STSEvaluator
+from hfcontrast.hub import plot_training, save_eval_results, write_model_card
+from hfcontrast.objectives import SimCSE
+from hfcontrast.trainer import ContrastiveTrainer, ContrastiveTrainingArguments
+
+logger = logging.getLogger("simcse")
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Pretrained backbone or hfcontrast text model (default: packaged MiniLM)."}
+    )
+    config_name: str | None = field(default=None, metadata={"help": "Backbone config to start from random init."})
+    config_overrides: str | None = field(
+        default=None, metadata={"help": "With --config_name: e.g. 'hidden_size=64,num_hidden_layers=2'."}
+    )
+    tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer (default: the model's)."})
+    pooler: str = field(default="mean", metadata={"help": "cls | cls_before_pooler | mean | first_last_avg | max"})
+    mlp_only_train: bool = field(default=False, metadata={"help": "With --pooler cls: MLP head in training only."})
+
+
+@dataclass
+class DataArguments:
+    train_file: str | None = field(
+        default=None, metadata={"help": ".txt (one sentence per line: unsupervised) or .csv/.json of pairs/triplets."}
+    )
+    dataset_name: str | None = field(default=None, metadata={"help": "A datasets Hub name (needs network)."})
+    validation_file: str | None = field(default=None, metadata={"help": "STS file (STS-B tab format or csv)."})
+    text_column: str | None = field(default=None, metadata={"help": "Unsupervised text column (default: detect)."})
+    anchor_column: str | None = field(default=None, metadata={"help": "Supervised anchor column."})
+    positive_column: str | None = field(default=None, metadata={"help": "Supervised positive column."})
+    negative_column: str | None = field(default=None, metadata={"help": "Supervised hard-negative column."})
+    max_seq_length: int = field(default=32, metadata={"help": "Truncate sentences to this many tokens."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N rows."})
+
+
+@dataclass
+class ObjectiveArguments:
+    temperature: float = field(default=0.05, metadata={"help": "Softmax temperature tau."})
+    hard_negative_weight: float = field(default=0.0, metadata={"help": "SimCSE hard-negative logit weight."})
+    symmetric: bool = field(default=False, metadata={"help": "Average with the positive->anchor direction."})
+    queue_size: int = field(default=0, metadata={"help": "Keep K past positives as extra negatives."})
+    momentum: float | None = field(default=None, metadata={"help": "Encode positives with an EMA copy (e.g. 0.999)."})
+
+
+@dataclass
+class SimCSETrainingArguments(ContrastiveTrainingArguments):
+    """Defaults of the offline demo (about 3 minutes on 2 CPU cores)."""
+
+    output_dir: str | None = field(default="outputs/simcse")
+    max_steps: int = field(default=110)
+    per_device_train_batch_size: int = field(default=64)
+    learning_rate: float = field(default=1e-5)
+    warmup_steps: float = field(default=0)
+    logging_steps: float = field(default=10)
+    eval_strategy: IntervalStrategy | str = field(default="steps")
+    eval_steps: float | None = field(default=55)
+    save_strategy: SaveStrategy | str = field(default="no")
+    seed: int = field(default=42)
+    dataloader_drop_last: bool = field(default=True)
+
+
+def build_model(args: ModelArguments) -> tuple[ContrastiveTextModel, object]:
+    if args.config_name:
+        backbone = AutoConfig.from_pretrained(args.config_name)
+        if args.config_overrides:
+            backbone.update_from_string(args.config_overrides)
+        model = ContrastiveTextModel(
+            ContrastiveTextConfig(backbone_config=backbone, pooler=args.pooler, mlp_only_train=args.mlp_only_train)
+        )
+        tokenizer_path = args.tokenizer_name or args.config_name
+    else:
+        path = args.model_name_or_path or default_text_model()
+        config = AutoConfig.from_pretrained(path)
+        if isinstance(config, ContrastiveTextConfig):
+            model = ContrastiveTextModel.from_pretrained(path)
+        else:
+            model = ContrastiveTextModel.from_backbone_pretrained(
+                path, pooler=args.pooler, mlp_only_train=args.mlp_only_train
+            )
+        tokenizer_path = args.tokenizer_name or path
+    return model, AutoTokenizer.from_pretrained(tokenizer_path)
+
+
+def main() -> None:
+    parser = HfArgumentParser((ModelArguments, DataArguments, ObjectiveArguments, SimCSETrainingArguments))
+    model_args, data_args, objective_args, training_args = parser.parse_args_into_dataclasses()
+    logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING, stream=sys.stdout)
+    set_seed(training_args.seed)
+
+    train_file = data_args.train_file or (None if data_args.dataset_name else default_data_file("wiki/wiki_sentences.txt"))
+    validation_file = data_args.validation_file or default_data_file("stsb/sts-dev.csv")
+    train = load_text_dataset(train_file, data_args.dataset_name, max_samples=data_args.max_train_samples)
+    model, tokenizer = build_model(model_args)
+
+    supervised = data_args.anchor_column is not None or len(train.column_names) > 1
+    if supervised:
+        collator = TextPairCollator.from_column_names(
+            tokenizer,
+            train.column_names,
+            anchor_column=data_args.anchor_column,
+            positive_column=data_args.positive_column,
+            negative_column=data_args.negative_column,
+            max_length=data_args.max_seq_length,
+        )
+    else:
+        column = data_args.text_column or train.column_names[0]
+        collator = UnsupervisedSimCSECollator(tokenizer, column, max_length=data_args.max_seq_length)
+    logger.info("mode: %s, columns %s", "supervised" if supervised else "unsupervised", collator.columns)
+
+    objective = SimCSE(
+        objective_args.temperature,
+        hard_negative_weight=objective_args.hard_negative_weight,
+        symmetric=objective_args.symmetric,
+        queue_size=objective_args.queue_size,
+        encoder=model,
+        momentum=objective_args.momentum,
+    )
+    evaluator = STSEvaluator.from_file(validation_file, tokenizer, name="sts", max_length=128)
+    if training_args.eval_strategy != "no" and training_args.metric_for_best_model is None:
+        training_args.metric_for_best_model = "eval_sts_spearman"
+    trainer = ContrastiveTrainer(
+        model=model,
+        args=training_args,
+        objective=objective,
+        evaluators=[evaluator],
+        train_dataset=train,
+        data_collator=collator,
+        processing_class=tokenizer,
+    )
+
+    before = evaluator(model)
+    trainer.train()
+    after = evaluator(model)
+    if trainer.is_world_process_zero():
+        print(f"\nSTS ({Path(validation_file).name}) Spearman before: {before['sts_spearman']:.4f}  "
+              f"after: {after['sts_spearman']:.4f}")
+    if trainer.is_world_process_zero():
+        results = {f"before_{k}": v for k, v in before.items()} | {f"eval_{k}": v for k, v in after.items()}
+        results["train_steps"] = trainer.state.global_step
+        save_eval_results(training_args.output_dir, results)
+        predictions = evaluator.last_predictions
+        plot_training(
+            os.path.join(training_args.output_dir, "training.png"),
+            trainer.state.log_history,
+            metric_key="eval_sts_spearman",
+            scatter=(evaluator.scores, predictions.tolist()) if predictions is not None else None,
+            title=f"SimCSE ({'supervised' if supervised else 'unsupervised'})",
+        )
+        write_model_card(
+            trainer,
+            family="text",
+            method="SimCSE (supervised)" if supervised else "SimCSE (unsupervised)",
+            hyperparameters=vars(objective_args),
+            eval_results=results,
+            train_dataset_name=data_args.dataset_name or Path(train_file or "").name,
+            base_model=model_args.model_name_or_path or model_args.config_name or "all-MiniLM-L6-v2",
+        )
+    # Last, on every process: exports the encoder next to the artefacts (and pushes with --push_to_hub).
+    trainer.save_model(training_args.output_dir)
+
+if __name__ == "__main__":
+    main()
