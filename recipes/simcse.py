@@ -24,7 +24,7 @@ from hfcontrast.data import default_data_file, default_text_model, load_text_dat
 from hfcontrast.evaluation import STSEvaluator
 from hfcontrast.hub import plot_training, save_eval_results, write_model_card
 from hfcontrast.objectives import SimCSE
-from hfcontrast.trainer import ContrastiveTrainer, ContrastiveTrainingArguments
+from hfcontrast.trainer import ContrastiveTrainer, ContrastiveTrainingArguments, train_with_before_after
 
 logger = logging.getLogger("simcse")
 
@@ -153,15 +153,10 @@ def main() -> None:
         processing_class=tokenizer,
     )
 
-    before = evaluator(model)
-    trainer.train()
-    after = evaluator(model)
+    results = train_with_before_after(trainer)
     if trainer.is_world_process_zero():
-        print(f"\nSTS ({Path(validation_file).name}) Spearman before: {before['sts_spearman']:.4f}  "
-              f"after: {after['sts_spearman']:.4f}")
-    if trainer.is_world_process_zero():
-        results = {f"before_{k}": v for k, v in before.items()} | {f"eval_{k}": v for k, v in after.items()}
-        results["train_steps"] = trainer.state.global_step
+        print(f"\nSTS ({Path(validation_file).name}) Spearman before: {results['before_sts_spearman']:.4f}  "
+              f"after: {results['eval_sts_spearman']:.4f}")
         save_eval_results(training_args.output_dir, results)
         predictions = evaluator.last_predictions
         plot_training(

@@ -1,6 +1,7 @@
 """``ContrastiveTrainer`` and its arguments."""
 
 from .arguments import ContrastiveTrainingArguments
+from .runs import train_with_before_after
 from .trainer import ContrastiveTrainer
 
-__all__ = ["ContrastiveTrainer", "ContrastiveTrainingArguments"]
+__all__ = ["ContrastiveTrainer", "ContrastiveTrainingArguments", "train_with_before_after"]

@@ -1,0 +1,29 @@
+"""Train with an evaluation before and after, the shape every recipe reports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import Trainer
+
+
+def train_with_before_after(trainer: Trainer, **train_kwargs: Any) -> dict[str, float]:
+    """Evaluate, train, evaluate; return ``{"before_<metric>": ..., "eval_<metric>": ...}``.
+
+    The first evaluation is logged at step 0, so curves start at the untrained model. The final one
+    reuses the trainer's own evaluation when training ended on an evaluation step.
+    """
+    before = trainer.evaluate()
+    trainer.train(**train_kwargs)
+    step = trainer.state.global_step
+    last = next((e for e in reversed(trainer.state.log_history) if any(k.startswith("eval_") for k in e)), None)
+    after = last if last is not None and last.get("step") == step and step > 0 else trainer.evaluate()
+    results: dict[str, float] = {}
+    for key, value in before.items():
+        if key.startswith("eval_") and isinstance(value, (int, float)) and not key.endswith(("runtime", "per_second")):
+            results["before_" + key[len("eval_") :]] = float(value)
+    for key, value in after.items():
+        if key.startswith("eval_") and isinstance(value, (int, float)) and not key.endswith(("runtime", "per_second")):
+            results[key] = float(value)
+    results["train_steps"] = float(step)
+    return results
