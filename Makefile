@@ -1,0 +1,38 @@
+# Set-up and entry points. The CPU torch pin lives here, not in pyproject.toml, so GPU users who
+# `pip install hfcontrast` keep the CUDA build they already have.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_PIN ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: install install-test data demo test test-fast lint
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install -q "$(TORCH_PIN)"
+	$(BIN)/pip install -q -e ".[demo]"
+
+install-test: install data
+	$(BIN)/pip install -q -e ".[demo,test]"
+
+# Fashion-MNIST for the image and CLIP demos/tests (Debian package; skipped where apt is unavailable).
+data:
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null 2>&1; then \
+		(apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1 \
+		|| echo "note: could not install dataset-fashion-mnist; image tests will be skipped"; \
+	fi
+
+demo: install
+	$(BIN)/accelerate launch recipes/simcse.py
+
+test: install-test
+	$(BIN)/python -m ruff check hfcontrast recipes tests benchmarks
+	$(BIN)/python -m mypy hfcontrast
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+test-fast: install-test
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not distributed" $(PYTEST_ARGS)
