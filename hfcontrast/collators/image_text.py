@@ -8,23 +8,17 @@ one caption is sampled per row and step, and its position is returned as ``capti
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
-from transformers import (
-    PreTrainedTokenizerBase,
-    TrainerCallback,
-    TrainerControl,
-    TrainerState,
-    TrainingArguments,
-)
+from transformers import PreTrainedTokenizerBase
 
 from ..augment import ViewPipeline
 from .images import load_rgb_image
+from .seeding import CollatorEpochCallback as CollatorEpochCallback  # re-exported
+from .seeding import row_index, row_rng
 from .validation import CollatorInputError, check_batch_size, require_column
 
 
@@ -49,17 +43,6 @@ def _captions(row: Mapping[str, Any], column: str, position: int) -> list[str]:
                 raise CollatorInputError(f"{where}: caption {k} is empty")
         return list(value)
     raise CollatorInputError(f"{where}: expected a caption string or a list of strings, got {type(value).__name__}")
-
-
-def _row_index(row: Mapping[str, Any], column: str, position: int) -> int:
-    value = require_column(row, column, position)
-    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_floating_point():
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
-        raise CollatorInputError(
-            f"row {position}, column {column!r}: expected a non-negative integer index, got {value!r}"
-        )
-    return int(value)
 
 
 class ImageTextCollator:
@@ -141,9 +124,7 @@ class ImageTextCollator:
 
     def row_rng(self, index: int) -> random.Random:
         """The generator of dataset row ``index`` in the current epoch: seeded by ``(seed, epoch, index)``."""
-        entropy = [0 if self.seed is None else int(self.seed), self.epoch, int(index)]
-        state = np.random.SeedSequence(entropy).generate_state(2, dtype=np.uint64)
-        return random.Random((int(state[0]) << 64) | int(state[1]))
+        return row_rng(self.seed, self.epoch, index)
 
     def _pixels(self, images: list[Any], rngs: list[random.Random]) -> torch.Tensor:
         if self.pipeline is not None:
@@ -190,7 +171,7 @@ class ImageTextCollator:
             value = require_column(row, self.image_column, position)
             images.append(load_rgb_image(value, row=position, column=self.image_column))
             if self.index_column is not None:
-                rng = self.row_rng(_row_index(row, self.index_column, position))
+                rng = self.row_rng(row_index(row, self.index_column, position))
             else:
                 assert stream is not None
                 rng = stream
@@ -211,16 +192,3 @@ class ImageTextCollator:
             "text": dict(text),
             "caption_index": torch.tensor(chosen, dtype=torch.long),
         }
-
-
-class CollatorEpochCallback(TrainerCallback):
-    """Tell a collator with ``set_epoch`` which epoch starts (also the resumed one), before its dataloader
-    iterator (and its workers) are created."""
-
-    def __init__(self, collator: Any) -> None:
-        self.collator = collator
-
-    def on_epoch_begin(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
-    ) -> None:
-        self.collator.set_epoch(math.floor(state.epoch or 0.0))

@@ -21,6 +21,7 @@ from PIL import Image, ImageOps
 
 from hfcontrast.augment import ViewPipeline, eval_pipeline, simclr_pipeline
 
+from .seeding import row_index, row_rng
 from .validation import CollatorInputError, check_batch_size, require_column
 
 _WHITE = (255, 255, 255, 255)
@@ -196,10 +197,20 @@ class MultiViewCollator:
     every view (SimCLR, MoCo) or a sequence with one per view (BYOL's asymmetric views). View names
     default to ``("query", "key")`` for two views, else ``view_0 .. view_{n-1}``.
 
-    Randomness: a per-collator ``random.Random(seed)``. In a ``DataLoader`` worker the collator is a copy
-    per worker, so on its first call in a worker (and again whenever the worker's seed changes, i.e.
-    every epoch without persistent workers) it reseeds from ``torch.initial_seed()`` (distinct per worker
-    and derived from the main process's torch seed) mixed with ``seed``; no ``worker_init_fn`` is needed.
+    Randomness, and what makes a resumed run exact:
+
+    * with ``index_column`` (a column holding each row's dataset index, e.g. added with
+      ``dataset.map(lambda _, i: {"idx": i}, with_indices=True)``), view ``v`` of row ``i`` draws from its
+      own generator seeded by ``(seed, epoch, i, v)`` (:func:`~hfcontrast.collators.seeding.row_rng`):
+      the augmentation depends on nothing else, not on batch composition, workers, the dataloader's
+      prefetching or what a resumed run skipped. Add
+      :class:`~hfcontrast.collators.seeding.CollatorEpochCallback` to the trainer so that the epoch
+      follows the trainer's (as for ``ImageTextCollator``).
+    * without it, a per-collator ``random.Random(seed)`` stream. In a ``DataLoader`` worker the collator
+      is a copy per worker, so on its first call in a worker (and again whenever the worker's seed
+      changes, i.e. every epoch without persistent workers) it reseeds from ``torch.initial_seed()``
+      (distinct per worker and derived from the main process's torch seed) mixed with ``seed``; no
+      ``worker_init_fn`` is needed. This stream is not in checkpoints: a resumed run draws different views.
     """
 
     def __init__(
@@ -211,6 +222,8 @@ class MultiViewCollator:
         label_column: str | None = None,
         id_column: str | None = None,
         seed: int | None = None,
+        *,
+        index_column: str | None = None,
     ) -> None:
         if isinstance(n_views, bool) or not isinstance(n_views, int) or n_views < 2:
             raise ValueError(
@@ -244,8 +257,14 @@ class MultiViewCollator:
         self.label_column = label_column
         self.id_column = id_column
         self.seed = seed
+        self.index_column = index_column
+        self.epoch = 0
         self.rng = random.Random(seed)
         self._worker_seed: int | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Epoch used by the per-row seeds (``index_column`` mode)."""
+        self.epoch = int(epoch)
 
     def reseed(self, seed: int | None) -> None:
         """Restart the collator's random stream."""
@@ -265,14 +284,16 @@ class MultiViewCollator:
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         check_batch_size(features, 2)
-        rng = self._current_rng()
+        stream = self._current_rng() if self.index_column is None else None
         views: list[list[torch.Tensor]] = [[] for _ in self.view_names]
         labels: list[int] = []
         ids: list[int] = []
         for position, row in enumerate(features):
             value = require_column(row, self.image_column, position)
             image = load_rgb_image(value, row=position, column=self.image_column)
+            row_id = None if self.index_column is None else row_index(row, self.index_column, position)
             for index, (name, pipeline) in enumerate(zip(self.view_names, self.pipelines)):
+                rng = stream if row_id is None else row_rng(self.seed, self.epoch, row_id, index)
                 views[index].append(_apply(pipeline, image, rng, position, self.image_column, name))
             if self.label_column is not None:
                 labels.append(_require_int(row, self.label_column, position))

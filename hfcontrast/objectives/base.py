@@ -7,6 +7,8 @@ trainer saves in every checkpoint and never exports with the model.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +46,21 @@ class ContrastiveObjective(nn.Module):
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Parameters the optimizer must update (predictors, learnable loss parameters)."""
         return [p for p in self.parameters() if p.requires_grad]
+
+
+@functools.lru_cache(maxsize=64)
+def _accepts_use_head(module_type: type[nn.Module]) -> bool:
+    return "use_head" in inspect.signature(module_type.forward).parameters
+
+
+def encode(model: nn.Module, inputs: Mapping[str, Tensor]) -> Tensor:
+    """The embedding a loss sees: ``model(**inputs, use_head=True).embeddings`` for hfcontrast
+    encoders (projection heads on, also in eval mode); any module returning ``.embeddings`` or a
+    tuple whose first item is the embedding works too."""
+    inner: nn.Module = getattr(model, "module", model)  # DDP-style wrappers forward kwargs to .module
+    extra = {"use_head": True} if _accepts_use_head(type(inner)) else {}
+    output = model(**inputs, **extra)
+    return output.embeddings if hasattr(output, "embeddings") else output[0]
 
 
 @torch.no_grad()

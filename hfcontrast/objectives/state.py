@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from ..distributed import gather_detached
 from ..memory import EmbeddingQueue, cosine_momentum, ema_update_, make_momentum_copy
+from .base import encode
 
 
 class MomentumEncoder(nn.Module):
@@ -33,7 +34,7 @@ class MomentumEncoder(nn.Module):
     @torch.no_grad()
     def forward(self, inputs: Mapping[str, Tensor]) -> Tensor:
         self.encoder.train(self.training)
-        return self.encoder(**inputs, use_head=True).embeddings
+        return encode(self.encoder, inputs)
 
     @torch.no_grad()
     def update(self, online: nn.Module, step: int, max_steps: int) -> None:

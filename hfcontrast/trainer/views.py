@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..objectives.base import encode
+
 
 def split_views(batch: Mapping[str, Any]) -> tuple[dict[str, dict[str, Tensor]], dict[str, Any]]:
     """Views are the mapping-valued entries of a batch; everything else (ids, labels) is extra."""
@@ -36,6 +38,21 @@ def _concat(group: list[dict[str, Tensor]]) -> dict[str, Tensor]:
     return merged
 
 
+def group_views(views: Mapping[str, Mapping[str, Tensor]]) -> list[tuple[list[str], dict[str, Tensor], list[int]]]:
+    """Group views with the same input names (one encoder) and concatenate each group along the batch.
+
+    Returns ``[(view_names, concatenated_inputs, rows_per_view), ...]`` in first-seen order.
+    """
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for name, view in views.items():
+        groups.setdefault(tuple(sorted(view)), []).append(name)
+    result = []
+    for names in groups.values():
+        sizes = [next(iter(views[name].values())).shape[0] for name in names]
+        result.append((names, _concat([dict(views[name]) for name in names]), sizes))
+    return result
+
+
 def embed_views(model: nn.Module, views: Mapping[str, Mapping[str, Tensor]]) -> dict[str, Tensor]:
     """Run ``model`` once per group of views with the same input names and return ``{view: [B, D]}``.
 
@@ -44,15 +61,13 @@ def embed_views(model: nn.Module, views: Mapping[str, Mapping[str, Tensor]]) -> 
     which is exactly what unsupervised SimCSE needs. Losses use the training embedding
     (``use_head=True``: projection heads on), in evaluation too.
     """
-    groups: dict[tuple[str, ...], list[str]] = {}
-    for name, view in views.items():
-        groups.setdefault(tuple(sorted(view)), []).append(name)
     embeddings: dict[str, Tensor] = {}
-    for names in groups.values():
-        batch = _concat([dict(views[name]) for name in names])
-        output = model(**batch, use_head=True)
-        emb = output.embeddings if hasattr(output, "embeddings") else output[0]
-        sizes = [next(iter(views[name].values())).shape[0] for name in names]
-        for name, chunk in zip(names, torch.split(emb, sizes)):
-            embeddings[name] = chunk
+    for names, batch, sizes in group_views(views):
+        embeddings.update(zip(names, torch.split(model_embeddings(model, batch), sizes)))
     return embeddings
+
+
+def model_embeddings(model: nn.Module, inputs: Mapping[str, Tensor]) -> Tensor:
+    """The training embedding ``[rows, D]`` of one forward (``use_head=True``)."""
+    output = model(**inputs, use_head=True)
+    return output.embeddings if hasattr(output, "embeddings") else output[0]
