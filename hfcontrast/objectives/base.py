@@ -7,7 +7,6 @@ trainer saves in every checkpoint and never exports with the model.
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -48,9 +47,13 @@ class ContrastiveObjective(nn.Module):
         return [p for p in self.parameters() if p.requires_grad]
 
 
-@functools.lru_cache(maxsize=64)
+_ACCEPTS_USE_HEAD: dict[type, bool] = {}
+
+
 def _accepts_use_head(module_type: type[nn.Module]) -> bool:
-    return "use_head" in inspect.signature(module_type.forward).parameters
+    if module_type not in _ACCEPTS_USE_HEAD:
+        _ACCEPTS_USE_HEAD[module_type] = "use_head" in inspect.signature(module_type.forward).parameters
+    return _ACCEPTS_USE_HEAD[module_type]
 
 
 def encode(model: nn.Module, inputs: Mapping[str, Tensor]) -> Tensor:
