@@ -14,6 +14,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, set_seed
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy
@@ -23,7 +24,7 @@ from hfcontrast.collators import TextPairCollator, UnsupervisedSimCSECollator
 from hfcontrast.data import default_data_file, default_text_model, load_text_dataset
 from hfcontrast.evaluation import STSEvaluator
 from hfcontrast.hub import plot_training, save_eval_results, write_model_card
-from hfcontrast.objectives import SimCSE
+from hfcontrast.objectives import NegativeOptions, SimCSE
 from hfcontrast.trainer import ContrastiveTrainer, ContrastiveTrainingArguments, train_with_before_after
 
 logger = logging.getLogger("simcse")
@@ -106,9 +107,19 @@ def build_model(args: ModelArguments) -> tuple[ContrastiveTextModel, object]:
     return model, AutoTokenizer.from_pretrained(tokenizer_path)
 
 
+def _changed(options: NegativeOptions) -> dict[str, object]:
+    """The negative-handling options that differ from their defaults (for the model card)."""
+    default = NegativeOptions()
+    return {k: v for k, v in vars(options).items() if v != getattr(default, k)}
+
+
 def main() -> None:
-    parser = HfArgumentParser((ModelArguments, DataArguments, ObjectiveArguments, SimCSETrainingArguments))
-    model_args, data_args, objective_args, training_args = parser.parse_args_into_dataclasses()
+    parser = HfArgumentParser(
+        (ModelArguments, DataArguments, ObjectiveArguments, NegativeOptions, SimCSETrainingArguments)
+    )
+    model_args, data_args, objective_args, negative_options, training_args = parser.parse_args_into_dataclasses()
+    if "--num_train_epochs" in sys.argv and "--max_steps" not in sys.argv:
+        training_args.max_steps = -1  # the demo's step budget yields to an explicit epoch count
     logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING, stream=sys.stdout)
     set_seed(training_args.seed)
 
@@ -117,6 +128,12 @@ def main() -> None:
     train = load_text_dataset(train_file, data_args.dataset_name, max_samples=data_args.max_train_samples)
     model, tokenizer = build_model(model_args)
 
+    # False-negative ids (an id column, else the normalised positive text) and SupCon labels for the collator.
+    extra_columns: dict[str, Any] = {
+        "id_column": negative_options.duplicate_id_column if negative_options.false_negative_masking else None,
+        "ids_from_text": negative_options.false_negative_masking and negative_options.duplicate_id_column is None,
+        "label_column": negative_options.supcon_label_column,
+    }
     supervised = data_args.anchor_column is not None or len(train.column_names) > 1
     if supervised:
         collator = TextPairCollator.from_column_names(
@@ -126,10 +143,13 @@ def main() -> None:
             positive_column=data_args.positive_column,
             negative_column=data_args.negative_column,
             max_length=data_args.max_seq_length,
+            **extra_columns,
         )
     else:
         column = data_args.text_column or train.column_names[0]
-        collator = UnsupervisedSimCSECollator(tokenizer, column, max_length=data_args.max_seq_length)
+        collator = UnsupervisedSimCSECollator(
+            tokenizer, column, max_length=data_args.max_seq_length, **extra_columns
+        )
     logger.info("mode: %s, columns %s", "supervised" if supervised else "unsupervised", collator.columns)
 
     objective = SimCSE(
@@ -139,6 +159,7 @@ def main() -> None:
         queue_size=objective_args.queue_size,
         encoder=model,
         momentum=objective_args.momentum,
+        options=negative_options,
     )
     evaluator = STSEvaluator.from_file(validation_file, tokenizer, name="sts", max_length=128)
     if training_args.eval_strategy != "no" and training_args.metric_for_best_model is None:
@@ -170,7 +191,7 @@ def main() -> None:
             trainer,
             family="text",
             method="SimCSE (supervised)" if supervised else "SimCSE (unsupervised)",
-            hyperparameters=vars(objective_args),
+            hyperparameters=vars(objective_args) | _changed(negative_options),
             eval_results=results,
             train_dataset_name=data_args.dataset_name or Path(train_file or "").name,
             base_model=model_args.model_name_or_path or model_args.config_name or "all-MiniLM-L6-v2",

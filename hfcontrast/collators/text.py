@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from ..losses import text_ids
 from .validation import CollatorInputError, check_batch_size, require_column, require_text
 
 # Column conventions recognised by ``TextPairCollator.from_column_names`` (anchor, positive, negative).
@@ -32,7 +33,11 @@ class TextPairCollator:
     When ``anchor_column == positive_column`` (unsupervised SimCSE) the text is tokenised once and
     the view repeated; dropout in the encoder makes the two views differ.
 
-    With ``id_column`` the batch also carries ``ids`` (int64), for false-negative masking.
+    With ``id_column`` the batch also carries ``ids`` (int64), for false-negative masking; with
+    ``ids_from_text`` the ``ids`` are the hashes of the normalised positive text (lowercase, punctuation
+    stripped, whitespace collapsed; :func:`hfcontrast.losses.text_ids`), so rows whose positives are the
+    same text are not negatives of each other. With ``label_column`` the batch carries ``labels`` (int64;
+    string labels are hashed the same way), the classes of SupCon.
     """
 
     def __init__(
@@ -45,9 +50,14 @@ class TextPairCollator:
         max_length: int = 32,
         id_column: str | None = None,
         pad_to_multiple_of: int | None = None,
+        ids_from_text: bool = False,
+        label_column: str | None = None,
     ) -> None:
         if max_length < 2:
             raise ValueError(f"max_length must be >= 2, got {max_length}")
+        if ids_from_text and id_column is not None:
+            raise ValueError("pass id_column or ids_from_text, not both (the batch has one 'ids' entry)")
+        self.ids_from_text, self.label_column = ids_from_text, label_column
         self.tokenizer = tokenizer
         self.anchor_column, self.positive_column = anchor_column, positive_column
         self.negative_columns = tuple(negative_columns)
@@ -117,6 +127,10 @@ class TextPairCollator:
             batch["negative"] = {key: torch.cat([n[key] for n in negatives]) for key in negatives[0]}
         if self.id_column is not None:
             batch["ids"] = _ids(features, self.id_column)
+        elif self.ids_from_text:
+            batch["ids"] = text_ids(texts[0 if unsupervised else 1])
+        if self.label_column is not None:
+            batch["labels"] = _ids(features, self.label_column, allow_text=True)
         return batch
 
 
@@ -127,11 +141,14 @@ class UnsupervisedSimCSECollator(TextPairCollator):
         super().__init__(tokenizer, text_column, text_column, (), **kwargs)
 
 
-def _ids(features: Sequence[Mapping[str, Any]], column: str) -> torch.Tensor:
+def _ids(features: Sequence[Mapping[str, Any]], column: str, allow_text: bool = False) -> torch.Tensor:
     values = []
     for i, row in enumerate(features):
         value = require_column(row, column, i)
+        if allow_text and isinstance(value, str):
+            value = int(text_ids([require_text(row, column, i)])[0])
         if isinstance(value, bool) or not isinstance(value, int):
-            raise CollatorInputError(f"row {i}, column {column!r}: ids must be integers, got {value!r}")
+            kind = "integers or strings" if allow_text else "integers"
+            raise CollatorInputError(f"row {i}, column {column!r}: values must be {kind}, got {value!r}")
         values.append(value)
     return torch.tensor(values, dtype=torch.long)

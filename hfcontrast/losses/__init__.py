@@ -3,23 +3,52 @@
 from __future__ import annotations
 
 from .clip import clip_loss
+from .contrastive import FNCLMode, contrastive_from_logits, contrastive_loss
 from .infonce import info_nce, similarity_matrix
+from .masks import ColumnRoles, duplicate_mask, normalize_text, same_label_mask, text_ids
+from .negatives import (
+    MochiDraws,
+    draw_mochi,
+    fncl_false_negatives,
+    hard_negative_log_weights,
+    masked_logsumexp,
+    mochi_negatives,
+)
 from .predictive import byol_loss, simsiam_loss
 from .siglip import siglip_loss
 from .stats import alignment, top1_accuracy, uniformity
 from .types import LossOutput, Reduction, Similarity
+from .variants import chunked_info_nce, dcl_loss, debiased_info_nce, supcon_loss
 
 __all__ = [
+    "ColumnRoles",
+    "FNCLMode",
     "LossOutput",
+    "MochiDraws",
     "Reduction",
     "Similarity",
     "alignment",
     "byol_loss",
+    "chunked_info_nce",
     "clip_loss",
+    "contrastive_from_logits",
+    "contrastive_loss",
+    "dcl_loss",
+    "debiased_info_nce",
+    "draw_mochi",
+    "duplicate_mask",
+    "fncl_false_negatives",
+    "hard_negative_log_weights",
     "info_nce",
+    "masked_logsumexp",
+    "mochi_negatives",
+    "normalize_text",
+    "same_label_mask",
     "siglip_loss",
     "similarity_matrix",
     "simsiam_loss",
+    "supcon_loss",
+    "text_ids",
     "top1_accuracy",
     "uniformity",
 ]

@@ -4,6 +4,7 @@ from .base import ContrastiveObjective, ObjectiveOutput, pair_stats
 from .byol import BYOL, Predictor
 from .clip import CLIP, SigLIP
 from .moco import MoCo
+from .options import NegativeOptions
 from .simclr import SimCLR
 from .simcse import SimCSE
 from .simsiam import SimSiam
@@ -12,3 +13,4 @@ from .state import KeyQueue, MomentumEncoder
 __all__ = ["ContrastiveObjective", "KeyQueue", "MomentumEncoder", "ObjectiveOutput", "SimCSE", "pair_stats"]
 __all__ += ["BYOL", "MoCo", "Predictor", "SimCLR", "SimSiam"]
 __all__ += ["CLIP", "SigLIP"]
+__all__ += ["NegativeOptions"]

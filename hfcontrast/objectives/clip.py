@@ -35,8 +35,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..distributed import gather_with_grad
-from ..losses import LossOutput, clip_loss, siglip_loss, top1_accuracy, uniformity
+from ..losses import ColumnRoles, LossOutput, clip_loss, siglip_loss, top1_accuracy, uniformity
 from .base import ContrastiveObjective, ObjectiveOutput, pair_stats
+from .options import NegativeOptions, column_values, gathered
 from .state import KeyQueue, MomentumEncoder
 
 
@@ -81,7 +82,9 @@ class _ImageTextObjective(ContrastiveObjective):
         """Alignment, uniformity of each modality (Wang & Isola 2020), image->text top-1, and the scale
         ``logit_scale`` (logged exponentiated: ``s = 1 / tau``) and ``temperature`` ``tau``."""
         stats = pair_stats(image, text, out.logits, out.labels)
-        stats["top1_image_to_text"] = stats.pop("top1")
+        top1 = stats.pop("top1", None)
+        if top1 is not None:
+            stats["top1_image_to_text"] = top1
         if text.shape[0] > 1:
             stats["uniformity_text"] = uniformity(text.detach())
         scale = scale.detach().float().to(image.device)
@@ -109,6 +112,10 @@ class CLIP(_ImageTextObjective):
         temperature: a fixed ``tau`` instead of the model's ``logit_scale`` (only for an encoder
             without one, e.g. two separate towers, or ``encoder=None`` for a bare objective).
         embedding_dim: queue width, if the encoder's config does not give it.
+        options: :class:`NegativeOptions`, applied in both directions (image->text and text->image):
+            false-negative masking by ``batch["ids"]`` (the image id: rows sharing an image, or a
+            caption, are not negatives of each other), FNCL, debiased, hard-negative ``beta``, MoCHi on
+            the queues, SupCon by ``batch["labels"]``, DCL, chunked loss. The queues store the ids/labels.
     """
 
     def __init__(
@@ -121,8 +128,11 @@ class CLIP(_ImageTextObjective):
         final_momentum: float | None = None,
         temperature: float | None = None,
         embedding_dim: int | None = None,
+        options: NegativeOptions | None = None,
     ) -> None:
         super().__init__(encoder, gather)
+        self.options = options or NegativeOptions()
+        self.options.check("CLIP", has_queue=queue_size > 0)
         if queue_size < 0:
             raise ValueError(f"queue_size must be >= 0, got {queue_size}")
         if temperature is not None and temperature <= 0:
@@ -146,8 +156,9 @@ class CLIP(_ImageTextObjective):
             dim = embedding_dim or getattr(config, "projection_dim", None)
             if dim is None:
                 raise ValueError("queue_size > 0 needs embedding_dim (or an encoder with config.projection_dim)")
-            self.image_queue = KeyQueue(queue_size, int(dim))
-            self.text_queue = KeyQueue(queue_size, int(dim))
+            store = self.options.queue_stores is not None
+            self.image_queue = KeyQueue(queue_size, int(dim), store_ids=store)
+            self.text_queue = KeyQueue(queue_size, int(dim), store_ids=store)
 
     def logit_scale(self) -> Tensor:
         """``s = exp(logit_scale)`` in fp32 (differentiable when the model's scale is learnable)."""
@@ -161,30 +172,81 @@ class CLIP(_ImageTextObjective):
         scale = self.logit_scale().to(image.device)
         queued_image = self.image_queue.negatives() if self.image_queue is not None else None
         queued_text = self.text_queue.negatives() if self.text_queue is not None else None
-        out = clip_loss(
-            image,
-            text,
-            all_image,
-            all_text,
-            logit_scale=scale,
-            offset=offset,
-            extra_image_negatives=queued_image,
-            extra_text_negatives=queued_text,
-        )
+        if self.options.active:
+            out = self._options_loss(image, text, all_image, all_text, offset, scale, queued_image, queued_text, batch)
+        else:
+            out = clip_loss(
+                image,
+                text,
+                all_image,
+                all_text,
+                logit_scale=scale,
+                offset=offset,
+                extra_image_negatives=queued_image,
+                extra_text_negatives=queued_text,
+            )
         if self.training and self.image_queue is not None and self.text_queue is not None:
             if self.key_encoder is not None:
                 image_keys, text_keys = self.key_encoder(batch["image"]), self.key_encoder(batch["text"])
             else:
                 image_keys, text_keys = image.detach(), text.detach()
-            self.image_queue.stage(F.normalize(image_keys.float(), dim=-1))
-            self.text_queue.stage(F.normalize(text_keys.float(), dim=-1))
+            values = self.options.queue_values(batch, image.shape[0], image.device)
+            self.image_queue.stage(F.normalize(image_keys.float(), dim=-1), values)
+            self.text_queue.stage(F.normalize(text_keys.float(), dim=-1), values)
         stats = self._stats(image, text, scale, out)
         assert out.labels is not None
-        stats["top1_text_to_image"] = top1_accuracy(out.stats["logits_per_text"].detach(), out.labels)
-        stats["negatives"] = torch.tensor(float(out.logits.shape[1] - 1), device=image.device)  # type: ignore[union-attr]
+        if out.logits is None:
+            stats["top1_image_to_text"] = out.stats["top1"]
+            stats["top1_text_to_image"] = out.stats["top1_text_to_image"]
+            stats["negatives"] = out.stats["negatives"]
+        else:
+            stats["top1_text_to_image"] = top1_accuracy(out.stats["logits_per_text"].detach(), out.labels)
+            stats["negatives"] = torch.tensor(float(out.logits.shape[1] - 1), device=image.device)
         if self.key_encoder is not None:
             stats["momentum"] = self.key_encoder.current_momentum.detach().clone()
         return ObjectiveOutput(out.loss, stats)
+
+    def _options_loss(
+        self,
+        image: Tensor,
+        text: Tensor,
+        all_image: Tensor,
+        all_text: Tensor,
+        offset: int,
+        scale: Tensor,
+        queued_image: Tensor | None,
+        queued_text: Tensor | None,
+        batch: Mapping[str, Any],
+    ) -> LossOutput:
+        """Both directions with :class:`NegativeOptions`: rows ``I`` vs ``[T_all; Q_T]`` and ``T`` vs ``[I_all; Q_I]``."""
+        options, n, device = self.options, image.shape[0], image.device
+        ids, classes = options.example_ids(batch, n, device), options.example_labels(batch, n, device)
+        all_ids, all_classes = gathered(ids, self.gather), gathered(classes, self.gather)
+        positive_index = torch.arange(n, device=device) + offset
+        total = all_text.shape[0]
+
+        def direction(rows: Tensor, columns: Tensor, queued: Tensor | None, queue: KeyQueue | None) -> LossOutput:
+            stored = queue.ids() if queue is not None and queued is not None and options.queue_stores else None
+            roles = ColumnRoles(
+                positive_index=positive_index,
+                query_ids=ids,
+                candidate_ids=column_values(all_ids, stored, device=device),
+                query_labels=classes,
+                candidate_labels=column_values(all_classes, stored, device=device),
+            )
+            candidates = columns if queued is None else torch.cat([columns, queued.to(columns.dtype)])
+            return options.contrast(
+                rows, candidates, roles, temperature=1.0 / scale, queue_start=total if queued is not None else None
+            )
+
+        image_to_text = direction(image, all_text, queued_text, self.text_queue)
+        text_to_image = direction(text, all_image, queued_image, self.image_queue)
+        stats = dict(image_to_text.stats)
+        stats["top1_text_to_image"] = text_to_image.stats["top1"]
+        stats["loss_image_to_text"] = image_to_text.loss.detach()
+        stats["loss_text_to_image"] = text_to_image.loss.detach()
+        loss = 0.5 * (image_to_text.loss + text_to_image.loss)
+        return LossOutput(loss=loss, logits=None, labels=positive_index, stats=stats)
 
     def after_optimizer_step(self, model: nn.Module, step: int, max_steps: int) -> None:
         super().after_optimizer_step(model, step, max_steps)

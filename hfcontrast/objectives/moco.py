@@ -18,15 +18,17 @@ encoder (``k1, k2``); no queue, in-batch keys gathered from every process are th
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from ..distributed import gather_with_grad
-from ..losses import LossOutput, Similarity, info_nce
+from ..losses import ColumnRoles, LossOutput, Similarity, info_nce
 from .base import ContrastiveObjective, ObjectiveOutput, pair_stats
 from .byol import Predictor, momentum_embed, predict, resolve_embedding_dim
+from .options import NegativeOptions, column_values, gathered
 from .state import KeyQueue, MomentumEncoder
 
 _DEFAULTS = {"v2": (0.999, None), "v3": (0.99, 1.0)}
@@ -48,7 +50,12 @@ class MoCo(ContrastiveObjective):
         similarity: ``"cosine"`` (the papers' normalised embeddings) or ``"dot"``.
         gather: v3: keys of every process are negatives.
         mask_duplicate_ids: v2: store ``batch["ids"]`` with the queued keys and drop queued keys of the
-            query's own image from its negatives (they are false negatives on small datasets).
+            query's own image from its negatives (they are false negatives on small datasets). The
+            same as ``options=NegativeOptions(false_negative_masking=True)``.
+        options: :class:`NegativeOptions` (false-negative masking by ``batch["ids"]``, FNCL, debiased,
+            hard-negative ``beta``, MoCHi on the v2 queue, SupCon by ``batch["labels"]`` with labels
+            stored in the queue, DCL, chunked loss). v2: the positive is the own key; the other in-batch
+            keys stay out of the loss, as in the paper.
     """
 
     def __init__(
@@ -65,6 +72,7 @@ class MoCo(ContrastiveObjective):
         similarity: Similarity = "cosine",
         gather: bool = True,
         mask_duplicate_ids: bool = False,
+        options: NegativeOptions | None = None,
     ) -> None:
         super().__init__()
         if version not in _DEFAULTS:
@@ -74,6 +82,10 @@ class MoCo(ContrastiveObjective):
         if version == "v3" and (queue_size or mask_duplicate_ids):
             raise ValueError("MoCo v3 has no queue: leave queue_size and mask_duplicate_ids unset")
         self.version, self.temperature, self.similarity = version, temperature, similarity
+        self.options = options or NegativeOptions()
+        if mask_duplicate_ids and not self.options.false_negative_masking:
+            self.options = replace(self.options, false_negative_masking=True)
+        self.options.check(f"MoCo {version}", has_queue=version == "v2", similarity=similarity)
         self.gather, self.mask_duplicate_ids = gather, mask_duplicate_ids
         base, final = _DEFAULTS[version]
         momentum = base if momentum is None else momentum
@@ -86,7 +98,7 @@ class MoCo(ContrastiveObjective):
             size = 65536 if queue_size is None else int(queue_size)
             if size < 1:
                 raise ValueError(f"MoCo v2 needs queue_size >= 1, got {size}")
-            self.keys = KeyQueue(size, dim, store_ids=mask_duplicate_ids)
+            self.keys = KeyQueue(size, dim, store_ids=self.options.queue_stores is not None)
             self.online_views = ("query",)
         else:
             self.predictor = Predictor(dim, predictor_hidden_dim)
@@ -100,51 +112,84 @@ class MoCo(ContrastiveObjective):
     def _forward_v2(self, query: Tensor, batch: Mapping[str, Any]) -> ObjectiveOutput:
         assert self.keys is not None
         key = self.key_encoder(batch["key"])
-        n = query.shape[0]
-        # Column i of the in-batch block is query i's positive; the other in-batch keys are masked.
-        mask = ~torch.eye(n, dtype=torch.bool, device=query.device)
+        n, device = query.shape[0], query.device
         queued = self.keys.negatives()
-        ids = None
-        if self.mask_duplicate_ids:
-            if not isinstance(batch.get("ids"), Tensor):
-                raise ValueError("mask_duplicate_ids=True needs integer batch['ids'] from the collator")
-            ids = batch["ids"].to(query.device).long()
-            queued_ids = self.keys.ids()
-            if queued_ids is not None:
-                mask = torch.cat([mask, ids[:, None] == queued_ids.to(query.device)[None, :]], dim=1)
-        labels = torch.arange(n, device=query.device)
-        out = info_nce(
-            query,
-            key,
-            labels,
-            temperature=self.temperature,
-            similarity=self.similarity,
-            extra_negatives=queued,
-            candidate_mask=mask,
-        )
+        labels = torch.arange(n, device=device)
+        if self.options.active:
+            out = self._options_v2(query, key, queued, batch)
+        else:
+            # Column i of the in-batch block is query i's positive; the other in-batch keys are masked.
+            mask = ~torch.eye(n, dtype=torch.bool, device=device)
+            out = info_nce(
+                query,
+                key,
+                labels,
+                temperature=self.temperature,
+                similarity=self.similarity,
+                extra_negatives=queued,
+                candidate_mask=mask,
+            )
         if self.training:
-            self.keys.stage(key, ids)
+            self.keys.stage(key, self.options.queue_values(batch, n, device))
         stats = self._stats(query, key, out)
         stats["negatives"] = torch.tensor(float(len(self.keys)))
         return ObjectiveOutput(out.loss, stats)
 
-    def _contrast(self, query: Tensor, key: Tensor) -> LossOutput:
+    def _options_v2(self, query: Tensor, key: Tensor, queued: Tensor | None, batch: Mapping[str, Any]) -> LossOutput:
+        """Columns ``[keys; queue]``: the own key is the positive, the other keys are ignored (paired block)."""
+        assert self.keys is not None
+        options, n, device = self.options, query.shape[0], query.device
+        ids, classes = options.example_ids(batch, n, device), options.example_labels(batch, n, device)
+        stored = self.keys.ids() if queued is not None and options.queue_stores else None
+        roles = ColumnRoles(
+            positive_index=torch.arange(n, device=device),
+            paired_columns=n,
+            query_ids=ids,
+            candidate_ids=column_values(ids, stored, device=device),
+            query_labels=classes,
+            candidate_labels=column_values(classes, stored, device=device),
+        )
+        columns = key if queued is None else torch.cat([key, queued.to(key.dtype)])
+        return options.contrast(
+            query,
+            columns,
+            roles,
+            temperature=self.temperature,
+            similarity=self.similarity,
+            queue_start=n if queued is not None else None,
+        )
+
+    def _contrast(self, query: Tensor, key: Tensor, batch: Mapping[str, Any]) -> LossOutput:
         keys, offset = gather_with_grad(key) if self.gather else (key, 0)
         labels = torch.arange(query.shape[0], device=query.device) + offset
-        return info_nce(query, keys, labels, temperature=self.temperature, similarity=self.similarity)
+        if not self.options.active:
+            return info_nce(query, keys, labels, temperature=self.temperature, similarity=self.similarity)
+        options, n, device = self.options, query.shape[0], query.device
+        ids, classes = options.example_ids(batch, n, device), options.example_labels(batch, n, device)
+        roles = ColumnRoles(
+            positive_index=labels,
+            query_ids=ids,
+            candidate_ids=gathered(ids, self.gather),
+            query_labels=classes,
+            candidate_labels=gathered(classes, self.gather),
+        )
+        return options.contrast(query, keys, roles, temperature=self.temperature, similarity=self.similarity)
 
     def _forward_v3(self, view1: Tensor, view2: Tensor, batch: Mapping[str, Any]) -> ObjectiveOutput:
         assert self.predictor is not None
         q1, q2 = predict(self.predictor, view1, view2)
         k1, k2 = momentum_embed(self.key_encoder, batch, ("query", "key"))
-        first, second = self._contrast(q1, k2), self._contrast(q2, k1)
+        first, second = self._contrast(q1, k2, batch), self._contrast(q2, k1, batch)
         loss = 2.0 * self.temperature * (first.loss + second.loss)
         stats = self._stats(q1, k2, first)
-        stats["negatives"] = torch.tensor(float(first.logits.shape[1] - 1))  # type: ignore[union-attr]
+        if first.logits is not None:
+            stats["negatives"] = torch.tensor(float(first.logits.shape[1] - 1))
         return ObjectiveOutput(loss, stats)
 
     def _stats(self, query: Tensor, key: Tensor, out: LossOutput) -> dict[str, Tensor]:
         stats = pair_stats(query, key, out.logits, out.labels)
+        if out.logits is None:
+            stats["top1"], stats["negatives"] = out.stats["top1"], out.stats["negatives"]
         stats["temperature"] = torch.tensor(self.temperature)
         stats["momentum"] = self.key_encoder.current_momentum.detach().clone()
         return stats

@@ -17,8 +17,9 @@ import torch
 from torch import Tensor
 
 from ..distributed import gather_with_grad
-from ..losses import LossOutput, Similarity, info_nce
+from ..losses import ColumnRoles, LossOutput, Similarity, info_nce
 from .base import ContrastiveObjective, ObjectiveOutput, pair_stats
+from .options import NegativeOptions, column_values, gathered
 
 
 def nt_xent(
@@ -65,17 +66,26 @@ class SimCLR(ContrastiveObjective):
         temperature: ``tau > 0`` (SimCLR: 0.1 with large batches; 0.5 in its CIFAR-10 setting).
         similarity: ``"cosine"`` (the paper's) or ``"dot"``.
         gather: use the views of every process as negatives (with gradient), as SimCLR's global batch.
+        options: :class:`NegativeOptions` (false-negative masking by ``batch["ids"]``, FNCL, debiased,
+            hard-negative ``beta``, SupCon by ``batch["labels"]``, DCL, chunked loss; no queue, so no MoCHi).
     """
 
     online_views = ("query", "key")
 
     def __init__(
-        self, temperature: float = 0.1, *, similarity: Similarity = "cosine", gather: bool = True
+        self,
+        temperature: float = 0.1,
+        *,
+        similarity: Similarity = "cosine",
+        gather: bool = True,
+        options: NegativeOptions | None = None,
     ) -> None:
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.temperature, self.similarity, self.gather = temperature, similarity, gather
+        self.options = options or NegativeOptions()
+        self.options.check("SimCLR", has_queue=False, similarity=similarity)
 
     def forward(self, embeddings: dict[str, Tensor], batch: Mapping[str, Any]) -> ObjectiveOutput:
         query, key = embeddings["query"], embeddings["key"]
@@ -84,8 +94,38 @@ class SimCLR(ContrastiveObjective):
             key_all, _ = gather_with_grad(key)
         else:
             query_all, key_all, offset = query, key, 0
-        out = nt_xent(query, key, query_all, key_all, offset, self.temperature, self.similarity)
+        if self.options.active:
+            out = self._options_loss(query, key, query_all, key_all, offset, batch)
+        else:
+            out = nt_xent(query, key, query_all, key_all, offset, self.temperature, self.similarity)
         stats = pair_stats(query, key, out.logits, out.labels)
         stats["temperature"] = torch.tensor(self.temperature)
         stats["negatives"] = torch.tensor(float(2 * query_all.shape[0] - 2))
+        if out.logits is None:
+            stats["top1"], stats["negatives"] = out.stats["top1"], out.stats["negatives"]
         return ObjectiveOutput(out.loss, stats)
+
+    def _options_loss(
+        self, query: Tensor, key: Tensor, query_all: Tensor, key_all: Tensor, offset: int, batch: Mapping[str, Any]
+    ) -> LossOutput:
+        """The NT-Xent layout of :func:`nt_xent` (self masked) under :class:`NegativeOptions`."""
+        n, total, device = query.shape[0], query_all.shape[0], query.device
+        options = self.options
+        ids, classes = options.example_ids(batch, n, device), options.example_labels(batch, n, device)
+        all_ids, all_classes = gathered(ids, self.gather), gathered(classes, self.gather)
+        rows = torch.arange(n, device=device) + offset
+        roles = ColumnRoles(
+            positive_index=torch.cat([rows + total, rows]),
+            self_index=torch.cat([rows, rows + total]),
+            query_ids=column_values(ids, ids, device=device),
+            candidate_ids=column_values(all_ids, all_ids, device=device),
+            query_labels=column_values(classes, classes, device=device),
+            candidate_labels=column_values(all_classes, all_classes, device=device),
+        )
+        return options.contrast(
+            torch.cat([query, key]),
+            torch.cat([query_all, key_all]),
+            roles,
+            temperature=self.temperature,
+            similarity=self.similarity,
+        )

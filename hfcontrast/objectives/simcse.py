@@ -20,8 +20,9 @@ import torch
 from torch import Tensor, nn
 
 from ..distributed import gather_with_grad
-from ..losses import Similarity, info_nce
+from ..losses import ColumnRoles, LossOutput, Similarity, info_nce
 from .base import ContrastiveObjective, ObjectiveOutput, pair_stats
+from .options import NegativeOptions, column_values, gathered
 from .state import KeyQueue, MomentumEncoder
 
 
@@ -43,6 +44,9 @@ class SimCSE(ContrastiveObjective):
             positives) and to size the queue.
         embedding_dim: queue width; defaults to ``encoder.config.train_embedding_dim``.
         momentum / final_momentum: EMA momentum of the key encoder and the end of its cosine schedule.
+        options: :class:`NegativeOptions` (false-negative masking by ``batch["ids"]``, FNCL, debiased,
+            hard-negative ``beta``, MoCHi on the queue, SupCon by ``batch["labels"]``, DCL, chunked loss).
+            The hard negatives of the ``negative`` view have no id and no label: always negatives.
     """
 
     def __init__(
@@ -58,6 +62,7 @@ class SimCSE(ContrastiveObjective):
         embedding_dim: int | None = None,
         momentum: float | None = None,
         final_momentum: float | None = None,
+        options: NegativeOptions | None = None,
     ) -> None:
         super().__init__()
         if temperature <= 0:
@@ -66,6 +71,8 @@ class SimCSE(ContrastiveObjective):
             raise ValueError(f"queue_size must be >= 0, got {queue_size}")
         self.temperature, self.similarity = temperature, similarity
         self.hard_negative_weight, self.symmetric, self.gather = hard_negative_weight, symmetric, gather
+        self.options = options or NegativeOptions()
+        self.options.check("SimCSE", has_queue=queue_size > 0, similarity=similarity)
         self.key_encoder: MomentumEncoder | None = None
         if momentum is not None:
             if encoder is None:
@@ -79,7 +86,7 @@ class SimCSE(ContrastiveObjective):
                 embedding_dim = getattr(config, "train_embedding_dim", None)
             if embedding_dim is None:
                 raise ValueError("queue_size > 0 needs embedding_dim (or encoder with config.train_embedding_dim)")
-            self.keys = KeyQueue(queue_size, int(embedding_dim))
+            self.keys = KeyQueue(queue_size, int(embedding_dim), store_ids=self.options.queue_stores is not None)
 
     def forward(self, embeddings: dict[str, Tensor], batch: Mapping[str, Any]) -> ObjectiveOutput:
         anchor = embeddings["anchor"]
@@ -95,27 +102,75 @@ class SimCSE(ContrastiveObjective):
         if queued is not None:
             extra.append(queued.to(anchor.dtype))
         weight = self.hard_negative_weight if negative is not None else 0.0
-        out = info_nce(
-            anchor,
-            candidates,
-            labels,
-            temperature=self.temperature,
-            similarity=self.similarity,
-            extra_negatives=torch.cat(extra) if extra else None,
-            extra_negative_weight=weight,
-            hard_negative_index=labels if weight else None,
-        )
-        loss = out.loss
-        if self.symmetric:
-            anchors, _ = gather(anchor)
-            back = info_nce(positive, anchors, labels, temperature=self.temperature, similarity=self.similarity)
-            loss = 0.5 * (loss + back.loss)
+        if self.options.active:
+            hard = extra[0].shape[0] if negative is not None else 0
+            loss, out = self._options_loss(anchor, positive, candidates, extra, hard, labels, weight, batch)
+        else:
+            out = info_nce(
+                anchor,
+                candidates,
+                labels,
+                temperature=self.temperature,
+                similarity=self.similarity,
+                extra_negatives=torch.cat(extra) if extra else None,
+                extra_negative_weight=weight,
+                hard_negative_index=labels if weight else None,
+            )
+            loss = out.loss
+            if self.symmetric:
+                anchors, _ = gather(anchor)
+                back = info_nce(positive, anchors, labels, temperature=self.temperature, similarity=self.similarity)
+                loss = 0.5 * (loss + back.loss)
         if self.keys is not None and self.training:
-            self.keys.stage(positive)
+            self.keys.stage(positive, self.options.queue_values(batch, anchor.shape[0], anchor.device))
         stats = pair_stats(anchor, positive, out.logits, labels)
         stats["temperature"] = torch.tensor(self.temperature)
-        stats["negatives"] = torch.tensor(float(out.logits.shape[1] - 1))  # type: ignore[union-attr]
+        if out.logits is not None:
+            stats["negatives"] = torch.tensor(float(out.logits.shape[1] - 1))
+        else:
+            stats["top1"], stats["negatives"] = out.stats["top1"], out.stats["negatives"]
         return ObjectiveOutput(loss, stats)
+
+    def _options_loss(
+        self,
+        anchor: Tensor,
+        positive: Tensor,
+        candidates: Tensor,
+        extra: list[Tensor],
+        hard: int,
+        labels: Tensor,
+        weight: float,
+        batch: Mapping[str, Any],
+    ) -> tuple[Tensor, LossOutput]:
+        """Columns ``[gathered positives; hard gathered negatives; queue]`` under :class:`NegativeOptions`."""
+        options, device, n = self.options, anchor.device, anchor.shape[0]
+        ids, classes = options.example_ids(batch, n, device), options.example_labels(batch, n, device)
+        all_ids, all_classes = gathered(ids, self.gather), gathered(classes, self.gather)
+        total = candidates.shape[0]
+        has_queue = self.keys is not None and len(self.keys) > 0
+        queued = self.keys.ids() if self.keys is not None and has_queue and options.queue_stores else None
+        roles = ColumnRoles(
+            positive_index=labels,
+            query_ids=ids,
+            candidate_ids=column_values(all_ids, hard, queued, device=device),
+            query_labels=classes,
+            candidate_labels=column_values(all_classes, hard, queued, device=device),
+            weighted_index=labels + total if weight else None,
+            weight=weight,
+        )
+        columns = torch.cat([candidates, *extra]) if extra else candidates
+        queue_start = total + hard if has_queue else None
+        out = options.contrast(
+            anchor, columns, roles, temperature=self.temperature, similarity=self.similarity, queue_start=queue_start
+        )
+        if not self.symmetric:
+            return out.loss, out
+        anchors, _ = gather_with_grad(anchor) if self.gather else (anchor, 0)
+        back_roles = ColumnRoles(
+            positive_index=labels, query_ids=ids, candidate_ids=all_ids, query_labels=classes, candidate_labels=all_classes
+        )
+        back = options.contrast(positive, anchors, back_roles, temperature=self.temperature, similarity=self.similarity)
+        return 0.5 * (out.loss + back.loss), out
 
     def after_optimizer_step(self, model: nn.Module, step: int, max_steps: int) -> None:
         if self.key_encoder is not None:
