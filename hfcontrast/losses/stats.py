@@ -47,8 +47,9 @@ def uniformity(x: Tensor, t: float = 2.0) -> Tensor:
         raise ValueError(f"t must be > 0, got {t}")
     (x,) = upcast(x)
     x = F.normalize(x, dim=-1)
+    # Distances from the N x N Gram matrix: O(N^2) scalars, never N^2/2 rows of width D.
     i, j = torch.triu_indices(n, n, offset=1, device=x.device)
-    sq_dist = (2.0 - 2.0 * (x[i] * x[j]).sum(dim=-1)).clamp_min(0.0)
+    sq_dist = (2.0 - 2.0 * (x @ x.t())[i, j]).clamp_min(0.0)
     return torch.logsumexp(-t * sq_dist, dim=0) - math.log(sq_dist.numel())
 
 
