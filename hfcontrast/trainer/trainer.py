@@ -18,10 +18,11 @@ from ..evaluation import Evaluator
 from ..hub.model_card import CARD_NAME, is_hfcontrast_card, write_model_card
 from ..hub.push import card_arguments_from_trainer, upload_folder_to_hub
 from ..hub.sentence_transformers import write_sentence_transformers_files
-from ..objectives.base import ContrastiveObjective
+from ..objectives.base import ContrastiveObjective, ObjectiveOutput
 from .arguments import ContrastiveTrainingArguments
 from .callbacks import ObjectiveStepCallback
-from .views import embed_views, split_views
+from .gradcache import gradcache_training_step
+from .views import embed_views, embed_views_chunked, split_views
 
 OBJECTIVE_STATE_NAME = "objective.safetensors"
 
@@ -82,13 +83,8 @@ class ContrastiveTrainer(Trainer):
             optimizer.add_param_group({"params": extra, "weight_decay": 0.0})
         return optimizer
 
-    def compute_loss(
-        self,
-        model: nn.Module,
-        inputs: dict[str, Any],
-        return_outputs: bool = False,
-        num_items_in_batch: Tensor | int | None = None,
-    ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+    def online_views(self, inputs: dict[str, Any]) -> dict[str, dict[str, Tensor]]:
+        """The views the trained model embeds: the objective's ``online_views`` present in the batch."""
         views, _ = split_views(inputs)
         online = self.objective.online_views
         if online is not None:
@@ -96,12 +92,39 @@ class ContrastiveTrainer(Trainer):
             views = {name: views[name] for name in online if name in views}
             if not views:
                 raise ValueError(f"the objective embeds views {list(online)}, the batch has {sorted(inputs)}")
-        self.objective.train(model.training)
-        embeddings = embed_views(model, views)
-        output = self.objective(embeddings, inputs)
-        if model.training and self.args.log_objective_stats:
+        return views
+
+    def record_stats(self, output: ObjectiveOutput) -> None:
+        """Keep the objective's statistics of a training batch for the next log."""
+        if self.args.log_objective_stats:
             for name, value in output.stats.items():
                 self._stats[name].append(value.detach().float())
+
+    def training_step(
+        self, model: nn.Module, inputs: dict[str, Any], num_items_in_batch: Tensor | int | None = None
+    ) -> Tensor:
+        """Trainer's step, or GradCache (:mod:`hfcontrast.trainer.gradcache`) with ``gradcache_chunk_size``."""
+        if self.args.gradcache_chunk_size is None:
+            return super().training_step(model, inputs, num_items_in_batch)
+        return gradcache_training_step(self, model, inputs)
+
+    def compute_loss(
+        self,
+        model: nn.Module,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: Tensor | int | None = None,
+    ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+        views = self.online_views(inputs)
+        self.objective.train(model.training)
+        chunk = self.args.gradcache_chunk_size
+        if chunk is not None and not torch.is_grad_enabled():  # evaluation: no graph, chunked forwards
+            embeddings = embed_views_chunked(model, views, chunk)
+        else:
+            embeddings = embed_views(model, views)
+        output = self.objective(embeddings, inputs)
+        if model.training:
+            self.record_stats(output)
         return (output.loss, embeddings) if return_outputs else output.loss
 
     def prediction_step(

@@ -68,6 +68,84 @@ def embed_views(model: nn.Module, views: Mapping[str, Mapping[str, Tensor]]) -> 
 
 
 def model_embeddings(model: nn.Module, inputs: Mapping[str, Tensor]) -> Tensor:
-    """The training embedding ``[rows, D]`` of one forward (``use_head=True``)."""
-    output = model(**inputs, use_head=True)
-    return output.embeddings if hasattr(output, "embeddings") else output[0]
+    """The training embedding ``[rows, D]`` of one forward (``use_head=True``, see ``encode``)."""
+    return encode(model, inputs)
+
+
+# ----------------------------------------------------------------------------- chunking (GradCache)
+_TOKEN_KEYS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
+
+
+def trim_padding(inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Drop trailing columns where ``attention_mask`` is 0 for every row (token tensors only)."""
+    mask = inputs.get("attention_mask")
+    out = dict(inputs)
+    if mask is None or mask.dim() != 2 or mask.shape[1] == 0:
+        return out
+    used = mask.ne(0).any(dim=0).nonzero()
+    length = int(used.max()) + 1 if used.numel() else 1
+    if length == mask.shape[1]:
+        return out
+    for key in _TOKEN_KEYS:
+        value = out.get(key)
+        if value is not None and value.dim() >= 2 and value.shape[1] == mask.shape[1]:
+            out[key] = value[:, :length]
+    return out
+
+
+def chunk_rows(inputs: Mapping[str, Tensor], chunk_size: int) -> list[dict[str, Tensor]]:
+    """Split every tensor of ``inputs`` along dim 0 into chunks of ``chunk_size`` rows (padding trimmed)."""
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    rows = next(iter(inputs.values())).shape[0]
+    return [
+        trim_padding({key: value[start : start + chunk_size] for key, value in inputs.items()})
+        for start in range(0, rows, chunk_size)
+    ]
+
+
+def length_order(inputs: Mapping[str, Tensor], chunk_size: int) -> Tensor | None:
+    """Row order longest-first (stable) for token inputs that span several chunks, else ``None``.
+
+    Chunks of similar lengths carry little padding; the rows go back to their places after stage 1.
+    Only for inputs with a 2-D ``attention_mask`` (text): for pixels the order would change nothing but
+    BatchNorm's chunk statistics.
+    """
+    mask = inputs.get("attention_mask")
+    if mask is None or mask.dim() != 2 or mask.shape[0] <= chunk_size:
+        return None
+    positions = torch.arange(1, mask.shape[1] + 1, device=mask.device)
+    lengths = (mask.ne(0) * positions).amax(dim=1)  # last attended position + 1 (right padding)
+    return torch.sort(lengths, descending=True, stable=True).indices
+
+
+def plan_chunks(inputs: Mapping[str, Tensor], chunk_size: int) -> tuple[Tensor | None, list[dict[str, Tensor]]]:
+    """``(order, chunks)``: chunk ``k`` holds rows ``order[k*chunk_size : (k+1)*chunk_size]`` (``order``
+    ``None``: the rows in place)."""
+    order = length_order(inputs, chunk_size)
+    if order is not None:
+        inputs = {key: value[order] for key, value in inputs.items()}
+    return order, chunk_rows(inputs, chunk_size)
+
+
+def unsort_rows(stacked: Tensor, order: Tensor | None) -> Tensor:
+    """Rows of ``stacked`` (in ``order``) back to the batch order."""
+    if order is None:
+        return stacked
+    out = torch.empty_like(stacked)
+    out[order] = stacked
+    return out
+
+
+@torch.no_grad()
+def embed_views_chunked(
+    model: nn.Module, views: Mapping[str, Mapping[str, Tensor]], chunk_size: int
+) -> dict[str, Tensor]:
+    """Like :func:`~hfcontrast.trainer.views.embed_views` under ``no_grad``, ``chunk_size`` rows per forward
+    (evaluation of a batch too large for one forward)."""
+    embeddings: dict[str, Tensor] = {}
+    for names, batch, sizes in group_views(views):
+        order, chunks = plan_chunks(batch, chunk_size)
+        stacked = unsort_rows(torch.cat([model_embeddings(model, chunk) for chunk in chunks]), order)
+        embeddings.update(zip(names, torch.split(stacked, sizes)))
+    return embeddings
