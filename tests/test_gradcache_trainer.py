@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import datasets
 import pytest
@@ -17,7 +18,7 @@ from hfcontrast.collators import TextPairCollator
 from hfcontrast.objectives import SimCSE
 from hfcontrast.trainer import ContrastiveTrainer, ContrastiveTrainingArguments
 from hfcontrast.trainer.views import embed_views
-from tests.test_gradcache import ChunkedForward, online, sentences, text_batch
+from tests.test_gradcache import ChunkedForward, one_forward_per_group, online, sentences, text_batch
 from tests.tiny import text_model, tokenizer
 
 
@@ -65,7 +66,11 @@ def train_text(tmp_path: Path, *, chunk: int | None, reference_chunk: int | None
         callbacks=[recorder],
     )
     trainer.losses = []
-    trainer.train()
+    if reference_chunk is None:
+        trainer.train()
+    else:  # the reference embeds each view group in one call of ChunkedForward (the chunks GradCache uses)
+        with mock.patch("hfcontrast.trainer.trainer.embed_views", one_forward_per_group):
+            trainer.train()
     return trainer, recorder, model
 
 

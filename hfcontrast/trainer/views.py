@@ -56,15 +56,26 @@ def group_views(views: Mapping[str, Mapping[str, Tensor]]) -> list[tuple[list[st
 def embed_views(model: nn.Module, views: Mapping[str, Mapping[str, Tensor]]) -> dict[str, Tensor]:
     """Run ``model`` once per group of views with the same input names and return ``{view: [B, D]}``.
 
-    Views that share an encoder (same input keys) are concatenated into one forward: one kernel
-    launch per layer instead of one per view, and dropout still draws independent masks per row,
-    which is exactly what unsupervised SimCSE needs. Losses use the training embedding
-    (``use_head=True``: projection heads on), in evaluation too.
+    Views that share an encoder (same input keys) are embedded together: pixels in one forward,
+    tokens in length buckets (see ``_embed_group``); dropout draws independent masks per row, which
+    is what unsupervised SimCSE needs. Losses use the training embedding (``use_head=True``:
+    projection heads on), in evaluation too.
     """
     embeddings: dict[str, Tensor] = {}
     for names, batch, sizes in group_views(views):
-        embeddings.update(zip(names, torch.split(model_embeddings(model, batch), sizes)))
+        embeddings.update(zip(names, torch.split(_embed_group(model, batch, buckets=len(names)), sizes)))
     return embeddings
+
+
+def _embed_group(model: nn.Module, batch: Mapping[str, Tensor], buckets: int) -> Tensor:
+    """Token inputs of several views: rows sorted by length into ``buckets`` forwards, each trimmed to
+    its longest row, so a batch pays less padding than one forward per view (one shared length would
+    pay the most). Other inputs: one forward."""
+    mask = batch.get("attention_mask")
+    if buckets < 2 or mask is None or mask.dim() != 2:
+        return model_embeddings(model, trim_padding(batch))
+    order, chunks = plan_chunks(batch, -(-mask.shape[0] // buckets))
+    return unsort_rows(torch.cat([model_embeddings(model, chunk) for chunk in chunks]), order)
 
 
 def model_embeddings(model: nn.Module, inputs: Mapping[str, Tensor]) -> Tensor:
