@@ -1,0 +1,363 @@
+"""CLIP with hfcontrast vs the stock ``transformers.Trainer`` + ``VisionTextDualEncoderModel`` (run_clip.py).
+
+    python benchmarks/clip_vs_hf_dual_encoder.py --quick      # ~9 min on 2 CPU cores
+    python benchmarks/clip_vs_hf_dual_encoder.py              # full
+
+Same towers and data as ``recipes/clip.py``'s default (its own ``build_model`` / ``load_data`` are
+used): a random-init ViT (28 px, patch 4, 4 layers, hidden 128) and all-MiniLM-L6-v2 with the text
+tower frozen, projection 128, on captioned Fashion-MNIST; both start from the **same ViT weights**
+(copied), same batch, steps, seed, optimizer (AdamW, lr 1e-3, weight decay 0.05, cosine, 10 % warm-up).
+
+* peer: ``VisionTextDualEncoderModel`` (pooler outputs, as it is built), ``return_loss=True``, the stock
+  ``Trainer``; data prepared as ``examples/pytorch/contrastive-image-text/run_clip.py`` does (captions
+  tokenised with ``padding="max_length"``, images through the image processor in ``set_transform``,
+  text tower frozen as its ``--freeze_text_model``); one caption per image (seeded choice);
+* ours: the recipe's model (mean-pooled text, CLS image), ``ImageTextCollator``, ``CLIP`` objective
+  (learnable, clamped temperature), ``ContrastiveTrainer``.
+
+Also the 2-process run of each (``ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2``,
+per-device batch = half, so the global batch is the same): the peer's loss then sees only its local
+batch as negatives, ours gathers the other process's embeddings (with gradient).
+
+Quality, by one evaluation code for both exported models (``get_image_features`` /
+``get_text_features`` on the same pixels and tokens): zero-shot top-1 on the test images with the
+held-out prompt templates, and text->image / image->text R@1 on the recipe's retrieval pairs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import random
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (
+    REPO_ROOT,
+    LoadSampler,
+    LoopTimer,
+    base_parser,
+    format_table,
+    machine_info,
+    median,
+    peak_rss_mb,
+    ratio,
+    run_worker,
+    save_results,
+    step_timer_callback,
+    wait_until_quiet,
+    write_result,
+)
+
+NAME = "clip_vs_hf_dual_encoder"
+TARGET_THROUGHPUT = 1.0
+MAX_LENGTH = 32
+
+
+def recipe() -> Any:
+    """``recipes/clip.py`` as a module (its ``build_model``, ``lock_text_tower``, ``image_processor``)."""
+    spec = importlib.util.spec_from_file_location("hfcontrast_clip_recipe", REPO_ROOT / "recipes" / "clip.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def training_args(a: argparse.Namespace, output_dir: str, world: int) -> dict[str, Any]:
+    return {
+        "output_dir": output_dir,
+        "per_device_train_batch_size": a.batch_size // world,
+        "learning_rate": 1e-3,
+        "weight_decay": 0.05,
+        "lr_scheduler_type": "cosine",
+        "warmup_steps": 0.1,
+        "max_steps": a.steps,
+        "seed": a.seed,
+        "data_seed": a.seed,
+        "logging_steps": 10,
+        "save_strategy": "no",
+        "report_to": "none",
+        "disable_tqdm": True,
+        "dataloader_drop_last": True,
+        "dataloader_num_workers": 0,
+        "remove_unused_columns": False,
+        "use_cpu": True,
+        "ddp_backend": "gloo" if world > 1 else None,
+    }
+
+
+def train_worker(a: argparse.Namespace) -> dict[str, Any]:
+    import torch
+    from transformers import set_seed
+
+    from hfcontrast import captions
+    from hfcontrast.augment import eval_pipeline, normalization_from_processor
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    set_seed(a.seed)
+    clip_recipe = recipe()
+    model, tokenizer, _ = clip_recipe.build_model(clip_recipe.ModelArguments(), "clip")
+    clip_recipe.lock_text_tower(model, 0)  # the recipe's default: text tower frozen
+    processor = clip_recipe.image_processor(model, None)
+    train = captions.fashion_mnist_captions("train", max_samples=a.train_samples)
+    timer = LoopTimer()
+    with tempfile.TemporaryDirectory() as scratch:
+        if a.lib == "ours":
+            from hfcontrast.collators import CollatorEpochCallback, ImageTextCollator
+            from hfcontrast.objectives import CLIP
+            from hfcontrast.trainer import ContrastiveTrainer, ContrastiveTrainingArguments
+            from hfcontrast.vision_data import with_index_column
+
+            mean, std = normalization_from_processor(processor)
+            size = int(model.config.vision_config.image_size)
+            collator = ImageTextCollator(eval_pipeline(size, mean, std, resize_size=size), tokenizer, seed=a.seed,
+                                         index_column="idx", max_length=MAX_LENGTH)
+            trainer: Any = ContrastiveTrainer(
+                model=model, args=ContrastiveTrainingArguments(**training_args(a, scratch, world)),
+                objective=CLIP(model), train_dataset=with_index_column(train, "idx"), data_collator=collator,
+                callbacks=[CollatorEpochCallback(collator), step_timer_callback(timer)],
+            )
+        else:
+            from transformers import (
+                Trainer,
+                TrainingArguments,
+                VisionTextDualEncoderConfig,
+                VisionTextDualEncoderModel,
+            )
+
+            config = VisionTextDualEncoderConfig.from_vision_text_configs(
+                model.config.vision_config, model.config.text_config, projection_dim=model.config.projection_dim
+            )
+            peer = VisionTextDualEncoderModel(config)
+            # Same starting weights as ours: the recipe's ViT init and MiniLM (the pooler stays the peer's own).
+            peer.vision_model.load_state_dict(model.vision_model.state_dict(), strict=False)
+            from transformers import AutoModel
+
+            from hfcontrast.data import default_text_model
+
+            peer.text_model.load_state_dict(AutoModel.from_pretrained(default_text_model()).state_dict())
+            for parameter in peer.text_model.parameters():  # run_clip.py --freeze_text_model
+                parameter.requires_grad = False
+            rng = random.Random(a.seed)
+            train = train.map(lambda row: {"caption": rng.choice(row["caption"])})
+            # run_clip.py: tokenise captions in .map (padding to max_length), images in set_transform.
+            train = train.map(lambda rows: dict(tokenizer(rows["caption"], max_length=MAX_LENGTH,
+                                                          padding="max_length", truncation=True)), batched=True)
+
+            def transform_images(rows: dict[str, Any]) -> dict[str, Any]:
+                images = [image.convert("RGB") for image in rows["image"]]
+                rows["pixel_values"] = list(processor(images=images, return_tensors="pt")["pixel_values"])
+                return rows
+
+            train.set_transform(transform_images)
+
+            def collate_fn(rows: list[dict[str, Any]]) -> dict[str, Any]:
+                return {
+                    "pixel_values": torch.stack([row["pixel_values"] for row in rows]),
+                    "input_ids": torch.tensor([row["input_ids"] for row in rows], dtype=torch.long),
+                    "attention_mask": torch.tensor([row["attention_mask"] for row in rows], dtype=torch.long),
+                    "return_loss": True,
+                }
+
+            model = peer
+            trainer = Trainer(model=peer, args=TrainingArguments(**training_args(a, scratch, world)),
+                              train_dataset=train, data_collator=collate_fn, callbacks=[step_timer_callback(timer)])
+        result = trainer.train()
+        rss = peak_rss_mb()
+        trainer.save_model(a.export)
+        if a.lib != "ours" and trainer.is_world_process_zero():
+            tokenizer.save_pretrained(a.export)
+    return {"lib": a.lib, "world_size": world, "peak_rss_mb": rss, "train_loss": float(result.training_loss),
+            "torch": torch.__version__, "threads": torch.get_num_threads(),
+            **timer.throughput(a.warmup, (a.batch_size // world) * world)}
+
+
+def eval_worker(a: argparse.Namespace) -> dict[str, Any]:
+    """One evaluation for both exports: zero-shot top-1 and R@1 from projected, normalised features."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from transformers import AutoModel, AutoTokenizer, VisionTextDualEncoderModel
+
+    import hfcontrast  # noqa: F401  (registers hfcontrast-dual with AutoModel)
+    from hfcontrast import captions
+    from hfcontrast.data import default_text_model
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    test = captions.fashion_mnist_captions("test", max_samples=a.test_samples)
+    pairs = captions.unique_description_pairs(test)
+    tokenizer = AutoTokenizer.from_pretrained(default_text_model())
+
+    def pixels(images: list[Any]) -> torch.Tensor:  # resize 28 (a no-op here), [0, 1], mean/std 0.5
+        arrays = [np.asarray(image.convert("RGB").resize((28, 28)), dtype=np.float32) / 255.0 for image in images]
+        return (torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) - 0.5) / 0.5
+
+    def tokens(texts: list[str]) -> dict[str, torch.Tensor]:
+        return dict(tokenizer(texts, padding=True, truncation=True, max_length=MAX_LENGTH, return_tensors="pt"))
+
+    test_pixels, pair_pixels = pixels(test["image"]), pixels(pairs["image"])
+    labels = torch.tensor(test["label"])
+    prompts = [captions.fill(t, name) for name in captions.FASHION_MNIST_CLASS_NAMES
+               for t in captions.HELD_OUT_TEMPLATES]
+    prompt_tokens, pair_tokens = tokens(prompts), tokens(list(pairs["caption"]))
+
+    def features(output: Any) -> torch.Tensor:
+        tensor = output if isinstance(output, torch.Tensor) else output.pooler_output
+        return F.normalize(tensor.float(), dim=-1)
+
+    out = {}
+    for path in a.paths:
+        model = (VisionTextDualEncoderModel if "peer" in Path(path).name else AutoModel).from_pretrained(path).eval()
+        with torch.inference_mode():
+            image = torch.cat([features(model.get_image_features(pixel_values=test_pixels[i : i + 512]))
+                               for i in range(0, len(test_pixels), 512)])
+            classes = features(model.get_text_features(**prompt_tokens))
+            classes = F.normalize(classes.view(len(captions.FASHION_MNIST_CLASS_NAMES), -1, classes.shape[-1])
+                                  .mean(1), dim=-1)
+            zero_shot = 100.0 * float(((image @ classes.T).argmax(1) == labels).float().mean())
+            sims = features(model.get_text_features(**pair_tokens)) @ features(
+                model.get_image_features(pixel_values=pair_pixels)).T
+            target = torch.arange(len(sims))
+            out[path] = {
+                "zeroshot_top1": zero_shot,
+                "text_to_image_R@1": 100.0 * float((sims.argmax(1) == target).float().mean()),
+                "image_to_text_R@1": 100.0 * float((sims.argmax(0) == target).float().mean()),
+            }
+    return {"metrics": out, "pairs": len(pairs), "test_images": len(test)}
+
+
+def plot(path: Path, summary: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    settings = list(summary)
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    for ax, key, title in zip(axes, ("samples_per_s", "zeroshot_top1", "text_to_image_R@1"),
+                              ("training samples/s (median)", "zero-shot top-1 %", "text->image R@1 %")):
+        for i, lib in enumerate(("peer", "ours")):
+            ax.bar([j + 0.38 * i for j in range(len(settings))], [summary[s][lib][key] for s in settings], 0.38,
+                   label="HF Trainer + VisionTextDualEncoder" if lib == "peer" else "hfcontrast")
+        ax.set_xticks([j + 0.19 for j in range(len(settings))], settings)
+        ax.set_title(title, fontsize=10)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--worker", choices=("train", "eval"))
+    parser.add_argument("--lib", choices=("ours", "peer"))
+    parser.add_argument("--export")
+    parser.add_argument("--paths", nargs="*")
+    parser.add_argument("--result")
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps at the start")
+    parser.add_argument("--batch-size", type=int, default=128, help="global batch (per device: / processes)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads per process (0: torch default; default: 1 with --quick, else 0)")
+    parser.add_argument("--train-samples", type=int, default=None)
+    parser.add_argument("--test-samples", type=int, default=None)
+    parser.add_argument("--processes", type=int, nargs="*", default=[1, 2], help="1 and/or 2")
+    a = parser.parse_args()
+    if a.threads is None:  # one thread per run on a shared 2-core machine: no spin-wait oversubscription
+        a.threads = 1 if a.quick else 0
+    if a.worker == "train":
+        return write_result(a.result, train_worker(a))
+    if a.worker == "eval":
+        return write_result(a.result, eval_worker(a))
+
+    a.steps = a.steps or (16 if a.quick else 200)
+    a.warmup = a.warmup or (4 if a.quick else 10)
+    a.train_samples = a.train_samples or (a.steps * a.batch_size if a.quick else 60000)
+    a.test_samples = a.test_samples or (2000 if a.quick else 10000)
+    reps = a.reps or 1
+    quiet = wait_until_quiet(a.wait_quiet) if a.wait_quiet else None
+    accelerate = str(Path(sys.executable).parent / "accelerate")
+    runs: list[dict[str, Any]] = []
+    tmp = Path(tempfile.mkdtemp(prefix="bench_clip_"))
+    try:
+        with LoadSampler() as load:
+            for processes in a.processes:
+                launcher = None
+                env = {}
+                if processes > 1:
+                    launcher = [accelerate, "launch", "--multi_gpu", "--num_processes", str(processes),
+                                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+                    env = {"ACCELERATE_USE_CPU": "1"}
+                threads = a.threads or (1 if processes > 1 else 0)
+                for rep in range(reps):
+                    for lib in ("peer", "ours") if rep % 2 == 0 else ("ours", "peer"):
+                        export = tmp / f"{lib}-{processes}p-{rep}"
+                        argv = [__file__, "--worker", "train", "--lib", lib, "--export", str(export)]
+                        for flag, value in (("steps", a.steps), ("warmup", a.warmup), ("batch-size", a.batch_size),
+                                            ("seed", a.seed), ("threads", threads),
+                                            ("train-samples", a.train_samples)):
+                            argv += [f"--{flag}", str(value)]
+                        run = run_worker(argv, launcher=launcher, env=env)
+                        run.update(processes=processes, rep=rep, export=str(export))
+                        runs.append(run)
+                        print(f"[{processes} proc rep {rep} {lib:4s}] {run['samples_per_s']:.1f} samples/s, "
+                              f"rss {run['peak_rss_mb']:.0f} MiB, loss {run['train_loss']:.3f}", flush=True)
+        scored = run_worker([__file__, "--worker", "eval", "--test-samples", str(a.test_samples),
+                             "--threads", str(a.threads),
+                             "--paths", *[r["export"] for r in runs]])
+        for run in runs:
+            run.update(scored["metrics"][run.pop("export")])
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    keys = ("samples_per_s", "samples_per_cpu_s", "peak_rss_mb", "zeroshot_top1", "text_to_image_R@1",
+            "image_to_text_R@1")
+    summary: dict[str, Any] = {}
+    rows = []
+    for processes in a.processes:
+        name = f"{processes} process" + ("es" if processes > 1 else "")
+        entry: dict[str, Any] = {}
+        for lib in ("peer", "ours"):
+            mine = [r for r in runs if r["processes"] == processes and r["lib"] == lib]
+            entry[lib] = {k: median(r[k] for r in mine) for k in keys}
+        entry["throughput_ratio"] = ratio(entry["ours"]["samples_per_s"], entry["peer"]["samples_per_s"])
+        entry["target"] = "MET" if entry["throughput_ratio"] >= TARGET_THROUGHPUT else "MISSED"
+        entry["negatives_per_row"] = {"peer": a.batch_size // processes, "ours": a.batch_size}
+        summary[name] = entry
+        rows.append([name, entry["peer"]["samples_per_s"], entry["ours"]["samples_per_s"], entry["throughput_ratio"],
+                     entry["peer"]["zeroshot_top1"], entry["ours"]["zeroshot_top1"],
+                     entry["peer"]["text_to_image_R@1"], entry["ours"]["text_to_image_R@1"],
+                     entry["peer"]["image_to_text_R@1"], entry["ours"]["image_to_text_R@1"],
+                     f"{a.batch_size // processes} / {a.batch_size}", entry["target"]])
+    info = machine_info()
+    info.update(load.summary())
+    if quiet:
+        info["wait_quiet"] = quiet
+    settings = {k: getattr(a, k) for k in ("quick", "steps", "warmup", "batch_size", "seed", "threads",
+                                          "train_samples", "test_samples", "processes")}
+    settings.update(reps=reps, retrieval_pairs=scored["pairs"])
+    payload = {"name": NAME, "machine": info, "settings": settings, "summary": summary, "runs": runs,
+               "targets": {"throughput_ratio": TARGET_THROUGHPUT}}
+    save_results(a.results_dir, NAME, payload)
+    plot(Path(a.results_dir) / f"{NAME}.png", summary)
+    print(f"\nload average (1 min) during the runs: {info['load1_min']:.2f} .. {info['load1_max']:.2f}; "
+          f"zero-shot on {scored['test_images']} test images, R@1 on {scored['pairs']} pairs")
+    print(f"{NAME}: global batch {a.batch_size}, {a.steps} steps; target samples/s >= {TARGET_THROUGHPUT}x the "
+          "HF dual encoder (gathered negatives on)")
+    print(format_table(["run", "HF samples/s", "ours samples/s", "ratio", "HF zero-shot", "ours zero-shot",
+                        "HF t2i R@1", "ours t2i R@1", "HF i2t R@1", "ours i2t R@1", "negatives HF / ours",
+                        "target"], rows))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    main()

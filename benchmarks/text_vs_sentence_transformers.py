@@ -1,0 +1,332 @@
+"""Supervised SimCSE with hfcontrast vs sentence-transformers' MultipleNegativesRankingLoss.
+
+    python benchmarks/text_vs_sentence_transformers.py --quick      # ~8 min on 2 CPU cores
+    python benchmarks/text_vs_sentence_transformers.py              # full
+
+Both libraries start from the same weights (all-MiniLM-L6-v2, and a small random BERT built from a
+config with MiniLM's tokenizer, saved once and loaded by both), train on the same SNLI triplets
+(anchor, positive, hard negative) with the same batch, learning rate, steps, seed, max length,
+optimizer (AdamW, linear decay, no warm-up, no weight decay) and the same loss (in-batch + hard
+negatives, cosine, scale 20 == temperature 0.05):
+
+* peer: ``SentenceTransformerTrainer`` + ``MultipleNegativesRankingLoss`` on ``SentenceTransformer(path)``
+  (MiniLM: its own sentence-transformers config, mean pooling);
+* ours: ``ContrastiveTrainer`` + ``SimCSE`` (``TextPairCollator``, mean pooling).
+
+Every run is its own process (peak RSS = its ``ru_maxrss``), runs alternate A B A B, and the
+medians are reported. Throughput counts only steps after the warm-up, end of step to end of step.
+Both exported models are scored on STS-B dev by the same code here: ``SentenceTransformer(path)``
+encodes (max length 128), cosine, ``scipy.stats.spearmanr``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (
+    SHARED_DATA,
+    LoadSampler,
+    LoopTimer,
+    base_parser,
+    format_table,
+    machine_info,
+    median,
+    peak_rss_mb,
+    ratio,
+    run_worker,
+    save_results,
+    step_timer_callback,
+    wait_until_quiet,
+    write_result,
+)
+
+NAME = "text_vs_sentence_transformers"
+NLI = SHARED_DATA / "nli" / "snli_dev_triplets.csv"
+STS_DEV = SHARED_DATA / "stsb" / "sts-dev.csv"
+TARGET_THROUGHPUT = 1.15
+TARGET_SPEARMAN_DELTA = -0.5  # points
+RANDOM_BERT = {
+    "hidden_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 512,
+    "max_position_embeddings": 512,
+}
+
+
+# ----------------------------------------------------------------------------- workers
+def _common_args(a: argparse.Namespace, output_dir: str) -> dict[str, Any]:
+    return {
+        "output_dir": output_dir,
+        "per_device_train_batch_size": a.batch_size,
+        "learning_rate": a.lr,
+        "max_steps": a.steps,
+        "seed": a.seed,
+        "data_seed": a.seed,
+        "warmup_steps": 0,
+        "weight_decay": 0.0,
+        "lr_scheduler_type": "linear",
+        "logging_steps": 10,
+        "save_strategy": "no",
+        "report_to": "none",
+        "disable_tqdm": True,
+        "dataloader_drop_last": True,
+        "dataloader_num_workers": 0,
+        "use_cpu": True,
+    }
+
+
+def train_worker(a: argparse.Namespace) -> dict[str, Any]:
+    import datasets
+    import torch
+    from transformers import set_seed
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    set_seed(a.seed)
+    data = datasets.load_dataset("csv", data_files=str(NLI), split="train")
+    timer = LoopTimer()
+    with tempfile.TemporaryDirectory() as scratch:
+        if a.lib == "ours":
+            from transformers import AutoTokenizer
+
+            from hfcontrast import ContrastiveTextModel
+            from hfcontrast.collators import TextPairCollator
+            from hfcontrast.objectives import SimCSE
+            from hfcontrast.trainer import ContrastiveTrainer, ContrastiveTrainingArguments
+
+            model = ContrastiveTextModel.from_backbone_pretrained(a.model_path, pooler="mean")
+            tokenizer = AutoTokenizer.from_pretrained(a.model_path)
+            trainer = ContrastiveTrainer(
+                model=model,
+                args=ContrastiveTrainingArguments(**_common_args(a, scratch)),
+                objective=SimCSE(temperature=1.0 / a.scale),
+                train_dataset=data,
+                data_collator=TextPairCollator.from_column_names(
+                    tokenizer, data.column_names, max_length=a.max_length
+                ),
+                processing_class=tokenizer,
+                callbacks=[step_timer_callback(timer)],
+            )
+        else:
+            from sentence_transformers import (
+                SentenceTransformer,
+                SentenceTransformerTrainer,
+                SentenceTransformerTrainingArguments,
+            )
+            from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+            model = SentenceTransformer(a.model_path, device="cpu")
+            model.max_seq_length = a.max_length
+            trainer = SentenceTransformerTrainer(
+                model=model,
+                args=SentenceTransformerTrainingArguments(**_common_args(a, scratch)),
+                train_dataset=data.select_columns(["sent0", "sent1", "hard_neg"]),
+                loss=MultipleNegativesRankingLoss(model, scale=a.scale),
+                callbacks=[step_timer_callback(timer)],
+            )
+        result = trainer.train()
+        rss = peak_rss_mb()
+        if a.lib == "ours":
+            trainer.save_model(a.export)
+        else:
+            model.save(a.export)
+    return {
+        "lib": a.lib,
+        "peak_rss_mb": rss,
+        "train_loss": float(result.training_loss),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        **timer.throughput(a.warmup, a.batch_size),
+    }
+
+
+def sts_pairs(path: Path = STS_DEV) -> tuple[list[str], list[str], list[float]]:
+    """STS-B dev: tab-separated genre, file, year, id, score, sentence1, sentence2 (extra columns ignored)."""
+    first, second, scores = [], [], []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        fields = line.split("\t")
+        if len(fields) < 7:
+            continue
+        scores.append(float(fields[4]))
+        first.append(fields[5])
+        second.append(fields[6])
+    return first, second, scores
+
+
+def eval_worker(a: argparse.Namespace) -> dict[str, Any]:
+    """The one STS evaluation both libraries' exports go through."""
+    import torch
+    from scipy.stats import spearmanr
+    from sentence_transformers import SentenceTransformer
+
+    import hfcontrast  # noqa: F401  (registers the exported model type with AutoModel)
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    first, second, scores = sts_pairs()
+    out = {}
+    for path in a.paths:
+        model = SentenceTransformer(path, device="cpu", trust_remote_code=True)
+        model.max_seq_length = 128
+        model.eval()
+        with torch.inference_mode():
+            x = model.encode(first, batch_size=128, convert_to_tensor=True)
+            y = model.encode(second, batch_size=128, convert_to_tensor=True)
+        cosine = torch.nn.functional.cosine_similarity(x, y).tolist()
+        out[path] = 100.0 * float(spearmanr(cosine, scores).correlation)
+    return {"spearman": out}
+
+
+# ----------------------------------------------------------------------------- driver
+def make_random_bert(folder: Path, minilm: str, seed: int) -> str:
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm)
+    torch.manual_seed(seed)
+    BertModel(BertConfig(vocab_size=tokenizer.vocab_size, **RANDOM_BERT)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def plot(path: Path, summary: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = list(summary)
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    for ax, key, title in zip(
+        axes,
+        ("samples_per_s", "peak_rss_mb", "spearman"),
+        ("training samples/s (median)", "peak RSS MiB (median)", "STS-B dev Spearman x100"),
+    ):
+        for i, lib in enumerate(("st", "ours")):
+            values = [summary[m][lib][key] for m in models]
+            ax.bar([j + 0.38 * i for j in range(len(models))], values, 0.38,
+                   label="sentence-transformers" if lib == "st" else "hfcontrast")
+        ax.set_xticks([j + 0.19 for j in range(len(models))], models)
+        ax.set_title(title, fontsize=10)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--worker", choices=("train", "eval"))
+    parser.add_argument("--lib", choices=("ours", "st"))
+    parser.add_argument("--model-path")
+    parser.add_argument("--export")
+    parser.add_argument("--paths", nargs="*")
+    parser.add_argument("--result")
+    parser.add_argument("--models", nargs="*", default=["minilm", "random-bert"])
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps at the start")
+    parser.add_argument("--batch-size", type=int, default=None, help="triplets per step (quick 32, full 64)")
+    parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--scale", type=float, default=20.0, help="MNRL scale = 1 / SimCSE temperature")
+    parser.add_argument("--max-length", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads per run (0: torch default; default: 1 with --quick, else 0)")
+    a = parser.parse_args()
+    if a.worker == "train":
+        return write_result(a.result, train_worker(a))
+    if a.worker == "eval":
+        return write_result(a.result, eval_worker(a))
+
+    from hfcontrast.data import default_text_model
+
+    a.steps = a.steps or (12 if a.quick else 40)
+    a.warmup = a.warmup or (3 if a.quick else 5)
+    a.batch_size = a.batch_size or (32 if a.quick else 64)
+    a.threads = (1 if a.quick else 0) if a.threads is None else a.threads
+    reps = a.reps or (2 if a.quick else 3)
+    if not NLI.is_file() or not STS_DEV.is_file():
+        raise SystemExit(f"needs {NLI} and {STS_DEV} (set HFCONTRAST_SHARED_DATA)")
+    quiet = wait_until_quiet(a.wait_quiet) if a.wait_quiet else None
+    runs: list[dict[str, Any]] = []
+    tmp = Path(tempfile.mkdtemp(prefix="bench_text_"))
+    try:
+        paths = {"minilm": default_text_model()}
+        if "random-bert" in a.models:
+            paths["random-bert"] = make_random_bert(tmp / "random-bert", paths["minilm"], a.seed)
+        with LoadSampler() as load:
+            for model in a.models:
+                for rep in range(reps):
+                    for lib in ("st", "ours") if rep % 2 == 0 else ("ours", "st"):
+                        export = tmp / f"{model}-{lib}-{rep}"
+                        argv = [__file__, "--worker", "train", "--lib", lib, "--model-path", paths[model],
+                                "--export", str(export)]
+                        for flag in ("steps", "warmup", "batch_size", "lr", "scale", "max_length", "seed", "threads"):
+                            argv += [f"--{flag.replace('_', '-')}", str(getattr(a, flag))]
+                        run = run_worker(argv)
+                        run.update(model=model, rep=rep, export=str(export))
+                        runs.append(run)
+                        print(f"[{model} rep {rep} {lib:4s}] {run['samples_per_s']:.1f} samples/s, "
+                              f"rss {run['peak_rss_mb']:.0f} MiB, loss {run['train_loss']:.4f}", flush=True)
+        before = [paths[m] for m in a.models]
+        scored = run_worker([__file__, "--worker", "eval", "--threads", str(a.threads), "--paths", *before,
+                             *[r["export"] for r in runs]])
+        spearman = scored["spearman"]
+        for run in runs:
+            run["spearman"] = spearman[run.pop("export")]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    summary: dict[str, Any] = {}
+    rows = []
+    for model in a.models:
+        summary[model] = {"before_spearman": spearman[paths[model]]}
+        for lib in ("st", "ours"):
+            mine = [r for r in runs if r["model"] == model and r["lib"] == lib]
+            summary[model][lib] = {k: median(r[k] for r in mine) for k in ("samples_per_s", "peak_rss_mb", "spearman")}
+        ours, st = summary[model]["ours"], summary[model]["st"]
+        summary[model]["throughput_ratio"] = ratio(ours["samples_per_s"], st["samples_per_s"])
+        summary[model]["rss_ratio"] = ratio(ours["peak_rss_mb"], st["peak_rss_mb"])
+        summary[model]["spearman_delta"] = ours["spearman"] - st["spearman"]
+        met = (summary[model]["throughput_ratio"] >= TARGET_THROUGHPUT
+               and summary[model]["spearman_delta"] >= TARGET_SPEARMAN_DELTA)
+        summary[model]["target"] = "MET" if met else "MISSED"
+        rows.append([model, st["samples_per_s"], ours["samples_per_s"], summary[model]["throughput_ratio"],
+                     st["peak_rss_mb"], ours["peak_rss_mb"], summary[model]["rss_ratio"],
+                     summary[model]["before_spearman"], st["spearman"], ours["spearman"],
+                     summary[model]["spearman_delta"], summary[model]["target"]])
+
+    info = machine_info()
+    info.update(load.summary())
+    if quiet:
+        info["wait_quiet"] = quiet
+    settings = {k: getattr(a, k) for k in ("quick", "steps", "warmup", "batch_size", "lr", "scale", "max_length",
+                                          "seed", "threads")}
+    settings["reps"] = reps
+    payload = {"name": NAME, "machine": info, "settings": settings, "summary": summary, "runs": runs,
+               "targets": {"throughput_ratio": TARGET_THROUGHPUT, "spearman_delta_points": TARGET_SPEARMAN_DELTA}}
+    results_dir = Path(a.results_dir)
+    save_results(results_dir, NAME, payload)
+    plot(results_dir / f"{NAME}.png", {m: summary[m] for m in a.models})
+    print(json.dumps(settings))
+    print(f"\nload average (1 min) during the runs: {info['load1_min']:.2f} .. {info['load1_max']:.2f}")
+    print(f"{NAME}: median of {reps} alternated runs each; target throughput >= {TARGET_THROUGHPUT}x ST "
+          f"at Spearman delta >= {TARGET_SPEARMAN_DELTA} points")
+    print(format_table(
+        ["model", "ST samples/s", "ours samples/s", "ratio", "ST RSS MiB", "ours RSS MiB", "RSS ratio",
+         "Spearman before", "ST Spearman", "ours Spearman", "delta (pts)", "target"],
+        rows,
+    ))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    main()
