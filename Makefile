@@ -27,7 +27,7 @@ data:
 	fi
 
 demo: install
-	$(BIN)/accelerate launch recipes/simcse.py
+	$(BIN)/accelerate launch --num_cpu_threads_per_process $$(nproc) recipes/simcse.py
 
 test: install-test
 	$(BIN)/python -m ruff check hfcontrast recipes tests benchmarks

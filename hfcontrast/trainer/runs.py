@@ -15,6 +15,8 @@ def train_with_before_after(trainer: Trainer, **train_kwargs: Any) -> dict[str, 
     """
     before = trainer.evaluate()
     trainer.train(**train_kwargs)
+    # train() starts a fresh TrainerState: put the untrained model's evaluation back at step 0.
+    trainer.state.log_history.insert(0, {**before, "step": 0})
     step = trainer.state.global_step
     last = next((e for e in reversed(trainer.state.log_history) if any(k.startswith("eval_") for k in e)), None)
     after = last if last is not None and last.get("step") == step and step > 0 else trainer.evaluate()
