@@ -42,7 +42,12 @@ from hfcontrast.hub import plot_training, save_eval_results, write_model_card
 from hfcontrast.models.modeling_dual import _copy_tower
 from hfcontrast.objectives import CLIP, SigLIP
 from hfcontrast.objectives.options import NegativeOptions
-from hfcontrast.trainer import ContrastiveTrainer, ContrastiveTrainingArguments, train_with_before_after
+from hfcontrast.trainer import (
+    ContrastiveTrainer,
+    ContrastiveTrainingArguments,
+    train_with_before_after,
+    use_all_cpu_cores_when_alone,
+)
 from hfcontrast.vision_data import load_image_dataset, with_index_column
 
 logger = logging.getLogger("clip")
@@ -247,6 +252,7 @@ def main() -> None:
     if objective_args.loss == "siglip" and (objective_args.queue_size or options.active):
         raise ValueError("--queue_size and the negative options apply to --loss clip only")
     set_seed(training_args.seed)
+    use_all_cpu_cores_when_alone()
 
     train, evaluation, pairs, class_names, data_name = load_data(data_args, training_args.seed)
     train = with_index_column(train, "idx")  # per-row caption/augmentation seeds: exact resume

@@ -25,7 +25,12 @@ from hfcontrast.data import default_data_file, default_text_model, load_text_dat
 from hfcontrast.evaluation import STSEvaluator
 from hfcontrast.hub import plot_training, save_eval_results, write_model_card
 from hfcontrast.objectives import NegativeOptions, SimCSE
-from hfcontrast.trainer import ContrastiveTrainer, ContrastiveTrainingArguments, train_with_before_after
+from hfcontrast.trainer import (
+    ContrastiveTrainer,
+    ContrastiveTrainingArguments,
+    train_with_before_after,
+    use_all_cpu_cores_when_alone,
+)
 
 logger = logging.getLogger("simcse")
 
@@ -122,6 +127,7 @@ def main() -> None:
         training_args.max_steps = -1  # the demo's step budget yields to an explicit epoch count
     logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING, stream=sys.stdout)
     set_seed(training_args.seed)
+    use_all_cpu_cores_when_alone()
 
     train_file = data_args.train_file or (None if data_args.dataset_name else default_data_file("wiki/wiki_sentences.txt"))
     validation_file = data_args.validation_file or default_data_file("stsb/sts-dev.csv")

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+import torch
 from transformers import Trainer
+
+
+def use_all_cpu_cores_when_alone() -> None:
+    """A single CPU process may use every core: ``accelerate launch`` without ``--cpu`` sets
+    ``OMP_NUM_THREADS=1``, which halves a 2-core demo. Several processes keep their share."""
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1 and not torch.cuda.is_available():
+        torch.set_num_threads(os.cpu_count() or 1)
 
 
 def train_with_before_after(trainer: Trainer, **train_kwargs: Any) -> dict[str, float]:
