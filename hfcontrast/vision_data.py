@@ -319,9 +319,10 @@ def knn_subset(rows: Sequence[dict] | datasets.Dataset, size: int | None, seed: 
 
 
 def demo_backbone_config() -> PreTrainedConfig:
-    """The demo's small ResNet: basic blocks, one per stage, widths 32/64/128/256, RGB input."""
+    """The demo's small ResNet: a 32-channel stem, basic blocks, one per stage, widths 32/64/128/256,
+    RGB input (a 256-d pooled feature)."""
     return ResNetConfig(
-        num_channels=3, hidden_sizes=[32, 64, 128, 256], depths=[1, 1, 1, 1], layer_type="basic"
+        num_channels=3, embedding_size=32, hidden_sizes=[32, 64, 128, 256], depths=[1, 1, 1, 1], layer_type="basic"
     )
 
 

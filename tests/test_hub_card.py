@@ -146,6 +146,17 @@ def test_non_results_and_non_finite_values_are_left_out() -> None:
     assert {r.dataset_split for r in card.data.eval_results} == {"validation", "test"}
 
 
+def test_eval_datasets_and_splits_name_each_evaluators_data() -> None:
+    card = ModelCard(str(render_model_card(
+        family="vision", method="SimCLR", hyperparameters={}, model_name="m", train_dataset_name="fashion_mnist",
+        base_model=None, eval_results={"eval_knn_top1": 0.8, "eval_knn_linear_probe_top1": 0.7, "eval_x_top1": 0.5},
+        eval_datasets={"knn": "fashion_mnist"}, eval_splits={"knn": "test"},
+    )))
+    where = {r.metric_config: (r.dataset_name, r.dataset_split) for r in card.data.eval_results}
+    assert where == {"eval_knn_top1": ("fashion_mnist", "test"), "eval_knn_linear_probe_top1": ("fashion_mnist", "test"),
+                     "eval_x_top1": ("x", "validation")}
+
+
 def test_no_results_gives_a_card_without_model_index() -> None:
     card = ModelCard(str(render_model_card(
         family="vision", method="BYOL", hyperparameters={}, eval_results={}, train_dataset_name=None,

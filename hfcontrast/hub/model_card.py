@@ -153,12 +153,16 @@ def _result_name(key: str) -> tuple[str, str | None] | None:
 
 
 def model_index_results(
-    eval_results: Mapping[str, Any], family: str, eval_datasets: Mapping[str, str] | None = None
+    eval_results: Mapping[str, Any],
+    family: str,
+    eval_datasets: Mapping[str, str] | None = None,
+    eval_splits: Mapping[str, str] | None = None,
 ) -> list[EvalResult]:
     """One ``EvalResult`` per finite number in ``eval_results`` (``eval_*``, ``test_*`` or unprefixed
     keys; not ``before_*``/``train_*`` or runtime bookkeeping). ``metric_config`` holds the original
     key, so each model-index number can be matched with ``eval_results.json``. ``eval_datasets`` maps
-    an evaluator name (``sts``) to its dataset's Hub id; by default the evaluator name is used."""
+    an evaluator name (``sts``) to its dataset's Hub id; by default the evaluator name is used.
+    ``eval_splits`` maps an evaluator name to its split (default: from the key, ``eval_`` = validation)."""
     results = []
     for key, value in eval_results.items():
         if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
@@ -173,7 +177,7 @@ def model_index_results(
                 task_name=spec.task_name,
                 dataset_type=dataset,
                 dataset_name=dataset,
-                dataset_split=parsed[1],
+                dataset_split=(eval_splits or {}).get(spec.evaluator, parsed[1]),
                 metric_type=spec.metric_type,
                 metric_name=spec.metric_name,
                 metric_value=value if isinstance(value, int) else float(value),
@@ -213,6 +217,7 @@ def render_model_card(
     training: Mapping[str, Any] | None = None,
     plot: str | None = None,
     eval_datasets: Mapping[str, str] | None = None,
+    eval_splits: Mapping[str, str] | None = None,
     license: str | None = None,
     language: str | list[str] | None = None,
 ) -> ModelCard:
@@ -226,7 +231,7 @@ def render_model_card(
     tag = method_tag(method)
     tags = [LIBRARY_NAME, "contrastive", tag] + (["sentence-transformers"] if family == "text" else [])
     dataset_id = hub_id_or_none(train_dataset_name)
-    results = model_index_results(eval_results, family, eval_datasets)
+    results = model_index_results(eval_results, family, eval_datasets, eval_splits)
     card_data = ModelCardData(
         library_name=LIBRARY_NAME,
         pipeline_tag=PIPELINE_TAGS[family],
@@ -325,7 +330,7 @@ def write_model_card(
 ) -> str:
     """Write ``README.md`` (the card) into ``output_dir`` (default ``trainer.args.output_dir``) and
     return its path; ``training.png`` there is embedded. Extra keywords go to
-    :func:`render_model_card` (``eval_datasets``, ``license``, ``language``). Main process only."""
+    :func:`render_model_card` (``eval_datasets``, ``eval_splits``, ``license``, ``language``). Main process only."""
     output_dir = output_dir or trainer.args.output_dir
     path = os.path.join(output_dir, CARD_NAME)
     if hasattr(trainer, "is_world_process_zero") and not trainer.is_world_process_zero():

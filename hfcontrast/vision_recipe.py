@@ -1,0 +1,236 @@
+"""The shared body of the image recipes (``recipes/simclr.py``, ``recipes/moco.py``).
+
+Arguments -> dataset -> collator -> model -> objective -> ContrastiveTrainer -> artefacts; a recipe
+adds only its objective arguments, its demo defaults and how it builds its objective.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from transformers import AutoConfig, set_seed
+from transformers.trainer_utils import IntervalStrategy, SaveStrategy
+
+from .augment import IMAGENET_MEAN, IMAGENET_STD
+from .collators import ImageEvalCollator, MultiViewCollator
+from .collators.seeding import CollatorEpochCallback
+from .evaluation import KNNEvaluator
+from .hub import plot_training, save_eval_results, write_model_card
+from .models import ContrastiveVisionConfig, ContrastiveVisionModel
+from .objectives import ContrastiveObjective, NegativeOptions
+from .trainer import ContrastiveTrainer, ContrastiveTrainingArguments, use_all_cpu_cores_when_alone
+from .vision_data import (
+    FASHION_MNIST_MEAN,
+    FASHION_MNIST_STD,
+    demo_backbone_config,
+    eval_view,
+    knn_subset,
+    load_image_splits,
+    view_pipelines,
+    with_index_column,
+)
+
+logger = logging.getLogger(__name__)
+INDEX_COLUMN = "row_index"
+
+
+@dataclass
+class VisionModelArguments:
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Pretrained vision backbone or hfcontrast vision model (default: demo ResNet)."}
+    )
+    config_name: str | None = field(default=None, metadata={"help": "Backbone config to start from random init."})
+    config_overrides: str | None = field(
+        default=None, metadata={"help": "Backbone config changes, e.g. 'embedding_size=32,hidden_act=gelu'."}
+    )
+    projection_dim: int = field(default=128, metadata={"help": "Output width of the projection head."})
+    projection_hidden_dim: int | None = field(default=None, metadata={"help": "Hidden width (default: backbone's)."})
+
+
+@dataclass
+class VisionDataArguments:
+    dataset_name: str | None = field(default=None, metadata={"help": "A datasets Hub name (needs network)."})
+    train_file: str | None = field(
+        default=None, metadata={"help": "An imagefolder directory, or a .csv/.json of image paths (+ labels)."}
+    )
+    validation_file: str | None = field(default=None, metadata={"help": "Labelled kNN test data (same formats)."})
+    demo_dataset: str = field(default="fashion_mnist", metadata={"help": "Offline default: fashion_mnist | digits."})
+    image_column: str = field(default="image", metadata={"help": "Column with the images (or their paths)."})
+    label_column: str = field(default="label", metadata={"help": "Class column for the kNN evaluation."})
+    image_size: int = field(default=28, metadata={"help": "Side of the square training and evaluation views."})
+    augmentation: str = field(
+        default="auto",
+        metadata={"help": "light | simclr | mocov2 | byol (auto: light for the demo, else the method's paper pipeline)."},
+    )
+    crop_min_scale: float | None = field(default=None, metadata={"help": "Smallest random-crop area fraction."})
+    jitter_strength: float = field(default=0.5, metadata={"help": "'light': brightness/contrast jitter strength."})
+    eval_crop_fraction: float | None = field(
+        default=None, metadata={"help": "Centre-crop fraction of the eval view (default: 1 for the demo, else 0.875)."}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N test rows."})
+    knn_train_samples: int | None = field(
+        default=10000, metadata={"help": "Periodic kNN: memory bank of N random training rows (before/after: all)."}
+    )
+    knn_k: int = field(default=20, metadata={"help": "kNN neighbours."})
+    knn_temperature: float = field(default=0.07, metadata={"help": "kNN vote weight exp(cos / T)."})
+    linear_probe: bool = field(default=True, metadata={"help": "Also report a linear probe on frozen features."})
+
+
+@dataclass
+class VisionDemoTrainingArguments(ContrastiveTrainingArguments):
+    """Defaults of the offline image demos (a few minutes on 2 CPU cores)."""
+
+    max_steps: int = field(default=800)
+    per_device_train_batch_size: int = field(default=128)
+    learning_rate: float = field(default=1e-3)
+    weight_decay: float = field(default=1e-4)
+    lr_scheduler_type: str = field(default="cosine")
+    warmup_steps: float = field(default=0.05)
+    logging_steps: float = field(default=10)
+    eval_strategy: IntervalStrategy | str = field(default="steps")
+    eval_steps: float | None = field(default=200)
+    eval_on_start: bool = field(default=True)
+    save_strategy: SaveStrategy | str = field(default="no")
+    seed: int = field(default=42)
+    dataloader_drop_last: bool = field(default=True)
+
+
+def epochs_override_steps(training_args: ContrastiveTrainingArguments, argv: list[str] | None = None) -> None:
+    """An explicit ``--num_train_epochs`` (without ``--max_steps``) replaces the demo's step budget."""
+    argv = sys.argv if argv is None else argv
+    if "--num_train_epochs" in argv and "--max_steps" not in argv:
+        training_args.max_steps = -1
+
+
+def build_vision_model(args: VisionModelArguments) -> ContrastiveVisionModel:
+    """A pretrained hfcontrast model, a pretrained backbone + new head, or a random backbone from a config."""
+    head: dict[str, Any] = {"projection_dim": args.projection_dim, "projection_hidden_dim": args.projection_hidden_dim}
+    if args.model_name_or_path:
+        if isinstance(AutoConfig.from_pretrained(args.model_name_or_path), ContrastiveVisionConfig):
+            return ContrastiveVisionModel.from_pretrained(args.model_name_or_path)
+        return ContrastiveVisionModel.from_backbone_pretrained(args.model_name_or_path, **head)
+    backbone = AutoConfig.from_pretrained(args.config_name) if args.config_name else demo_backbone_config()
+    if args.config_overrides:
+        backbone.update_from_string(args.config_overrides)
+    return ContrastiveVisionModel(ContrastiveVisionConfig(backbone_config=backbone, **head))
+
+
+def changed_options(options: NegativeOptions) -> dict[str, object]:
+    """The negative-handling options that differ from their defaults (for the model card)."""
+    default = NegativeOptions()
+    return {k: v for k, v in vars(options).items() if v != getattr(default, k)}
+
+
+def run_vision_recipe(
+    model_args: VisionModelArguments,
+    data_args: VisionDataArguments,
+    negative_options: NegativeOptions,
+    training_args: ContrastiveTrainingArguments,
+    *,
+    method: str,
+    paper_augmentation: str,
+    build_objective: Callable[[ContrastiveVisionModel], ContrastiveObjective],
+    hyperparameters: dict[str, Any],
+) -> dict[str, float]:
+    """Train ``method`` with kNN top-1 (and a linear probe) before and after; write the artefacts.
+
+    Writes the exported encoder, ``eval_results.json``, ``training.png`` (loss, kNN curve) and a model
+    card to ``training_args.output_dir``. Returns the results (empty on processes other than the first).
+    """
+    logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING, stream=sys.stdout)
+    use_all_cpu_cores_when_alone()
+    set_seed(training_args.seed)
+
+    splits = load_image_splits(
+        train_file=data_args.train_file, validation_file=data_args.validation_file,
+        dataset_name=data_args.dataset_name, demo_dataset=data_args.demo_dataset,
+        image_column=data_args.image_column, label_column=data_args.label_column,
+        max_train_samples=data_args.max_train_samples, max_eval_samples=data_args.max_eval_samples,
+    )  # fmt: skip
+    mean, std = (FASHION_MNIST_MEAN, FASHION_MNIST_STD) if splits.demo else (IMAGENET_MEAN, IMAGENET_STD)
+    size = data_args.image_size
+    augmentation = data_args.augmentation
+    if augmentation == "auto":
+        augmentation = "light" if splits.demo else paper_augmentation
+    pipelines = view_pipelines(
+        augmentation, size, mean, std, crop_min_scale=data_args.crop_min_scale,
+        jitter_strength=data_args.jitter_strength,
+    )  # fmt: skip
+    # Per-row seeds (seed, epoch, row index, view): the augmentations of a resumed run are the same.
+    masking = negative_options.false_negative_masking
+    collator = MultiViewCollator(
+        data_args.image_column, pipeline=pipelines, seed=training_args.seed, index_column=INDEX_COLUMN,
+        id_column=(negative_options.duplicate_id_column or INDEX_COLUMN) if masking else None,
+        label_column=negative_options.supcon_label_column,
+    )  # fmt: skip
+    train = with_index_column(splits.train, INDEX_COLUMN)
+
+    crop = data_args.eval_crop_fraction or (1.0 if splits.demo else 0.875)
+    eval_pipeline, image_processor = eval_view(size, mean, std, crop)
+    # Periodic kNN (curve in training.png) on a memory-bank subset; before/after on the full sets.
+    evaluators: list[KNNEvaluator] = []
+    final: KNNEvaluator | None = None
+    if splits.knn_train is not None and splits.knn_test is not None:
+        collate = ImageEvalCollator(data_args.image_column, data_args.label_column, eval_pipeline)
+        knn: dict[str, Any] = {"collate_fn": collate, "k": data_args.knn_k, "temperature": data_args.knn_temperature}
+        bank = knn_subset(splits.knn_train, data_args.knn_train_samples, training_args.seed)
+        evaluators.append(KNNEvaluator(bank, splits.knn_test, name="knn", **knn))
+        final = KNNEvaluator(splits.knn_train, splits.knn_test, name="knn", linear_probe=data_args.linear_probe, **knn)
+    if not evaluators:
+        training_args.eval_strategy = IntervalStrategy.NO
+        training_args.eval_on_start = False
+    elif training_args.eval_strategy != "no" and training_args.metric_for_best_model is None:
+        training_args.metric_for_best_model = "eval_knn_top1"
+
+    model = build_vision_model(model_args)
+    trainer = ContrastiveTrainer(
+        model=model,
+        args=training_args,
+        objective=build_objective(model),
+        evaluators=evaluators,
+        train_dataset=train,
+        data_collator=collator,
+        processing_class=image_processor,
+        callbacks=[CollatorEpochCallback(collator)],
+    )
+
+    # The full evaluations run on the main process only (the other waits in the first collective).
+    evaluate = final if final is not None and trainer.is_world_process_zero() else None
+    before = evaluate(model) if evaluate is not None else {}
+    trainer.train()
+    after = evaluate(model) if evaluate is not None else {}
+    results = {f"before_{k}": v for k, v in before.items()} | {f"eval_{k}": v for k, v in after.items()}
+    results["train_steps"] = float(trainer.state.global_step)
+    out = str(training_args.output_dir)
+    if trainer.is_world_process_zero():
+        if evaluate is not None:
+            print(f"\nkNN top-1 ({splits.name} test, k={data_args.knn_k}) before: {before['knn_top1']:.4f}  "
+                  f"after: {after['knn_top1']:.4f}")  # fmt: skip
+        save_eval_results(out, results)
+        curve = f" (kNN curve: {len(evaluators[0].train_dataset)}-image memory bank)" if evaluators else ""
+        plot_training(
+            os.path.join(out, "training.png"), trainer.state.log_history,
+            metric_key="eval_knn_top1" if evaluators else None, title=f"{method} on {splits.name}{curve}",
+        )  # fmt: skip
+        write_model_card(
+            trainer,
+            family="vision",
+            method=method,
+            hyperparameters=hyperparameters
+            | {"augmentation": augmentation, "image_size": size}
+            | changed_options(negative_options),
+            eval_results=results,
+            train_dataset_name=data_args.dataset_name or splits.name,
+            base_model=model_args.model_name_or_path or model_args.config_name,
+            eval_datasets={"knn": data_args.dataset_name or splits.name},
+            eval_splits={"knn": "test"} if splits.demo else None,
+        )
+    # Last, on every process: exports the encoder next to the artefacts (and pushes with --push_to_hub).
+    trainer.save_model(out)
+    return results if trainer.is_world_process_zero() else {}
