@@ -69,7 +69,11 @@ def clip_loss(
     all_text = _check_global("all_text_emb", all_text_emb, text_emb, offset)
 
     logits_per_image = _logits(image_emb, all_text, extra_text_negatives, "extra_text_negatives")
-    logits_per_text = _logits(text_emb, all_image, extra_image_negatives, "extra_image_negatives")
+    if all_image_emb is None and all_text_emb is None and extra_image_negatives is None:
+        # single process: the text->image logits are the transpose of the in-batch block
+        logits_per_text = logits_per_image[:, : text_emb.shape[0]].T
+    else:
+        logits_per_text = _logits(text_emb, all_image, extra_image_negatives, "extra_image_negatives")
     logits_per_image = logit_scale * logits_per_image
     logits_per_text = logit_scale * logits_per_text
 

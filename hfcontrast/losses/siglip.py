@@ -15,12 +15,13 @@ from .types import LossOutput
 
 
 def _block_loss(logits: Tensor, offset: int) -> Tensor:
-    """``-sum_ij log sigmoid(z_ij * logits_ij)`` with ``z_ij = +1`` iff ``j == i + offset``."""
-    n = logits.shape[0]
-    z = torch.full_like(logits, -1.0)
-    rows = torch.arange(n, device=logits.device)
-    z[rows, rows + offset] = 1.0
-    return -F.logsigmoid(z * logits).sum()
+    """``-sum_ij log sigmoid(z_ij * logits_ij)`` with ``z_ij = +1`` iff ``j == i + offset``.
+
+    Uses ``-log sigmoid(-x) = softplus(x)`` and ``-log sigmoid(x) = softplus(x) - x``, so no sign
+    matrix is materialised: ``sum_ij softplus(logits_ij) - sum_i logits_{i, i+offset}``.
+    """
+    rows = torch.arange(logits.shape[0], device=logits.device)
+    return F.softplus(logits).sum() - logits[rows, rows + offset].sum()
 
 
 def siglip_loss(
