@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from transformers import AutoTokenizer, BertConfig, PreTrainedTokenizerBase
+from transformers import AutoTokenizer, BertConfig, PreTrainedTokenizerBase, ResNetConfig
 
-from hfcontrast import ContrastiveTextConfig, ContrastiveTextModel
+from hfcontrast import ContrastiveTextConfig, ContrastiveTextModel, ContrastiveVisionConfig
 from hfcontrast.data import default_text_model
 
 
@@ -28,3 +28,9 @@ def bert_config(dropout: float = 0.1, **overrides: object) -> BertConfig:
 
 def text_model(pooler: str = "cls", dropout: float = 0.1, **config_kwargs: object) -> ContrastiveTextModel:
     return ContrastiveTextModel(ContrastiveTextConfig(backbone_config=bert_config(dropout), pooler=pooler, **config_kwargs))
+
+
+def vision_config() -> ContrastiveVisionConfig:
+    """A two-stage ResNet (8/16 wide) with an 8-d projection head."""
+    backbone = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic")
+    return ContrastiveVisionConfig(backbone_config=backbone, projection_dim=8, projection_hidden_dim=16)
