@@ -39,7 +39,6 @@ from hfcontrast.collators import CollatorEpochCallback, ImageEvalCollator, Image
 from hfcontrast.data import default_text_model
 from hfcontrast.evaluation import RetrievalEvaluator, ZeroShotEvaluator
 from hfcontrast.hub import plot_training, save_eval_results, write_model_card
-from hfcontrast.models.modeling_dual import _copy_tower
 from hfcontrast.objectives import CLIP, SigLIP
 from hfcontrast.objectives.options import NegativeOptions
 from hfcontrast.trainer import (
@@ -197,7 +196,7 @@ def build_model(args: ModelArguments, loss: str) -> tuple[ContrastiveDualEncoder
     config = ContrastiveDualEncoderConfig(vision_config=vision, text_config=AutoConfig.from_pretrained(text_path),
                                           **settings)
     model = ContrastiveDualEncoder(config)
-    _copy_tower(model.text_model, AutoModel.from_pretrained(text_path), "text")
+    model.load_pretrained_tower("text", AutoModel.from_pretrained(text_path))
     return model, tokenizer, None
 
 

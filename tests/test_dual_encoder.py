@@ -248,6 +248,22 @@ def test_from_vision_text_pretrained_copies_towers(tmp_path) -> None:  # type: i
     assert model.config.projection_dim == 8 and model.vision_model.pooler is None
 
 
+def test_load_pretrained_tower_copies_one_tower_and_names_mismatches() -> None:
+    torch.manual_seed(0)
+    model, bert = tiny().eval(), BertModel(bert_config()).eval()
+    vision_before = {k: v.clone() for k, v in model.vision_model.state_dict().items()}
+    model.load_pretrained_tower("text", bert)
+    _, text = inputs()
+    with torch.no_grad():
+        torch.testing.assert_close(model.text_model(**text).last_hidden_state, bert(**text).last_hidden_state)
+    for name, tensor in model.vision_model.state_dict().items():
+        torch.testing.assert_close(tensor, vision_before[name], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="tower must be 'vision' or 'text'"):
+        model.load_pretrained_tower("audio", bert)
+    with pytest.raises(ValueError, match="cannot copy the pretrained vision tower"):
+        model.load_pretrained_tower("vision", bert)
+
+
 def _mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     weights = mask.unsqueeze(-1).float()
     return (hidden * weights).sum(1) / weights.sum(1)

@@ -132,9 +132,16 @@ class ContrastiveDualEncoder(PreTrainedModel):
             vision_config=vision.config.to_dict(), text_config=text.config.to_dict(), **config_kwargs
         )
         model = cls(config)
-        _copy_tower(model.vision_model, vision, "vision")
-        _copy_tower(model.text_model, text, "text")
+        model.load_pretrained_tower("vision", vision)
+        model.load_pretrained_tower("text", text)
         return model
+
+    def load_pretrained_tower(self, tower: str, source: nn.Module) -> None:
+        """Copy a pretrained ``AutoModel``'s weights into the ``"vision"`` or ``"text"`` tower, e.g. a
+        pretrained text encoder beside a randomly initialised image tower (LiT-style)."""
+        if tower not in ("vision", "text"):
+            raise ValueError(f"tower must be 'vision' or 'text', got {tower!r}")
+        _copy_tower(getattr(self, f"{tower}_model"), source, tower)
 
     @classmethod
     def from_clip_pretrained(cls, clip_name_or_path: str, **config_kwargs: Any) -> ContrastiveDualEncoder:
