@@ -1,0 +1,78 @@
+"""Shared set-up of benchmarks/image_vs_lightly.py: the backbone, head, augmentation strengths and helpers
+that both workers (ours here, lightly in its own venv) build identically."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+IMAGE_SIZE = 28
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+RESNET = {
+    "num_channels": 3,
+    "embedding_size": 32,
+    "hidden_sizes": [32, 64, 128, 256],
+    "depths": [1, 1, 1, 1],
+    "layer_type": "basic",
+    "downsample_in_first_stage": False,
+}
+METHODS = {
+    # crop min scale, jitter strength (x 0.8/0.8/0.8/0.2), temperature
+    "simclr": {"min_scale": 0.08, "jitter": 1.0, "temperature": 0.5},
+    "moco": {"min_scale": 0.2, "jitter": 0.5, "temperature": 0.2},
+}
+MOCO_MOMENTUM, QUEUE = 0.99, 4096
+
+
+# ----------------------------------------------------------------------------- shared pieces
+def build_backbone() -> Any:
+    from transformers import ResNetConfig, ResNetModel
+
+    return ResNetModel(ResNetConfig(**RESNET))
+
+
+def build_head() -> Any:
+    from torch import nn
+
+    return nn.Sequential(nn.Linear(256, 256), nn.BatchNorm1d(256), nn.ReLU(inplace=True), nn.Linear(256, 128))
+
+
+def calibrate(threads: int) -> float:
+    """Median seconds of a fixed forward+backward of the backbone on random input (torch build check)."""
+    import torch
+
+    torch.manual_seed(0)
+    net = build_backbone()
+    x = torch.randn(128, 3, IMAGE_SIZE, IMAGE_SIZE)
+    times = []
+    for i in range(6):
+        start = time.perf_counter()
+        net(pixel_values=x).pooler_output.sum().backward()
+        if i >= 2:
+            times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def load_init(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The shared initial weights: ``(backbone_state, head_state)`` (head keys ``0.*``, ``1.*``, ``3.*``)."""
+    from safetensors.torch import load_file
+
+    state = load_file(path)
+    backbone = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+    head = {k[len("head."):]: v for k, v in state.items() if k.startswith("head.")}
+    return backbone, head
+
+
+def embed_eval_arrays(encode: Any, folder: str, prefix: str) -> None:
+    """Backbone features of the pre-processed ``bank.npy`` / ``test.npy`` images -> ``{prefix}_bank.npy`` ..."""
+    import numpy as np
+    import torch
+
+    for split in ("bank", "test"):
+        images = np.load(os.path.join(folder, f"{split}.npy"), mmap_mode="r")
+        chunks = []
+        with torch.inference_mode():
+            for start in range(0, images.shape[0], 512):
+                chunks.append(encode(torch.from_numpy(np.array(images[start : start + 512]))))
+        np.save(os.path.join(folder, f"{prefix}_{split}.npy"), torch.cat(chunks).float().numpy())
