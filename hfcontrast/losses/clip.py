@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._checks import check_embeddings, check_positive
+from ._checks import check_embeddings, check_positive, upcast
 from .infonce import similarity_matrix
 from .types import LossOutput
 
@@ -68,14 +68,12 @@ def clip_loss(
     all_image = _check_global("all_image_emb", all_image_emb, image_emb, offset)
     all_text = _check_global("all_text_emb", all_text_emb, text_emb, offset)
 
-    logits_per_image = _logits(image_emb, all_text, extra_text_negatives, "extra_text_negatives")
+    logits_per_image = _logits(image_emb, all_text, extra_text_negatives, "extra_text_negatives", logit_scale)
     if all_image_emb is None and all_text_emb is None and extra_image_negatives is None:
         # single process: the text->image logits are the transpose of the in-batch block
         logits_per_text = logits_per_image[:, : text_emb.shape[0]].T
     else:
-        logits_per_text = _logits(text_emb, all_image, extra_image_negatives, "extra_image_negatives")
-    logits_per_image = logit_scale * logits_per_image
-    logits_per_text = logit_scale * logits_per_text
+        logits_per_text = _logits(text_emb, all_image, extra_image_negatives, "extra_image_negatives", logit_scale)
 
     labels = torch.arange(image_emb.shape[0], device=image_emb.device) + offset
     loss_i2t = F.cross_entropy(logits_per_image, labels)
@@ -92,9 +90,9 @@ def clip_loss(
     )
 
 
-def _logits(rows: Tensor, columns: Tensor, extra: Tensor | None, extra_name: str) -> Tensor:
-    sim = similarity_matrix(rows, columns, "cosine")
-    if extra is None:
-        return sim
-    check_embeddings(extra_name, extra, rows.shape[1])
-    return torch.cat([sim, similarity_matrix(rows, extra, "cosine").to(sim.dtype)], dim=1)
+def _logits(rows: Tensor, columns: Tensor, extra: Tensor | None, extra_name: str, scale: float | Tensor) -> Tensor:
+    """``scale * cos(rows, [columns; extra])``: one product over the stacked columns."""
+    if extra is not None:
+        check_embeddings(extra_name, extra, rows.shape[1])
+        columns = torch.cat(upcast(columns, extra))
+    return similarity_matrix(rows, columns, "cosine", scale=scale)

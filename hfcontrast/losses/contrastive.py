@@ -127,7 +127,7 @@ def _chunk_loss(cfg: _Config, start: int, query: Tensor, cand: Tensor, inv_tau: 
     """Rows ``start .. start + len(query) - 1``: per-row loss and included flags, plus detached stats."""
     end = start + query.shape[0]
     m, device = cand.shape[0], query.device
-    logits = (query @ cand.T) * inv_tau
+    logits = (query * inv_tau) @ cand.T  # scale the rows, not the [n, M] matrix
     roles = cfg.roles
     if roles.weight and roles.weighted_index is not None:
         rows = torch.arange(end - start, device=device)

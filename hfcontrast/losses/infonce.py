@@ -14,11 +14,14 @@ from ._checks import check_embeddings, check_index, check_positive, check_reduct
 from .types import LossOutput, Reduction, Similarity
 
 
-def similarity_matrix(a: Tensor, b: Tensor, similarity: Similarity = "cosine") -> Tensor:
-    """Pairwise similarity ``S[i, j] = sim(a_i, b_j)``, shape ``[len(a), len(b)]``.
+def similarity_matrix(
+    a: Tensor, b: Tensor, similarity: Similarity = "cosine", *, scale: float | Tensor | None = None
+) -> Tensor:
+    """Pairwise similarity ``S[i, j] = scale * sim(a_i, b_j)``, shape ``[len(a), len(b)]``.
 
     ``cosine``: ``<a_i, b_j> / (||a_i|| ||b_j||)``; ``dot``: ``<a_i, b_j>``. Computed in at least
-    fp32 (half / bfloat16 inputs are upcast; fp64 stays fp64).
+    fp32 (half / bfloat16 inputs are upcast; fp64 stays fp64). ``scale`` (e.g. ``1 / tau``) multiplies
+    the ``[len(a), D]`` rows before the product, which spares a pass over (and a copy of) the matrix.
     """
     check_embeddings("a", a)
     check_embeddings("b", b, a.shape[1])
@@ -27,6 +30,8 @@ def similarity_matrix(a: Tensor, b: Tensor, similarity: Similarity = "cosine") -
         a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
     elif similarity != "dot":
         raise ValueError(f"similarity must be 'cosine' or 'dot', got {similarity!r}")
+    if scale is not None:
+        a = a * scale
     return a @ b.transpose(0, 1)
 
 
@@ -91,11 +96,9 @@ def info_nce(
         check_index("positive_index", positive_index, n, m, "number of candidates M")
         positive_index = positive_index.to(device=query.device, dtype=torch.long)
 
-    logits = similarity_matrix(query, candidates, similarity)
-    if extra_negatives is not None:
-        extra = similarity_matrix(query, extra_negatives, similarity)
-        logits = torch.cat([logits, extra.to(logits.dtype)], dim=1)
-    logits = logits / temperature
+    columns = candidates if extra_negatives is None else torch.cat(upcast(candidates, extra_negatives))
+    logits = similarity_matrix(query, columns, similarity, scale=1.0 / temperature)
+    in_batch = logits  # before the hard-negative weight and the mask (the symmetric loss reuses it)
 
     if extra_negative_weight != 0.0:
         if extra_negatives is None:
@@ -128,7 +131,8 @@ def info_nce(
         raise ValueError(f"symmetric=True needs as many candidates as queries, got N={n}, M={m}")
     if not torch.equal(torch.sort(positive_index).values, torch.arange(n, device=positive_index.device)):
         raise ValueError("symmetric=True needs positive_index to be a permutation of arange(N)")
-    back_logits = similarity_matrix(candidates[positive_index], query, similarity) / temperature
+    # back_logits[j, i] = sim(c_{p_j}, q_i) / tau = in_batch[i, p_j]: no second matmul
+    back_logits = in_batch[:, positive_index].transpose(0, 1)
     if mask is not None:
         back_logits = back_logits.masked_fill(mask[:, positive_index].transpose(0, 1), float("-inf"))
     backward = F.cross_entropy(back_logits, torch.arange(n, device=query.device), reduction="none")

@@ -75,7 +75,7 @@ def siglip_loss(
             raise ValueError(
                 f"offset {offset} + local batch {n} exceeds the {columns.shape[0]} rows of {name}"
             )
-        logits = logit_scale * similarity_matrix(rows, columns, "cosine") + logit_bias
+        logits = similarity_matrix(rows, columns, "cosine", scale=logit_scale) + logit_bias
         losses.append(_block_loss(logits, offset) / n)
         if first_logits is None:
             first_logits = logits
