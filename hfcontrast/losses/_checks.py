@@ -66,6 +66,13 @@ def check_reduction(reduction: str) -> None:
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
+def default_arange(name: str, n: int, upper: int, symbol: str, device: torch.device) -> Tensor:
+    """The default index ``arange(n)`` of ``name`` into ``upper`` columns (``symbol``: their count's letter)."""
+    if upper < n:
+        raise ValueError(f"{name} defaults to arange(N) which needs {symbol} >= N, got N={n}, {symbol}={upper}")
+    return torch.arange(n, device=device)
+
+
 def check_index(name: str, index: Tensor, length: int, upper: int, upper_name: str) -> None:
     """Require a 1-D integer ``index`` of ``length`` entries, each in ``[0, upper)``."""
     if not isinstance(index, Tensor) or index.dtype not in (torch.int64, torch.int32):

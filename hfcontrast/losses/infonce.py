@@ -10,7 +10,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._checks import check_embeddings, check_index, check_positive, check_reduction, reduce, upcast
+from ._checks import (
+    check_embeddings,
+    check_index,
+    check_positive,
+    check_reduction,
+    default_arange,
+    reduce,
+    upcast,
+)
 from .types import LossOutput, Reduction, Similarity
 
 
@@ -89,9 +97,7 @@ def info_nce(
         k = extra_negatives.shape[0]
 
     if positive_index is None:
-        if m < n:
-            raise ValueError(f"positive_index defaults to arange(N) which needs M >= N, got N={n}, M={m}")
-        positive_index = torch.arange(n, device=query.device)
+        positive_index = default_arange("positive_index", n, m, "M", query.device)
     else:
         check_index("positive_index", positive_index, n, m, "number of candidates M")
         positive_index = positive_index.to(device=query.device, dtype=torch.long)
@@ -104,11 +110,7 @@ def info_nce(
         if extra_negatives is None:
             raise ValueError("extra_negative_weight != 0 needs extra_negatives")
         if hard_negative_index is None:
-            if k < n:
-                raise ValueError(
-                    f"hard_negative_index defaults to arange(N) which needs K >= N, got N={n}, K={k}"
-                )
-            hard_negative_index = torch.arange(n, device=query.device)
+            hard_negative_index = default_arange("hard_negative_index", n, k, "K", query.device)
         else:
             check_index("hard_negative_index", hard_negative_index, n, k, "number of extra negatives K")
             hard_negative_index = hard_negative_index.to(device=query.device, dtype=torch.long)

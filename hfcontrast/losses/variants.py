@@ -9,20 +9,29 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
+from ._checks import default_arange
 from .contrastive import contrastive_loss
 from .masks import ColumnRoles
 from .types import LossOutput, Reduction, Similarity
 
 
-def _positive_index(positive_index: Tensor | None, n: int, m: int, device: torch.device) -> Tensor:
-    if positive_index is not None:
-        return positive_index
-    if m < n:
-        raise ValueError(f"positive_index defaults to arange(N) which needs M >= N, got N={n}, M={m}")
-    return torch.arange(n, device=device)
+def _pairwise(
+    query: Tensor,
+    candidates: Tensor,
+    positive_index: Tensor | None,
+    self_index: Tensor | None,
+    **options: Any,
+) -> LossOutput:
+    """:func:`contrastive_loss` with one positive column per row (default ``arange(N)``, needs ``M >= N``)."""
+    if positive_index is None:
+        positive_index = default_arange("positive_index", query.shape[0], candidates.shape[0], "M", query.device)
+    roles = ColumnRoles(positive_index=positive_index, self_index=self_index)
+    return contrastive_loss(query, candidates, roles, **options)
 
 
 def supcon_loss(
@@ -78,12 +87,11 @@ def dcl_loss(
     reduction: Reduction = "mean",
 ) -> LossOutput:
     """DCL: ``L_i = -l_ip + log sum_{n != p, self} e^{l_in}`` with ``l = sim / tau`` (Yeh et al. 2022)."""
-    index = _positive_index(positive_index, query.shape[0], candidates.shape[0], query.device)
-    roles = ColumnRoles(positive_index=index, self_index=self_index)
-    return contrastive_loss(
+    return _pairwise(
         query,
         candidates,
-        roles,
+        positive_index,
+        self_index,
         temperature=temperature,
         similarity=similarity,
         decoupled=True,
@@ -110,12 +118,11 @@ def debiased_info_nce(
     ``l = cos / tau``, ``N`` the negatives of row ``i``, ``w_in = N softmax_n(beta l_in)`` (``1`` when
     ``beta = 0``). ``tau_plus = beta = 0`` is plain InfoNCE.
     """
-    index = _positive_index(positive_index, query.shape[0], candidates.shape[0], query.device)
-    roles = ColumnRoles(positive_index=index, self_index=self_index)
-    return contrastive_loss(
+    return _pairwise(
         query,
         candidates,
-        roles,
+        positive_index,
+        self_index,
         temperature=temperature,
         tau_plus=tau_plus,
         hard_negative_beta=hard_negative_beta,
@@ -140,12 +147,11 @@ def chunked_info_nce(
     block of logits exists at any time, in the forward and in the backward (each chunk is
     recomputed there), so peak memory grows linearly in ``N`` for a fixed chunk size.
     """
-    index = _positive_index(positive_index, query.shape[0], candidates.shape[0], query.device)
-    roles = ColumnRoles(positive_index=index, self_index=self_index)
-    return contrastive_loss(
+    return _pairwise(
         query,
         candidates,
-        roles,
+        positive_index,
+        self_index,
         temperature=temperature,
         similarity=similarity,
         chunk_size=chunk_size,
