@@ -35,9 +35,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..distributed import gather_with_grad
-from ..losses import ColumnRoles, LossOutput, clip_loss, siglip_loss, top1_accuracy, uniformity
+from ..losses import LossOutput, clip_loss, siglip_loss, top1_accuracy, uniformity
 from .base import ContrastiveObjective, ObjectiveOutput, pair_stats
-from .options import NegativeOptions, column_values, gathered
+from .options import NegativeOptions, example_roles, gathered
 from .state import KeyQueue, MomentumEncoder
 
 
@@ -227,13 +227,7 @@ class CLIP(_ImageTextObjective):
 
         def direction(rows: Tensor, columns: Tensor, queued: Tensor | None, queue: KeyQueue | None) -> LossOutput:
             stored = queue.ids() if queue is not None and queued is not None and options.queue_stores else None
-            roles = ColumnRoles(
-                positive_index=positive_index,
-                query_ids=ids,
-                candidate_ids=column_values(all_ids, stored, device=device),
-                query_labels=classes,
-                candidate_labels=column_values(all_classes, stored, device=device),
-            )
+            roles = example_roles(positive_index, ids, classes, all_ids, all_classes, stored=stored)
             candidates = columns if queued is None else torch.cat([columns, queued.to(columns.dtype)])
             return options.contrast(
                 rows, candidates, roles, temperature=1.0 / scale, queue_start=total if queued is not None else None

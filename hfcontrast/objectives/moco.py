@@ -25,10 +25,10 @@ import torch
 from torch import Tensor, nn
 
 from ..distributed import gather_with_grad
-from ..losses import ColumnRoles, LossOutput, Similarity, info_nce
+from ..losses import LossOutput, Similarity, info_nce
 from .base import ContrastiveObjective, ObjectiveOutput, pair_stats
 from .byol import Predictor, momentum_embed, predict, resolve_embedding_dim
-from .options import NegativeOptions, column_values, gathered
+from .options import NegativeOptions, example_roles, gathered
 from .state import KeyQueue, MomentumEncoder
 
 _DEFAULTS = {"v2": (0.999, None), "v3": (0.99, 1.0)}
@@ -141,14 +141,7 @@ class MoCo(ContrastiveObjective):
         options, n, device = self.options, query.shape[0], query.device
         ids, classes = options.example_ids(batch, n, device), options.example_labels(batch, n, device)
         stored = self.keys.ids() if queued is not None and options.queue_stores else None
-        roles = ColumnRoles(
-            positive_index=torch.arange(n, device=device),
-            paired_columns=n,
-            query_ids=ids,
-            candidate_ids=column_values(ids, stored, device=device),
-            query_labels=classes,
-            candidate_labels=column_values(classes, stored, device=device),
-        )
+        roles = example_roles(torch.arange(n, device=device), ids, classes, ids, classes, stored=stored, paired_columns=n)
         columns = key if queued is None else torch.cat([key, queued.to(key.dtype)])
         return options.contrast(
             query,
@@ -166,13 +159,7 @@ class MoCo(ContrastiveObjective):
             return info_nce(query, keys, labels, temperature=self.temperature, similarity=self.similarity)
         options, n, device = self.options, query.shape[0], query.device
         ids, classes = options.example_ids(batch, n, device), options.example_labels(batch, n, device)
-        roles = ColumnRoles(
-            positive_index=labels,
-            query_ids=ids,
-            candidate_ids=gathered(ids, self.gather),
-            query_labels=classes,
-            candidate_labels=gathered(classes, self.gather),
-        )
+        roles = example_roles(labels, ids, classes, gathered(ids, self.gather), gathered(classes, self.gather))
         return options.contrast(query, keys, roles, temperature=self.temperature, similarity=self.similarity)
 
     def _forward_v3(self, view1: Tensor, view2: Tensor, batch: Mapping[str, Any]) -> ObjectiveOutput:

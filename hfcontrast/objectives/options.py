@@ -225,3 +225,30 @@ def gathered(values: Tensor | None, gather: bool) -> Tensor | None:
     if values is None or not gather:
         return values
     return gather_detached(values)
+
+
+def example_roles(
+    positive_index: Tensor,
+    ids: Tensor | None,
+    classes: Tensor | None,
+    all_ids: Tensor | None,
+    all_classes: Tensor | None,
+    *between: int,
+    stored: Tensor | None = None,
+    **fields: Any,
+) -> ColumnRoles:
+    """Roles of columns ``[all examples; between (-1 each); stored queue values]`` for rows ``ids``/``classes``.
+
+    ``all_ids`` / ``all_classes`` are the per-example values of the candidate examples (gathered
+    when the objective gathers), ``stored`` the ids or labels a queue keeps with its keys; ``fields``
+    are the other :class:`ColumnRoles` fields (``paired_columns``, ``weighted_index``, ``weight``).
+    """
+    device = positive_index.device
+    return ColumnRoles(
+        positive_index=positive_index,
+        query_ids=ids,
+        candidate_ids=column_values(all_ids, *between, stored, device=device),
+        query_labels=classes,
+        candidate_labels=column_values(all_classes, *between, stored, device=device),
+        **fields,
+    )

@@ -20,9 +20,9 @@ import torch
 from torch import Tensor, nn
 
 from ..distributed import gather_with_grad
-from ..losses import ColumnRoles, LossOutput, Similarity, info_nce
+from ..losses import LossOutput, Similarity, info_nce
 from .base import ContrastiveObjective, ObjectiveOutput, pair_stats
-from .options import NegativeOptions, column_values, gathered
+from .options import NegativeOptions, example_roles, gathered
 from .state import KeyQueue, MomentumEncoder
 
 
@@ -149,15 +149,10 @@ class SimCSE(ContrastiveObjective):
         total = candidates.shape[0]
         has_queue = self.keys is not None and len(self.keys) > 0
         queued = self.keys.ids() if self.keys is not None and has_queue and options.queue_stores else None
-        roles = ColumnRoles(
-            positive_index=labels,
-            query_ids=ids,
-            candidate_ids=column_values(all_ids, hard, queued, device=device),
-            query_labels=classes,
-            candidate_labels=column_values(all_classes, hard, queued, device=device),
-            weighted_index=labels + total if weight else None,
-            weight=weight,
-        )
+        roles = example_roles(
+            labels, ids, classes, all_ids, all_classes, hard,
+            stored=queued, weighted_index=labels + total if weight else None, weight=weight,
+        )  # fmt: skip
         columns = torch.cat([candidates, *extra]) if extra else candidates
         queue_start = total + hard if has_queue else None
         out = options.contrast(
@@ -166,9 +161,7 @@ class SimCSE(ContrastiveObjective):
         if not self.symmetric:
             return out.loss, out
         anchors, _ = gather_with_grad(anchor) if self.gather else (anchor, 0)
-        back_roles = ColumnRoles(
-            positive_index=labels, query_ids=ids, candidate_ids=all_ids, query_labels=classes, candidate_labels=all_classes
-        )
+        back_roles = example_roles(labels, ids, classes, all_ids, all_classes)
         back = options.contrast(positive, anchors, back_roles, temperature=self.temperature, similarity=self.similarity)
         return 0.5 * (out.loss + back.loss), out
 
