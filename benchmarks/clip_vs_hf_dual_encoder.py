@@ -46,6 +46,7 @@ from common import (
     machine_info,
     median,
     peak_rss_mb,
+    plot_side_by_side,
     ratio,
     run_worker,
     save_results,
@@ -236,23 +237,12 @@ def eval_worker(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def plot(path: Path, summary: dict[str, Any]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    settings = list(summary)
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
-    for ax, key, title in zip(axes, ("samples_per_s", "zeroshot_top1", "text_to_image_R@1"),
-                              ("training samples/s (median)", "zero-shot top-1 %", "text->image R@1 %")):
-        for i, lib in enumerate(("peer", "ours")):
-            ax.bar([j + 0.38 * i for j in range(len(settings))], [summary[s][lib][key] for s in settings], 0.38,
-                   label="HF Trainer + VisionTextDualEncoder" if lib == "peer" else "hfcontrast")
-        ax.set_xticks([j + 0.19 for j in range(len(settings))], settings)
-        ax.set_title(title, fontsize=10)
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    plot_side_by_side(
+        path, summary,
+        [("samples_per_s", "training samples/s (median)"), ("zeroshot_top1", "zero-shot top-1 %"),
+         ("text_to_image_R@1", "text->image R@1 %")],
+        [("peer", "HF Trainer + VisionTextDualEncoder"), ("ours", "hfcontrast")],
+    )  # fmt: skip
 
 
 def main() -> None:

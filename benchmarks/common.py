@@ -284,3 +284,30 @@ def save_results(results_dir: str | os.PathLike[str], name: str, payload: dict[s
 
 def verdict(value: float, target: float) -> str:
     return "MET" if value >= target else "MISSED"
+
+
+def plot_side_by_side(
+    path: str | os.PathLike[str],
+    summary: dict[str, Any],
+    panels: Sequence[tuple[str, str]],
+    libraries: Sequence[tuple[str, str]],
+) -> None:
+    """One panel per ``(key, title)``: for each setting of ``summary``, a bar per ``(library, label)``
+    with the value ``summary[setting][library][key]`` (the peer first, then ours)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    settings = list(summary)
+    width = 0.76 / len(libraries)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    for ax, (key, title) in zip(axes[0], panels):
+        for i, (library, label) in enumerate(libraries):
+            values = [summary[s][library][key] for s in settings]
+            ax.bar([j + width * i for j in range(len(settings))], values, width, label=label)
+        ax.set_xticks([j + width * (len(libraries) - 1) / 2 for j in range(len(settings))], settings)
+        ax.set_title(title, fontsize=10)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)

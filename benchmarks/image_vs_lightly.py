@@ -45,6 +45,7 @@ from common import (
     machine_info,
     median,
     peak_rss_mb,
+    plot_side_by_side,
     ratio,
     run_worker,
     save_results,
@@ -268,22 +269,10 @@ def baseline_embeddings(folder: Path) -> None:
 
 
 def plot(path: Path, summary: dict[str, Any]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    methods = list(summary)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-    for ax, key, title in zip(axes, ("images_per_s", "knn_top1"), ("training images/s (median)", "kNN top-1 %")):
-        for i, lib in enumerate(("lightly", "ours")):
-            ax.bar([j + 0.38 * i for j in range(len(methods))], [summary[m][lib][key] for m in methods], 0.38,
-                   label="lightly" if lib == "lightly" else "hfcontrast")
-        ax.set_xticks([j + 0.19 for j in range(len(methods))], methods)
-        ax.set_title(title, fontsize=10)
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    plot_side_by_side(
+        path, summary, [("images_per_s", "training images/s (median)"), ("knn_top1", "kNN top-1 %")],
+        [("lightly", "lightly"), ("ours", "hfcontrast")],
+    )  # fmt: skip
 
 
 def main() -> None:

@@ -40,6 +40,7 @@ from common import (
     machine_info,
     median,
     peak_rss_mb,
+    plot_side_by_side,
     ratio,
     run_worker,
     save_results,
@@ -199,27 +200,12 @@ def make_random_bert(folder: Path, minilm: str, seed: int) -> str:
 
 
 def plot(path: Path, summary: dict[str, Any]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    models = list(summary)
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
-    for ax, key, title in zip(
-        axes,
-        ("samples_per_s", "peak_rss_mb", "spearman"),
-        ("training samples/s (median)", "peak RSS MiB (median)", "STS-B dev Spearman x100"),
-    ):
-        for i, lib in enumerate(("st", "ours")):
-            values = [summary[m][lib][key] for m in models]
-            ax.bar([j + 0.38 * i for j in range(len(models))], values, 0.38,
-                   label="sentence-transformers" if lib == "st" else "hfcontrast")
-        ax.set_xticks([j + 0.19 for j in range(len(models))], models)
-        ax.set_title(title, fontsize=10)
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    plot_side_by_side(
+        path, summary,
+        [("samples_per_s", "training samples/s (median)"), ("peak_rss_mb", "peak RSS MiB (median)"),
+         ("spearman", "STS-B dev Spearman x100")],
+        [("st", "sentence-transformers"), ("ours", "hfcontrast")],
+    )  # fmt: skip
 
 
 def main() -> None:
