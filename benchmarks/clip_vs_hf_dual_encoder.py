@@ -142,7 +142,7 @@ def train_worker(a: argparse.Namespace) -> dict[str, Any]:
             peer.vision_model.load_state_dict(model.vision_model.state_dict(), strict=False)
             from transformers import AutoModel
 
-            from hfcontrast.data import default_text_model
+            from hfcontrast.demo import default_text_model
 
             peer.text_model.load_state_dict(AutoModel.from_pretrained(default_text_model()).state_dict())
             for parameter in peer.text_model.parameters():  # run_clip.py --freeze_text_model
@@ -190,7 +190,7 @@ def eval_worker(a: argparse.Namespace) -> dict[str, Any]:
 
     import hfcontrast  # noqa: F401  (registers hfcontrast-dual with AutoModel)
     from hfcontrast import captions
-    from hfcontrast.data import default_text_model
+    from hfcontrast.demo import default_text_model
 
     if a.threads:
         torch.set_num_threads(a.threads)

@@ -142,7 +142,7 @@ def cpu_model() -> str:
 
 def machine_info() -> dict[str, Any]:
     return {
-        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "nproc": os.cpu_count(),
         "cpu": cpu_model(),
         "python": platform.python_version(),

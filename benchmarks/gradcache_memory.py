@@ -84,7 +84,7 @@ def pairs(n: int) -> tuple[list[str], list[str], str]:
 def model_path(layers: int) -> str:
     """all-MiniLM-L6-v2, or its first ``layers`` transformer layers saved once to a temporary folder
     (loaded by both libraries; sentence-transformers adds mean pooling to a plain checkpoint)."""
-    from hfcontrast.data import default_text_model
+    from hfcontrast.demo import default_text_model
 
     path = default_text_model()
     if layers >= 6:

@@ -48,7 +48,7 @@ def main() -> None:
 
     from hfcontrast import ContrastiveTextModel
     from hfcontrast.collators import TextPairCollator
-    from hfcontrast.data import default_text_model
+    from hfcontrast.demo import default_text_model
     from hfcontrast.objectives import SimCSE
     from hfcontrast.trainer.views import embed_views
 

@@ -232,7 +232,7 @@ def main() -> None:
     if a.worker == "eval":
         return write_result(a.result, eval_worker(a))
 
-    from hfcontrast.data import default_text_model
+    from hfcontrast.demo import default_text_model
 
     # A random 2-layer BERT step takes ~0.2 s: it gets 5x the steps so its timed window is seconds, not noise.
     steps = {m: a.steps or (12 if a.quick else 40) * (5 if m == "random-bert" else 1) for m in a.models}

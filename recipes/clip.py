@@ -36,7 +36,7 @@ from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 from hfcontrast import ContrastiveDualEncoder, ContrastiveDualEncoderConfig, captions
 from hfcontrast.augment import eval_pipeline, normalization_from_processor, simclr_pipeline
 from hfcontrast.collators import CollatorEpochCallback, ImageEvalCollator, ImageTextCollator
-from hfcontrast.data import default_text_model
+from hfcontrast.demo import default_text_model
 from hfcontrast.evaluation import RetrievalEvaluator, ZeroShotEvaluator
 from hfcontrast.hub import plot_training, save_eval_results, write_model_card
 from hfcontrast.objectives import CLIP, SigLIP

@@ -21,7 +21,7 @@ from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
 from hfcontrast import ContrastiveTextConfig, ContrastiveTextModel
 from hfcontrast.collators import TextPairCollator, UnsupervisedSimCSECollator
-from hfcontrast.data import default_data_file, default_text_model, load_text_dataset
+from hfcontrast.demo import STSB_DEV, WIKI_SENTENCES, data_file, default_text_model, load_text_dataset
 from hfcontrast.evaluation import STSEvaluator
 from hfcontrast.hub import plot_training, save_eval_results, write_model_card
 from hfcontrast.objectives import NegativeOptions, SimCSE
@@ -129,8 +129,8 @@ def main() -> None:
     set_seed(training_args.seed)
     use_all_cpu_cores_when_alone()
 
-    train_file = data_args.train_file or (None if data_args.dataset_name else default_data_file("wiki/wiki_sentences.txt"))
-    validation_file = data_args.validation_file or default_data_file("stsb/sts-dev.csv")
+    train_file = data_args.train_file or (None if data_args.dataset_name else data_file(WIKI_SENTENCES))
+    validation_file = data_args.validation_file or data_file(STSB_DEV)
     train = load_text_dataset(train_file, data_args.dataset_name, max_samples=data_args.max_train_samples)
     model, tokenizer = build_model(model_args)
 

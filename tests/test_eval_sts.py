@@ -14,6 +14,7 @@ import transformers
 from scipy.stats import pearsonr, spearmanr
 from torch import nn
 
+from hfcontrast.demo import STSB_DEV, data_file
 from hfcontrast.evaluation import Evaluator, STSEvaluator, STSFormatError, load_sts_file
 
 WORDS = [
@@ -160,13 +161,11 @@ def test_malformed_rows_name_the_line(tmp_path: Path) -> None:
         load_sts_file(path)
 
 
-@pytest.mark.shared_data
-def test_shared_stsb_dev(shared_data: Path) -> None:
-    data = load_sts_file(shared_data / "stsb" / "sts-dev.csv")
+def test_packaged_stsb_dev() -> None:
+    path = data_file(STSB_DEV)  # shipped inside the package: no ../shared needed
+    data = load_sts_file(path)
     assert len(data["scores"]) == len(data["sentence1"]) == len(data["sentence2"]) == 1500
     assert all(0.0 <= s <= 5.0 for s in data["scores"])
     assert all(s.strip() for s in data["sentence1"] + data["sentence2"])
-    evaluator = STSEvaluator.from_file(
-        shared_data / "stsb" / "sts-dev.csv", tiny_tokenizer(), name="stsb_dev"
-    )
+    evaluator = STSEvaluator.from_file(path, tiny_tokenizer(), name="stsb_dev")
     assert len(evaluator) == 1500 and evaluator.name == "stsb_dev"

@@ -10,7 +10,7 @@ import torch
 from transformers import AutoModel
 
 import hfcontrast  # noqa: F401  (registers the Auto classes)
-from hfcontrast.data import default_text_model
+from hfcontrast.demo import default_text_model
 from tests.launch import REPO_ROOT, accelerate_launch
 from tests.test_trainer_text import sentences
 from tests.tiny import bert_config, tokenizer

@@ -7,7 +7,7 @@ from functools import lru_cache
 from transformers import AutoTokenizer, BertConfig, PreTrainedTokenizerBase, ResNetConfig
 
 from hfcontrast import ContrastiveTextConfig, ContrastiveTextModel, ContrastiveVisionConfig
-from hfcontrast.data import default_text_model
+from hfcontrast.demo import default_text_model
 
 
 @lru_cache(maxsize=1)

@@ -25,7 +25,7 @@ from hfcontrast import (
     ContrastiveVisionModel,
 )
 from hfcontrast.collators import TextPairCollator
-from hfcontrast.data import default_text_model
+from hfcontrast.demo import default_text_model
 from hfcontrast.distributed import rank
 from hfcontrast.models import ContrastiveDualEncoder, ContrastiveDualEncoderConfig
 from hfcontrast.objectives import CLIP, SimCLR, SimCSE

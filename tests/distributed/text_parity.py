@@ -16,7 +16,7 @@ from transformers import AutoTokenizer, BertConfig, TrainerCallback
 
 from hfcontrast import ContrastiveTextConfig, ContrastiveTextModel
 from hfcontrast.collators import TextPairCollator
-from hfcontrast.data import default_text_model
+from hfcontrast.demo import default_text_model
 from hfcontrast.distributed import rank
 from hfcontrast.objectives import SimCSE
 from hfcontrast.trainer import ContrastiveTrainer, ContrastiveTrainingArguments
