@@ -5,8 +5,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
 PYTEST_ARGS ?=
+VENV_MIN ?= .venv-min
 
-.PHONY: install install-test data demo test test-fast lint
+.PHONY: install install-test data demo test test-fast test-min lint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,3 +37,12 @@ test: install-test
 
 test-fast: install-test
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not distributed" $(PYTEST_ARGS)
+
+# The declared minimum of every dependency (.ci/minimum-versions.txt), in a venv of its own, on the
+# fast suite: every lower bound in pyproject.toml is a version this target ran.
+test-min: data
+	$(PYTHON) -m venv $(VENV_MIN)
+	$(VENV_MIN)/bin/python -m pip install -q --upgrade pip
+	$(VENV_MIN)/bin/pip install -q "$(TORCH_PIN)"
+	$(VENV_MIN)/bin/pip install -q -c .ci/minimum-versions.txt -e ".[demo,test]"
+	$(VENV_MIN)/bin/python -m pytest -q -p no:cacheprovider -m "not distributed" $(PYTEST_ARGS)

@@ -245,8 +245,14 @@ def _labels_as_classes(train: datasets.Dataset, test: datasets.Dataset, column: 
     if not isinstance(feature, datasets.Value) or feature.dtype not in ("string", "large_string"):
         return train, test
     names = sorted(set(train[column]) | set(test[column]))
-    feature = datasets.ClassLabel(names=names)
-    return train.cast_column(column, feature), test.cast_column(column, feature)
+    ids = {name: i for i, name in enumerate(names)}
+
+    def encode(split: datasets.Dataset) -> datasets.Dataset:
+        features = split.features.copy()
+        features[column] = datasets.ClassLabel(names=names)
+        return split.map(lambda row: {column: ids[row[column]]}, features=features)
+
+    return encode(train), encode(test)
 
 
 @dataclass

@@ -21,7 +21,7 @@ from tests.tiny import text_model, tokenizer
 
 TEXT_CHECKPOINT = [
     "README.md", "config.json", "config_sentence_transformers.json", "configuration_text.py", "model.safetensors",
-    "modeling_text.py", "modules.json", "pooling.py", "sentence_bert_config.json", "tokenizer.json",
+    "modeling_text.py", "modules.json", "pooling.py", "sentence_bert_config.json", "subconfigs.py", "tokenizer.json",
     "tokenizer_config.json", "versioning.py",
 ]
 RUN_ARTEFACTS = ["eval_results.json", "training.png"]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from transformers import AutoConfig, PreTrainedConfig
-from transformers.configuration_utils import SubConfigSpec
 
 from .pooling import TEXT_POOLERS
+from .subconfigs import sub_config
 from .versioning import CONFIG_FORMAT_VERSION, check_config_version
 
 #: Text poolings of the dual encoder: the tower's own ``pooler_output`` (CLIP's EOS token, BERT's
@@ -38,35 +39,42 @@ class ContrastiveDualEncoderConfig(PreTrainedConfig):
     """
 
     model_type = "hfcontrast-dual-encoder"
-    sub_configs_defaults = {
-        "vision_config": SubConfigSpec(config_class=AutoConfig, model_type="vit"),
-        "text_config": SubConfigSpec(config_class=AutoConfig, model_type="bert"),
-    }
+    sub_configs = {"vision_config": AutoConfig, "text_config": AutoConfig}  # type: ignore[assignment]
 
-    vision_config: PreTrainedConfig | dict | None = None
-    text_config: PreTrainedConfig | dict | None = None
-    projection_dim: int = 512
-    text_pooler: str = "mean"
-    vision_pooler: str = "cls"
-    logit_scale_init_value: float = math.log(1 / 0.07)
-    learnable_logit_scale: bool = True
-    max_logit_scale: float = math.log(100.0)
-    logit_bias_init_value: float | None = None
-    hfcontrast_config_version: int = CONFIG_FORMAT_VERSION
-
-    def __post_init__(self, **kwargs):  # type: ignore[no-untyped-def]
-        super().__post_init__(**kwargs)
-        if self.text_pooler not in DUAL_TEXT_POOLERS:
-            raise ValueError(f"unknown text_pooler {self.text_pooler!r}; choose one of {DUAL_TEXT_POOLERS}")
-        if self.vision_pooler not in DUAL_VISION_POOLERS:
-            raise ValueError(
-                f"unknown vision_pooler {self.vision_pooler!r}; choose one of {DUAL_VISION_POOLERS}"
-            )
-        if int(self.projection_dim) < 1:
-            raise ValueError(f"projection_dim must be >= 1, got {self.projection_dim}")
-        if not self.max_logit_scale > 0:
-            raise ValueError(f"max_logit_scale must be > 0, got {self.max_logit_scale}")
-        check_config_version(self.hfcontrast_config_version, type(self).__name__)
+    def __init__(
+        self,
+        vision_config: PreTrainedConfig | dict[str, Any] | None = None,
+        text_config: PreTrainedConfig | dict[str, Any] | None = None,
+        projection_dim: int = 512,
+        text_pooler: str = "mean",
+        vision_pooler: str = "cls",
+        logit_scale_init_value: float = math.log(1 / 0.07),
+        learnable_logit_scale: bool = True,
+        max_logit_scale: float = math.log(100.0),
+        logit_bias_init_value: float | None = None,
+        hfcontrast_config_version: int = CONFIG_FORMAT_VERSION,
+        **kwargs: Any,
+    ) -> None:
+        check_config_version(hfcontrast_config_version, type(self).__name__)
+        if text_pooler not in DUAL_TEXT_POOLERS:
+            raise ValueError(f"unknown text_pooler {text_pooler!r}; choose one of {DUAL_TEXT_POOLERS}")
+        if vision_pooler not in DUAL_VISION_POOLERS:
+            raise ValueError(f"unknown vision_pooler {vision_pooler!r}; choose one of {DUAL_VISION_POOLERS}")
+        if int(projection_dim) < 1:
+            raise ValueError(f"projection_dim must be >= 1, got {projection_dim}")
+        if not max_logit_scale > 0:
+            raise ValueError(f"max_logit_scale must be > 0, got {max_logit_scale}")
+        self.vision_config = sub_config(vision_config, "vit", "vision_config")
+        self.text_config = sub_config(text_config, "bert", "text_config")
+        self.projection_dim = projection_dim
+        self.text_pooler = text_pooler
+        self.vision_pooler = vision_pooler
+        self.logit_scale_init_value = logit_scale_init_value
+        self.learnable_logit_scale = learnable_logit_scale
+        self.max_logit_scale = max_logit_scale
+        self.logit_bias_init_value = logit_bias_init_value
+        self.hfcontrast_config_version = hfcontrast_config_version
+        super().__init__(**kwargs)
 
     @property
     def hidden_size(self) -> int:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from transformers import AutoConfig, PreTrainedConfig
-from transformers.configuration_utils import SubConfigSpec
 
 from .pooling import TEXT_POOLERS
+from .subconfigs import sub_config
 from .versioning import CONFIG_FORMAT_VERSION, check_config_version
 
 
@@ -23,20 +25,28 @@ class ContrastiveTextConfig(PreTrainedConfig):
     """
 
     model_type = "hfcontrast-text"
-    sub_configs_defaults = {"backbone_config": SubConfigSpec(config_class=AutoConfig, model_type="bert")}
+    sub_configs = {"backbone_config": AutoConfig}  # type: ignore[assignment]
 
-    backbone_config: PreTrainedConfig | dict | None = None
-    pooler: str = "cls"
-    mlp_only_train: bool = False
-    projection_dim: int | None = None
-    normalize: bool = False
-    hfcontrast_config_version: int = CONFIG_FORMAT_VERSION
-
-    def __post_init__(self, **kwargs):  # type: ignore[no-untyped-def]
-        super().__post_init__(**kwargs)
-        if self.pooler not in TEXT_POOLERS:
-            raise ValueError(f"unknown pooler {self.pooler!r}; choose one of {TEXT_POOLERS}")
-        check_config_version(self.hfcontrast_config_version, type(self).__name__)
+    def __init__(
+        self,
+        backbone_config: PreTrainedConfig | dict[str, Any] | None = None,
+        pooler: str = "cls",
+        mlp_only_train: bool = False,
+        projection_dim: int | None = None,
+        normalize: bool = False,
+        hfcontrast_config_version: int = CONFIG_FORMAT_VERSION,
+        **kwargs: Any,
+    ) -> None:
+        check_config_version(hfcontrast_config_version, type(self).__name__)
+        if pooler not in TEXT_POOLERS:
+            raise ValueError(f"unknown pooler {pooler!r}; choose one of {TEXT_POOLERS}")
+        self.backbone_config = sub_config(backbone_config, "bert", "backbone_config")
+        self.pooler = pooler
+        self.mlp_only_train = mlp_only_train
+        self.projection_dim = projection_dim
+        self.normalize = normalize
+        self.hfcontrast_config_version = hfcontrast_config_version
+        super().__init__(**kwargs)
 
     @property
     def uses_mlp_head(self) -> bool:
@@ -45,7 +55,6 @@ class ContrastiveTextConfig(PreTrainedConfig):
     @property
     def train_embedding_dim(self) -> int:
         """Width of the embedding the loss sees (with the MLP head when there is one)."""
-        assert isinstance(self.backbone_config, PreTrainedConfig)
         if self.uses_mlp_head and self.projection_dim:
             return int(self.projection_dim)
         return int(self.backbone_config.hidden_size)
@@ -53,7 +62,6 @@ class ContrastiveTextConfig(PreTrainedConfig):
     @property
     def hidden_size(self) -> int:
         """Size of the exported embedding (what sentence-transformers reports as its dimension)."""
-        assert isinstance(self.backbone_config, PreTrainedConfig)
         if self.uses_mlp_head and not self.mlp_only_train and self.projection_dim:
             return int(self.projection_dim)
         return int(self.backbone_config.hidden_size)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from transformers import AutoConfig, PreTrainedConfig
-from transformers.configuration_utils import SubConfigSpec
+from typing import Any
 
+from transformers import AutoConfig, PreTrainedConfig
+
+from .subconfigs import sub_config
 from .versioning import CONFIG_FORMAT_VERSION, check_config_version
 
 VISION_POOLERS = ("auto", "cls", "mean")
@@ -54,33 +56,40 @@ class ContrastiveVisionConfig(PreTrainedConfig):
     """
 
     model_type = "hfcontrast-vision"
-    sub_configs_defaults = {"backbone_config": SubConfigSpec(config_class=AutoConfig, model_type="resnet")}
+    sub_configs = {"backbone_config": AutoConfig}  # type: ignore[assignment]
 
-    backbone_config: PreTrainedConfig | dict | None = None
-    pooler: str = "auto"
-    projection: str = "mlp"
-    projection_dim: int = 128
-    projection_hidden_dim: int | None = None
-    use_projection_at_inference: bool = False
-    normalize: bool = False
-    hfcontrast_config_version: int = CONFIG_FORMAT_VERSION
-
-    def __post_init__(self, **kwargs):  # type: ignore[no-untyped-def]
-        check_config_version(self.hfcontrast_config_version, type(self).__name__)
-        if isinstance(self.backbone_config, dict) and "model_type" not in self.backbone_config:
-            self.backbone_config = {**self.backbone_config, "model_type": "resnet"}
-        super().__post_init__(**kwargs)
-        if self.pooler not in VISION_POOLERS:
-            raise ValueError(f"unknown pooler {self.pooler!r}; choose one of {VISION_POOLERS}")
-        if self.projection not in VISION_PROJECTIONS:
-            raise ValueError(f"unknown projection {self.projection!r}; choose one of {VISION_PROJECTIONS}")
-        if self.projection != "none" and self.projection_dim < 1:
-            raise ValueError(f"projection_dim must be >= 1, got {self.projection_dim}")
+    def __init__(
+        self,
+        backbone_config: PreTrainedConfig | dict[str, Any] | None = None,
+        pooler: str = "auto",
+        projection: str = "mlp",
+        projection_dim: int = 128,
+        projection_hidden_dim: int | None = None,
+        use_projection_at_inference: bool = False,
+        normalize: bool = False,
+        hfcontrast_config_version: int = CONFIG_FORMAT_VERSION,
+        **kwargs: Any,
+    ) -> None:
+        check_config_version(hfcontrast_config_version, type(self).__name__)
+        if pooler not in VISION_POOLERS:
+            raise ValueError(f"unknown pooler {pooler!r}; choose one of {VISION_POOLERS}")
+        if projection not in VISION_PROJECTIONS:
+            raise ValueError(f"unknown projection {projection!r}; choose one of {VISION_PROJECTIONS}")
+        if projection != "none" and projection_dim < 1:
+            raise ValueError(f"projection_dim must be >= 1, got {projection_dim}")
+        self.backbone_config = sub_config(backbone_config, "resnet", "backbone_config")
+        self.pooler = pooler
+        self.projection = projection
+        self.projection_dim = projection_dim
+        self.projection_hidden_dim = projection_hidden_dim
+        self.use_projection_at_inference = use_projection_at_inference
+        self.normalize = normalize
+        self.hfcontrast_config_version = hfcontrast_config_version
+        super().__init__(**kwargs)
 
     @property
     def pooled_dim(self) -> int:
         """Width of the pooled backbone feature (the exported embedding without projection)."""
-        assert isinstance(self.backbone_config, PreTrainedConfig)
         return backbone_feature_dim(self.backbone_config, self.pooler)
 
     @property
