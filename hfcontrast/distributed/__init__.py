@@ -1,5 +1,22 @@
-"""Distributed bookkeeping (gather with gradient, rank offsets), written once for every objective."""
+"""Distributed bookkeeping (gather with gradient, rank offsets, reductions), written once for every objective.
 
-from .gather import all_reduce_mean, gather_detached, gather_with_grad, is_distributed, rank, world_size
+This is the only package that calls ``torch.distributed`` collectives; each moves its input to the
+process group's device first (:func:`collective_device`), as NCCL requires.
+"""
 
-__all__ = ["all_reduce_mean", "gather_detached", "gather_with_grad", "is_distributed", "rank", "world_size"]
+from .gather import equal_batches, gather_detached, gather_with_grad
+from .groups import collective_device, is_distributed, rank, world_size
+from .reduce import all_reduce_mean, all_reduce_sum, broadcast_object
+
+__all__ = [
+    "all_reduce_mean",
+    "all_reduce_sum",
+    "broadcast_object",
+    "collective_device",
+    "equal_batches",
+    "gather_detached",
+    "gather_with_grad",
+    "is_distributed",
+    "rank",
+    "world_size",
+]

@@ -1,4 +1,4 @@
-"""Cross-process gather with gradient: the one place that touches ``torch.distributed``.
+"""Cross-process gather with gradient, and the label offset of this process's rows.
 
 Every objective that needs negatives from other processes calls :func:`gather_with_grad` and uses the
 returned offset as the label offset of its local rows. Without an initialised process group both
@@ -13,26 +13,34 @@ losses, i.e. of the global mean loss when every rank holds the same number of ro
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
+from .groups import is_distributed, on_collective_device
 
-def is_distributed() -> bool:
-    """True when a default process group is initialised (and has more than one process)."""
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def world_size() -> int:
-    return dist.get_world_size() if is_distributed() else 1
+_EQUAL_BATCHES: ContextVar[bool] = ContextVar("hfcontrast_equal_batches", default=False)
 
 
-def rank() -> int:
-    return dist.get_rank() if is_distributed() else 0
+@contextlib.contextmanager
+def equal_batches(enabled: bool = True) -> Iterator[None]:
+    """Within the block every process gathers the same number of rows (accelerate's ``even_batches``,
+    which :class:`~hfcontrast.trainer.ContrastiveTrainer` turns into this): gathers then skip the
+    exchange of sizes, one collective and one host synchronisation fewer per gather."""
+    token = _EQUAL_BATCHES.set(enabled)
+    try:
+        yield
+    finally:
+        _EQUAL_BATCHES.reset(token)
 
 
 def _gather_sizes(local_rows: int, device: torch.device) -> list[int]:
+    if _EQUAL_BATCHES.get():
+        return [local_rows] * dist.get_world_size()
     size = torch.tensor([local_rows], dtype=torch.long, device=device)
     sizes = [torch.zeros_like(size) for _ in range(dist.get_world_size())]
     dist.all_gather(sizes, size)
@@ -68,10 +76,12 @@ def gather_with_grad(tensor: torch.Tensor) -> tuple[torch.Tensor, int]:
 
     Returns ``(gathered, offset)`` where ``offset`` is the index of this process's first row inside
     ``gathered`` (``rank * local_batch`` for equal batches): the label offset for local-loss
-    formulations. Local batches may differ in size. Without a process group: ``(tensor, 0)``.
+    formulations. Local batches may differ in size. The result lives on the process group's device
+    (:func:`~hfcontrast.distributed.groups.collective_device`). Without a process group: ``(tensor, 0)``.
     """
     if not is_distributed():
         return tensor, 0
+    tensor = on_collective_device(tensor)
     sizes = _gather_sizes(tensor.shape[0], tensor.device)
     offset = sum(sizes[: dist.get_rank()])
     if not tensor.requires_grad:
@@ -85,12 +95,3 @@ def gather_detached(tensor: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         gathered, _ = gather_with_grad(tensor.detach())
     return gathered
-
-
-def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
-    """Mean of a (detached) tensor over processes, for logging; identity on one process."""
-    if not is_distributed():
-        return value
-    value = value.detach().clone()
-    dist.all_reduce(value, op=dist.ReduceOp.SUM)
-    return value / dist.get_world_size()

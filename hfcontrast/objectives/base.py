@@ -66,6 +66,11 @@ def encode(model: nn.Module, inputs: Mapping[str, Tensor]) -> Tensor:
     return output.embeddings if hasattr(output, "embeddings") else output[0]
 
 
+def scalar_stat(value: float, like: Tensor) -> Tensor:
+    """A logged number as a float32 scalar on ``like``'s device (NCCL all-reduces only device tensors)."""
+    return torch.tensor(float(value), dtype=torch.float32, device=like.device)
+
+
 @torch.no_grad()
 def pair_stats(query: Tensor, positive: Tensor, logits: Tensor | None, labels: Tensor | None) -> dict[str, Tensor]:
     """Top-1 accuracy of the positive, alignment and uniformity (Wang & Isola 2020) of a batch."""

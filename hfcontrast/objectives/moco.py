@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from ..distributed import gather_with_grad
 from ..losses import LossOutput, Similarity, info_nce
-from .base import ContrastiveObjective, ObjectiveOutput, pair_stats
+from .base import ContrastiveObjective, ObjectiveOutput, pair_stats, scalar_stat
 from .byol import Predictor, momentum_embed, predict, resolve_embedding_dim
 from .options import NegativeOptions, example_roles, gathered
 from .state import KeyQueue, MomentumEncoder
@@ -132,7 +132,7 @@ class MoCo(ContrastiveObjective):
         if self.training:
             self.keys.stage(key, self.options.queue_values(batch, n, device))
         stats = self._stats(query, key, out)
-        stats["negatives"] = torch.tensor(float(len(self.keys)))
+        stats["negatives"] = scalar_stat(len(self.keys), query)
         return ObjectiveOutput(out.loss, stats)
 
     def _options_v2(self, query: Tensor, key: Tensor, queued: Tensor | None, batch: Mapping[str, Any]) -> LossOutput:
@@ -170,14 +170,14 @@ class MoCo(ContrastiveObjective):
         loss = 2.0 * self.temperature * (first.loss + second.loss)
         stats = self._stats(q1, k2, first)
         if first.logits is not None:
-            stats["negatives"] = torch.tensor(float(first.logits.shape[1] - 1))
+            stats["negatives"] = scalar_stat(first.logits.shape[1] - 1, q1)
         return ObjectiveOutput(loss, stats)
 
     def _stats(self, query: Tensor, key: Tensor, out: LossOutput) -> dict[str, Tensor]:
         stats = pair_stats(query, key, out.logits, out.labels)
         if out.logits is None:
             stats["top1"], stats["negatives"] = out.stats["top1"], out.stats["negatives"]
-        stats["temperature"] = torch.tensor(self.temperature)
+        stats["temperature"] = scalar_stat(self.temperature, query)
         stats["momentum"] = self.key_encoder.current_momentum.detach().clone()
         return stats
 

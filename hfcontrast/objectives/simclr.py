@@ -18,7 +18,7 @@ from torch import Tensor
 
 from ..distributed import gather_with_grad
 from ..losses import ColumnRoles, LossOutput, Similarity, info_nce
-from .base import ContrastiveObjective, ObjectiveOutput, pair_stats
+from .base import ContrastiveObjective, ObjectiveOutput, pair_stats, scalar_stat
 from .options import NegativeOptions, column_values, gathered
 
 
@@ -99,8 +99,8 @@ class SimCLR(ContrastiveObjective):
         else:
             out = nt_xent(query, key, query_all, key_all, offset, self.temperature, self.similarity)
         stats = pair_stats(query, key, out.logits, out.labels)
-        stats["temperature"] = torch.tensor(self.temperature)
-        stats["negatives"] = torch.tensor(float(2 * query_all.shape[0] - 2))
+        stats["temperature"] = scalar_stat(self.temperature, query)
+        stats["negatives"] = scalar_stat(2 * query_all.shape[0] - 2, query)
         if out.logits is None:
             stats["top1"], stats["negatives"] = out.stats["top1"], out.stats["negatives"]
         return ObjectiveOutput(out.loss, stats)

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from ..distributed import gather_with_grad
 from ..losses import LossOutput, Similarity, info_nce
-from .base import ContrastiveObjective, ObjectiveOutput, pair_stats
+from .base import ContrastiveObjective, ObjectiveOutput, pair_stats, scalar_stat
 from .options import NegativeOptions, example_roles, gathered
 from .state import KeyQueue, MomentumEncoder
 
@@ -124,9 +124,9 @@ class SimCSE(ContrastiveObjective):
         if self.keys is not None and self.training:
             self.keys.stage(positive, self.options.queue_values(batch, anchor.shape[0], anchor.device))
         stats = pair_stats(anchor, positive, out.logits, labels)
-        stats["temperature"] = torch.tensor(self.temperature)
+        stats["temperature"] = scalar_stat(self.temperature, anchor)
         if out.logits is not None:
-            stats["negatives"] = torch.tensor(float(out.logits.shape[1] - 1))
+            stats["negatives"] = scalar_stat(out.logits.shape[1] - 1, anchor)
         else:
             stats["top1"], stats["negatives"] = out.stats["top1"], out.stats["negatives"]
         return ObjectiveOutput(loss, stats)
