@@ -16,6 +16,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from ..augment import ViewPipeline
+from .checks import RowSpec
 from .images import load_rgb_image
 from .seeding import CollatorEpochCallback as CollatorEpochCallback  # re-exported
 from .seeding import row_index, row_rng
@@ -111,6 +112,11 @@ class ImageTextCollator:
     def set_epoch(self, epoch: int) -> None:
         """Epoch used by the per-row seeds (``index_column`` mode)."""
         self.epoch = int(epoch)
+
+    def row_spec(self) -> RowSpec:
+        """What a row must hold: a readable image, its caption(s), and an integer row index."""
+        index = (self.index_column,) if self.index_column is not None else ()
+        return RowSpec(images=(self.image_column,), captions=(self.caption_column,), integers=index)
 
     def _stream_rng(self) -> random.Random:
         if torch.utils.data.get_worker_info() is None:

@@ -21,6 +21,7 @@ from PIL import Image, ImageOps
 
 from hfcontrast.augment import ViewPipeline, eval_pipeline, simclr_pipeline
 
+from .checks import RowSpec
 from .seeding import row_index, row_rng
 from .validation import CollatorInputError, check_batch_size, require_column
 
@@ -265,6 +266,11 @@ class MultiViewCollator:
     def set_epoch(self, epoch: int) -> None:
         """Epoch used by the per-row seeds (``index_column`` mode)."""
         self.epoch = int(epoch)
+
+    def row_spec(self) -> RowSpec:
+        """What a row must hold: a readable image, and integer labels / ids / row indices."""
+        ints = (self.label_column, self.id_column, self.index_column)
+        return RowSpec(images=(self.image_column,), integers=tuple(dict.fromkeys(c for c in ints if c is not None)))
 
     def reseed(self, seed: int | None) -> None:
         """Restart the collator's random stream."""

@@ -9,6 +9,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from ..losses import text_ids
+from .checks import RowSpec
 from .validation import CollatorInputError, check_batch_size, require_column, require_text
 
 # Column conventions recognised by ``TextPairCollator.from_column_names`` (anchor, positive, negative).
@@ -98,6 +99,14 @@ class TextPairCollator:
     @property
     def columns(self) -> tuple[str, ...]:
         return (self.anchor_column, self.positive_column, *self.negative_columns)
+
+    def row_spec(self) -> RowSpec:
+        """What a row must hold: text in every view column, an integer id, an integer or text label."""
+        return RowSpec(
+            text=tuple(dict.fromkeys(self.columns)),
+            integers=(self.id_column,) if self.id_column is not None else (),
+            labels=(self.label_column,) if self.label_column is not None else (),
+        )
 
     def _tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         return dict(

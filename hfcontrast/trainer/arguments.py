@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from .guards import NAN_POLICIES
+
+BAD_ROW_POLICIES = ("error", "skip")
+
 
 @dataclass
 class ContrastiveTrainingArguments(TrainingArguments):
@@ -30,8 +34,41 @@ class ContrastiveTrainingArguments(TrainingArguments):
         default=True,
         metadata={"help": "Log top-1 positive accuracy, alignment, uniformity and temperature."},
     )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Replace a previous run in a non-empty output_dir: its checkpoints and artefacts are "
+            "removed first. Without it such a folder is refused (unless the run resumes from it)."
+        },
+    )
+    nan_policy: str = field(
+        default="stop",
+        metadata={"help": "On a non-finite loss or gradient norm: stop (error naming the step) | skip the step."},
+    )
+    max_nan_skips: int = field(
+        default=0, metadata={"help": "With --nan_policy skip: steps that may be skipped before the run stops."}
+    )
+    bad_rows: str = field(
+        default="error",
+        metadata={
+            "help": "Rows that cannot become views (empty text, unreadable image, ...), found before step 1: "
+            "error (list them all) | skip (drop them, write rejected_rows.jsonl)."
+        },
+    )
+    preprocessing_num_workers: int | None = field(
+        default=None,
+        metadata={"help": "Processes for the row check before training (default: up to 8 for large data)."},
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.gradcache_chunk_size is not None and self.gradcache_chunk_size < 1:
             raise ValueError(f"gradcache_chunk_size must be >= 1, got {self.gradcache_chunk_size}")
+        if self.nan_policy not in NAN_POLICIES:
+            raise ValueError(f"--nan_policy must be one of {NAN_POLICIES}, got {self.nan_policy!r}")
+        if self.max_nan_skips < 0:
+            raise ValueError(f"--max_nan_skips must be >= 0, got {self.max_nan_skips}")
+        if self.nan_policy == "skip" and self.max_nan_skips == 0:
+            raise ValueError("--nan_policy skip needs --max_nan_skips N (N >= 1 steps may be skipped)")
+        if self.bad_rows not in BAD_ROW_POLICIES:
+            raise ValueError(f"--bad_rows must be one of {BAD_ROW_POLICIES}, got {self.bad_rows!r}")

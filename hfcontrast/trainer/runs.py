@@ -19,9 +19,14 @@ def use_all_cpu_cores_when_alone() -> None:
 def train_with_before_after(trainer: Trainer, **train_kwargs: Any) -> dict[str, float]:
     """Evaluate, train, evaluate; return ``{"before_<metric>": ..., "eval_<metric>": ...}``.
 
-    The first evaluation is logged at step 0, so curves start at the untrained model. The final one
-    reuses the trainer's own evaluation when training ended on an evaluation step.
+    The run is prepared first (``ContrastiveTrainer.prepare_run``: resume, output folder, row checks),
+    so a bad setup fails before the first evaluation. The first evaluation is logged at step 0, so
+    curves start at the untrained model. The final one reuses the trainer's own evaluation when
+    training ended on an evaluation step.
     """
+    prepare = getattr(trainer, "prepare_run", None)
+    if callable(prepare):
+        prepare(train_kwargs.get("resume_from_checkpoint"))
     before = trainer.evaluate()
     trainer.train(**train_kwargs)
     # train() starts a fresh TrainerState: put the untrained model's evaluation back at step 0.

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
 import torch
-from safetensors.torch import load_model, save_model
 from torch import Tensor, nn
-from transformers import PreTrainedModel, Trainer
+from transformers import Trainer
 from transformers.trainer_utils import EvalLoopOutput, IntervalStrategy
 
-from ..distributed import all_reduce_mean
+from ..collators.checks import check_rows
+from ..distributed import all_reduce_mean, equal_batches, world_size
 from ..evaluation import Evaluator
 from ..hub.model_card import CARD_NAME, is_hfcontrast_card, write_model_card
 from ..hub.push import card_arguments_from_trainer, upload_folder_to_hub
@@ -21,10 +22,19 @@ from ..hub.sentence_transformers import write_sentence_transformers_files
 from ..objectives.base import ContrastiveObjective, ObjectiveOutput
 from .arguments import ContrastiveTrainingArguments
 from .callbacks import ObjectiveStepCallback
+from .checkpoints import (
+    ObjectiveCheckpointCallback,
+    has_state,
+    load_objective_state,
+    reload_converted_weights,
+    resolve_resume,
+)
 from .gradcache import gradcache_training_step
+from .guards import NonFiniteGuard, check_finite_model
+from .outputs import claim_output_dir
 from .views import embed_views, embed_views_chunked, split_views
 
-OBJECTIVE_STATE_NAME = "objective.safetensors"
+logger = logging.getLogger(__name__)
 
 
 class ContrastiveTrainer(Trainer):
@@ -32,10 +42,21 @@ class ContrastiveTrainer(Trainer):
 
     ``compute_loss`` embeds the collator's named views with the model (views with the same inputs in
     one forward), hands the embeddings to the objective (which gathers across processes and adds
-    queued negatives) and returns its loss. The objective's state (queues, momentum encoders,
-    predictors) is saved in every checkpoint as ``objective.safetensors`` and restored on resume;
-    ``save_model`` exports the encoder only. ``evaluators`` (e.g. ``STSEvaluator``) run on every
-    evaluation and log ``eval_<name>_<metric>``, usable as ``metric_for_best_model``.
+    queued negatives) and returns its loss. ``evaluators`` (e.g. ``STSEvaluator``) run on every
+    evaluation and log ``eval_<name>_<metric>``, usable as ``metric_for_best_model``; given evaluators
+    and no ``eval_strategy``, they run at the end of every epoch.
+
+    What a run never does silently (see ``docs/reliability.md``):
+
+    * **state**: the objective's state (queues, momentum encoders, predictors) is saved in every
+      checkpoint as ``objective.safetensors`` and restored on resume (``resume_from_checkpoint``: a
+      path, or ``"latest"``); ``save_model`` exports the encoder only;
+    * **divergence**: a non-finite loss or gradient norm stops training (``nan_policy``), and a model
+      with non-finite weights is never exported;
+    * **other runs' files**: the output folder is locked while the run writes, and a non-empty one is
+      refused unless the run resumes into it or gets ``overwrite_output_dir``;
+    * **bad rows**: every training row is checked before step 1 (``bad_rows``), and a dataset smaller
+      than one global batch is refused.
     """
 
     def __init__(
@@ -45,13 +66,18 @@ class ContrastiveTrainer(Trainer):
         *,
         objective: ContrastiveObjective,
         evaluators: Sequence[Evaluator] = (),
+        train_source: str | None = None,
         **kwargs: Any,
     ) -> None:
         if args is None:
             args = ContrastiveTrainingArguments(output_dir="hfcontrast_output")
         self.objective: ContrastiveObjective = objective
         self.evaluators: list[Evaluator] = list(evaluators)
+        self.train_source = train_source
         self.args: ContrastiveTrainingArguments
+        if self.evaluators and args.eval_strategy == IntervalStrategy.NO:
+            args.eval_strategy = IntervalStrategy.EPOCH
+            logger.info("evaluators given without an eval_strategy: they run at the end of every epoch")
         # Trainer refuses eval_strategy without an eval_dataset; evaluators are an evaluation too.
         strategy = args.eval_strategy
         needs_swap = bool(self.evaluators) and kwargs.get("eval_dataset") is None and strategy != "no"
@@ -63,9 +89,30 @@ class ContrastiveTrainer(Trainer):
             if needs_swap:
                 args.eval_strategy = strategy
         self.objective.to(self.args.device)
-        self.loss_is_scaled_for_ga = False  # the objective returns a per-batch mean
+        # The objective returns a per-batch mean: Trainer divides it by the accumulation steps
+        # (transformers >= 5.5 reads loss_is_scaled_for_ga, earlier releases model_accepts_loss_kwargs).
+        self.loss_is_scaled_for_ga = False
+        self.model_accepts_loss_kwargs = False
         self._stats: dict[str, list[Tensor]] = defaultdict(list)
+        self._output_dir_claimed = False
+        self._rows_checked = False
+        self._loaded_checkpoint: str | None = None
+        self.rejected_rows = 0
+        sharded = self.is_fsdp_enabled or self.is_deepspeed_enabled
+        self.nan_guard = NonFiniteGuard(
+            self.args.nan_policy,
+            self.args.max_nan_skips,
+            # fp16's GradScaler skips inf gradients itself; sharded gradients differ per process.
+            parameters=None if (self.args.fp16 or sharded) else self._all_trainable_parameters,
+        )
         self.add_callback(ObjectiveStepCallback(self))
+        self.add_callback(ObjectiveCheckpointCallback(self.objective))
+        self.add_callback(self.nan_guard)
+
+    def _all_trainable_parameters(self) -> list[nn.Parameter]:
+        assert self.model is not None
+        model_params = [p for p in self.model.parameters() if p.requires_grad]
+        return model_params + self.objective.trainable_parameters()
 
     # ----------------------------------------------------------------- optimisation
     def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
@@ -81,6 +128,7 @@ class ContrastiveTrainer(Trainer):
         extra = [p for p in extra if id(p) not in known]
         if extra:
             optimizer.add_param_group({"params": extra, "weight_decay": 0.0})
+        self.nan_guard.guard_optimizer(optimizer)
         return optimizer
 
     def online_views(self, inputs: dict[str, Any]) -> dict[str, dict[str, Tensor]]:
@@ -103,10 +151,15 @@ class ContrastiveTrainer(Trainer):
     def training_step(
         self, model: nn.Module, inputs: dict[str, Any], num_items_in_batch: Tensor | int | None = None
     ) -> Tensor:
-        """Trainer's step, or GradCache (:mod:`hfcontrast.trainer.gradcache`) with ``gradcache_chunk_size``."""
+        """Trainer's step, or GradCache (:mod:`hfcontrast.trainer.gradcache`) with ``gradcache_chunk_size``;
+        then the loss goes past the non-finite guard."""
         if self.args.gradcache_chunk_size is None:
-            return super().training_step(model, inputs, num_items_in_batch)
-        return gradcache_training_step(self, model, inputs)
+            loss = super().training_step(model, inputs, num_items_in_batch)
+        else:
+            with equal_batches(self.accelerator.even_batches):
+                loss = gradcache_training_step(self, model, inputs)
+        self.nan_guard.check_loss(loss)
+        return loss
 
     def compute_loss(
         self,
@@ -122,7 +175,8 @@ class ContrastiveTrainer(Trainer):
             embeddings = embed_views_chunked(model, views, chunk)
         else:
             embeddings = embed_views(model, views)
-        output = self.objective(embeddings, inputs)
+        with equal_batches(self.accelerator.even_batches):  # accelerate pads every rank's batch alike
+            output = self.objective(embeddings, inputs)
         if model.training:
             self.record_stats(output)
         return (output.loss, embeddings) if return_outputs else output.loss
@@ -140,6 +194,70 @@ class ContrastiveTrainer(Trainer):
         assert isinstance(loss, Tensor)
         return loss.detach(), None, None
 
+    # ----------------------------------------------------------------- the run
+    def claim_output_dir(self, *, resuming: bool = False) -> None:
+        """Lock ``output_dir`` for this run, refusing a folder in use or holding another run's files
+        (:mod:`hfcontrast.trainer.outputs`). Once per trainer; ``train`` calls it."""
+        if not self._output_dir_claimed:
+            claim_output_dir(
+                str(self.args.output_dir),
+                overwrite=self.args.overwrite_output_dir,
+                resuming=resuming,
+                is_main_process=self.is_world_process_zero(),
+            )
+            self._output_dir_claimed = True
+
+    def check_train_rows(self) -> None:
+        """Check every training row before step 1 (:func:`hfcontrast.collators.checks.check_rows`):
+        bad rows are an error naming each (``bad_rows="error"``) or are dropped and written to
+        ``rejected_rows.jsonl`` (``"skip"``). A dataset smaller than one global batch is an error."""
+        if self._rows_checked or self.train_dataset is None:
+            return
+        result = check_rows(
+            self.train_dataset,
+            self.data_collator,
+            source=self.train_source or "the training dataset",
+            policy=self.args.bad_rows,
+            num_proc=self.args.preprocessing_num_workers,
+            rejected_path=os.path.join(str(self.args.output_dir), "rejected_rows.jsonl"),
+            is_main_process=self.is_world_process_zero(),
+        )
+        self.train_dataset, self.rejected_rows = result.dataset, result.rejected
+        rows = len(self.train_dataset) if hasattr(self.train_dataset, "__len__") else None
+        batch = self.args.per_device_train_batch_size * world_size()
+        if rows is not None and rows < batch:
+            raise ValueError(
+                f"{self.train_source or 'the training dataset'} has {rows} usable rows, fewer than one "
+                f"global batch ({self.args.per_device_train_batch_size} per device x {world_size()} processes "
+                f"= {batch}): the run would train on nothing. Add data or lower --per_device_train_batch_size"
+            )
+        self._rows_checked = True
+
+    def prepare_run(self, resume_from_checkpoint: str | bool | None = None) -> str | None:
+        """Everything that must hold before the first step, once: resolve the checkpoint to resume
+        (``resume_from_checkpoint`` or ``args.resume_from_checkpoint``: a folder, or ``"latest"`` /
+        ``True``), claim the output folder, check every training row, load the checkpoint's objective
+        state. Recipes call it before their first evaluation so that a bad setup fails at once;
+        ``train`` calls it again (the folder and the rows are settled once). Returns the checkpoint
+        folder, or ``None``."""
+        value = self.args.resume_from_checkpoint if resume_from_checkpoint is None else resume_from_checkpoint
+        resume = resolve_resume(value, str(self.args.output_dir), has_state(self.objective))
+        self.claim_output_dir(resuming=resume is not None)
+        self.check_train_rows()
+        if resume is not None and resume != self._loaded_checkpoint:
+            assert self.model is not None
+            reload_converted_weights(self.model, resume)
+            load_objective_state(self.objective, resume)
+            self._loaded_checkpoint = resume
+        return resume
+
+    def train(  # type: ignore[override]
+        self, resume_from_checkpoint: str | bool | None = None, trial: Any = None, **kwargs: Any
+    ) -> Any:
+        """``Trainer.train`` after :meth:`prepare_run` (see the class doc)."""
+        resume = self.prepare_run(resume_from_checkpoint)
+        return super().train(resume_from_checkpoint=resume, trial=trial, **kwargs)
+
     # ----------------------------------------------------------------- logging & evaluation
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self._stats:
@@ -156,10 +274,16 @@ class ContrastiveTrainer(Trainer):
                 metrics[f"{prefix}_{key}"] = float(value)
         return metrics
 
-    def evaluation_loop(self, *args: Any, **kwargs: Any) -> EvalLoopOutput:
-        output = super().evaluation_loop(*args, **kwargs)
-        prefix = kwargs.get("metric_key_prefix", args[4] if len(args) > 4 else "eval")
-        output.metrics.update(self._run_evaluators(prefix))  # type: ignore[union-attr]
+    def evaluation_loop(
+        self,
+        dataloader: Any,
+        description: str,
+        prediction_loss_only: bool | None = None,
+        ignore_keys: list[str] | None = None,
+        metric_key_prefix: str = "eval",
+    ) -> EvalLoopOutput:
+        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+        output.metrics.update(self._run_evaluators(metric_key_prefix))  # type: ignore[union-attr]
         return output
 
     def evaluate(
@@ -177,32 +301,16 @@ class ContrastiveTrainer(Trainer):
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
 
-    # ----------------------------------------------------------------- checkpoints & export
-    def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
-        super()._save_checkpoint(model, trial)
-        if self.args.should_save:
-            folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
-            save_model(self.objective, os.path.join(folder, OBJECTIVE_STATE_NAME))
-
-    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
-        super()._load_from_checkpoint(resume_from_checkpoint, model)
-        _reload_converted_weights(self.accelerator.unwrap_model(model or self.model), resume_from_checkpoint)
-        path = os.path.join(resume_from_checkpoint, OBJECTIVE_STATE_NAME)
-        if os.path.isfile(path):
-            load_model(self.objective, path, device=str(self.args.device))
-        elif any(True for _ in self.objective.state_dict()):
-            raise FileNotFoundError(
-                f"{resume_from_checkpoint} has no {OBJECTIVE_STATE_NAME}; the objective's state (queue, "
-                "momentum encoder) cannot be restored, so the resumed run would not continue exactly"
-            )
-
+    # ----------------------------------------------------------------- export & publishing
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """Trainer's save (checkpoints too), then the sentence-transformers files. A model with
+        non-finite weights is never written."""
+        check_finite_model(self.accelerator.unwrap_model(self.model))
         super().save_model(output_dir, _internal_call)
         output_dir = output_dir or self.args.output_dir
         if self.args.should_save and output_dir is not None:
             write_sentence_transformers_files(self.accelerator.unwrap_model(self.model), output_dir)
 
-    # ----------------------------------------------------------------- publishing
     def create_model_card(self, **kwargs: Any) -> None:  # type: ignore[override]
         """Keep the hfcontrast card already in ``output_dir`` (``hfcontrast.hub.write_model_card``),
         else write one inferred from the trainer; never Trainer's generic draft, which has no
@@ -226,12 +334,17 @@ class ContrastiveTrainer(Trainer):
         self.callback_handler.on_push_begin(self.args, self.state, self.control)
         token = token if token is not None else self.args.hub_token
         if self.hub_model_id is None:
-            self.init_hf_repo(token=token, private=private)
+            if private is not None:
+                self.args.hub_private_repo = private
+            self.init_hf_repo(token=token)
         self.save_model(_internal_call=True)
         if not self.is_world_process_zero():
             return None
         kwargs.pop("model_name", None)
         self.create_model_card(**kwargs)
+        # Private, and kept on purpose: it waits for the checkpoint uploads of hub_strategy="every_save"
+        # still in flight, so this push is not overtaken by an older one. tests/test_trainer_hooks.py
+        # fails loudly if transformers renames it.
         self._finish_current_push()
         return upload_folder_to_hub(
             str(self.hub_model_id),
@@ -242,14 +355,3 @@ class ContrastiveTrainer(Trainer):
             create_repo=False,
             run_as_future=not blocking,
         )
-
-
-def _reload_converted_weights(model: nn.Module, checkpoint: str) -> None:
-    """Trainer reloads a checkpoint with a plain non-strict ``load_state_dict``, but transformers 5
-    saves some backbones (ViT, ...) under legacy parameter names that only ``from_pretrained``
-    converts back; those weights would silently stay at their last values. Reload strictly through
-    ``from_pretrained`` instead."""
-    if not isinstance(model, PreTrainedModel) or not os.path.isfile(os.path.join(checkpoint, "config.json")):
-        return
-    reloaded = type(model).from_pretrained(checkpoint)
-    model.load_state_dict(reloaded.state_dict(), strict=True)
