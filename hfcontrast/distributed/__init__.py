@@ -4,16 +4,18 @@ This is the only package that calls ``torch.distributed`` collectives; each move
 process group's device first (:func:`collective_device`), as NCCL requires.
 """
 
-from .gather import equal_batches, gather_detached, gather_with_grad
+from .gather import Gathered, equal_batches, gather, gather_detached, gather_with_grad
 from .groups import collective_device, is_distributed, rank, world_size
 from .reduce import all_reduce_mean, all_reduce_sum, broadcast_object
 
 __all__ = [
+    "Gathered",
     "all_reduce_mean",
     "all_reduce_sum",
     "broadcast_object",
     "collective_device",
     "equal_batches",
+    "gather",
     "gather_detached",
     "gather_with_grad",
     "is_distributed",

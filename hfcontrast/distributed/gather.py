@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -95,3 +96,25 @@ def gather_detached(tensor: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         gathered, _ = gather_with_grad(tensor.detach())
     return gathered
+
+
+@dataclass(frozen=True)
+class Gathered:
+    """Rows of every process (``tensor``), this process's ``rows`` of them starting at ``offset``."""
+
+    tensor: torch.Tensor
+    offset: int
+    rows: int
+
+    def labels(self, shift: int = 0) -> torch.Tensor:
+        """Column index of each local row in ``tensor`` (``arange(rows) + offset``), plus ``shift``
+        (the start of this block among a loss's columns): the positive index of local-loss forms."""
+        return torch.arange(self.rows, device=self.tensor.device) + (self.offset + shift)
+
+
+def gather(tensor: torch.Tensor, *, enabled: bool = True) -> Gathered:
+    """:func:`gather_with_grad` as a :class:`Gathered` (``enabled=False``: this process's rows only)."""
+    if not enabled:
+        return Gathered(tensor, 0, tensor.shape[0])
+    gathered, offset = gather_with_grad(tensor)
+    return Gathered(gathered, offset, tensor.shape[0])

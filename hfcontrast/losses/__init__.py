@@ -1,11 +1,15 @@
-"""Pure loss functions: embeddings in, ``LossOutput`` / scalar out. No state, no process groups."""
+"""Pure loss functions: embeddings in, ``LossOutput`` / scalar out. No state, no process groups.
+
+The engine (:func:`contrastive_loss`, rows against columns with :class:`ColumnRoles`) is the one
+implementation of the InfoNCE family; :func:`info_nce`, :func:`nt_xent`, :func:`supcon_loss`,
+:func:`dcl_loss`, :func:`debiased_info_nce` and :func:`chunked_info_nce` are thin wrappers of it.
+"""
 
 from __future__ import annotations
 
 from .clip import clip_loss
-from .contrastive import FNCLMode, contrastive_from_logits, contrastive_loss
-from .infonce import info_nce, similarity_matrix
-from .masks import ColumnRoles, duplicate_mask, normalize_text, same_label_mask, text_ids
+from .engine import FNCLMode, contrastive_from_logits, contrastive_loss
+from .infonce import info_nce, nt_xent, nt_xent_roles, similarity_matrix
 from .negatives import (
     MochiDraws,
     draw_mochi,
@@ -15,8 +19,9 @@ from .negatives import (
     mochi_negatives,
 )
 from .predictive import byol_loss, simsiam_loss
+from .roles import ColumnRoles, duplicate_mask, normalize_text, same_label_mask, text_ids
 from .siglip import siglip_loss
-from .stats import alignment, top1_accuracy, uniformity
+from .stats import alignment, collapse_std, top1_accuracy, uniformity
 from .types import LossOutput, Reduction, Similarity
 from .variants import chunked_info_nce, dcl_loss, debiased_info_nce, supcon_loss
 
@@ -31,6 +36,7 @@ __all__ = [
     "byol_loss",
     "chunked_info_nce",
     "clip_loss",
+    "collapse_std",
     "contrastive_from_logits",
     "contrastive_loss",
     "dcl_loss",
@@ -43,6 +49,8 @@ __all__ = [
     "masked_logsumexp",
     "mochi_negatives",
     "normalize_text",
+    "nt_xent",
+    "nt_xent_roles",
     "same_label_mask",
     "siglip_loss",
     "similarity_matrix",

@@ -1,4 +1,4 @@
-"""InfoNCE / NT-Xent: cross-entropy over similarity logits.
+"""InfoNCE / NT-Xent as wrappers of the engine, and the similarity matrix every pairwise loss uses.
 
 References: van den Oord et al. 2018 (CPC, InfoNCE); Chen et al. 2020 (SimCLR, NT-Xent);
 Gao et al. 2021 (SimCSE, hard-negative weight, sec. 6.3 and their reference code).
@@ -19,6 +19,8 @@ from ._checks import (
     reduce,
     upcast,
 )
+from .engine import contrastive_loss
+from .roles import ColumnRoles
 from .types import LossOutput, Reduction, Similarity
 
 
@@ -59,6 +61,8 @@ def info_nce(
 ) -> LossOutput:
     """InfoNCE: ``loss_i = -log softmax(l_i)[p_i]`` with ``l_ij = sim(q_i, c_j) / tau``.
 
+    A wrapper of the engine (:func:`~hfcontrast.losses.contrastive_loss`) with one positive per row.
+
     Args:
         query: ``[N, D]``.
         candidates: ``[M, D]``; the positive of query ``i`` is ``candidates[positive_index[i]]``.
@@ -95,17 +99,12 @@ def info_nce(
     if extra_negatives is not None:
         check_embeddings("extra_negatives", extra_negatives, query.shape[1])
         k = extra_negatives.shape[0]
-
     if positive_index is None:
         positive_index = default_arange("positive_index", n, m, "M", query.device)
     else:
         check_index("positive_index", positive_index, n, m, "number of candidates M")
         positive_index = positive_index.to(device=query.device, dtype=torch.long)
-
-    columns = candidates if extra_negatives is None else torch.cat(upcast(candidates, extra_negatives))
-    logits = similarity_matrix(query, columns, similarity, scale=1.0 / temperature)
-    in_batch = logits  # before the hard-negative weight and the mask (the symmetric loss reuses it)
-
+    weighted_index = None
     if extra_negative_weight != 0.0:
         if extra_negatives is None:
             raise ValueError("extra_negative_weight != 0 needs extra_negatives")
@@ -113,34 +112,72 @@ def info_nce(
             hard_negative_index = default_arange("hard_negative_index", n, k, "K", query.device)
         else:
             check_index("hard_negative_index", hard_negative_index, n, k, "number of extra negatives K")
-            hard_negative_index = hard_negative_index.to(device=query.device, dtype=torch.long)
-        rows = torch.arange(n, device=query.device)
-        bias = torch.full((n,), float(extra_negative_weight), dtype=logits.dtype, device=logits.device)
-        logits = logits.index_put((rows, m + hard_negative_index), bias, accumulate=True)
-
-    mask = _full_mask(candidate_mask, n, m, k, query.device)
-    if mask is not None:
-        if mask.gather(1, positive_index[:, None]).any():
-            bad = torch.nonzero(mask.gather(1, positive_index[:, None])[:, 0])[:, 0].tolist()
-            raise ValueError(f"candidate_mask excludes the positive for query rows {bad[:10]}")
-        logits = logits.masked_fill(mask, float("-inf"))
-
-    forward = F.cross_entropy(logits, positive_index, reduction="none")
+        weighted_index = m + hard_negative_index.to(device=query.device, dtype=torch.long)
+    if symmetric:
+        if m != n:
+            raise ValueError(f"symmetric=True needs as many candidates as queries, got N={n}, M={m}")
+        if not torch.equal(torch.sort(positive_index).values, torch.arange(n, device=positive_index.device)):
+            raise ValueError("symmetric=True needs positive_index to be a permutation of arange(N)")
+    roles = ColumnRoles(
+        positive_index=positive_index,
+        ignore=_full_mask(candidate_mask, n, m, k, query.device),
+        weighted_index=weighted_index,
+        weight=float(extra_negative_weight),
+    )
+    columns = candidates if extra_negatives is None else torch.cat(upcast(candidates, extra_negatives))
+    forward = contrastive_loss(
+        query, columns, roles, temperature=temperature, similarity=similarity, reduction="none"
+    )
+    assert forward.logits is not None
     if not symmetric:
-        return LossOutput(loss=reduce(forward, reduction), logits=logits, labels=positive_index)
-
-    if m != n:
-        raise ValueError(f"symmetric=True needs as many candidates as queries, got N={n}, M={m}")
-    if not torch.equal(torch.sort(positive_index).values, torch.arange(n, device=positive_index.device)):
-        raise ValueError("symmetric=True needs positive_index to be a permutation of arange(N)")
-    # back_logits[j, i] = sim(c_{p_j}, q_i) / tau = in_batch[i, p_j]: no second matmul
-    back_logits = in_batch[:, positive_index].transpose(0, 1)
-    if mask is not None:
-        back_logits = back_logits.masked_fill(mask[:, positive_index].transpose(0, 1), float("-inf"))
+        return LossOutput(loss=reduce(forward.loss, reduction), logits=forward.logits, labels=positive_index)
+    # back_logits[j, i] = l[i, p_j] of the in-batch block: the weight sits on the extra columns only
+    # and the mask comes along transposed, so no second matmul is needed.
+    back_logits = forward.logits[:, :m][:, positive_index].transpose(0, 1)
     backward = F.cross_entropy(back_logits, torch.arange(n, device=query.device), reduction="none")
-    loss = reduce(0.5 * (forward + backward), reduction)
-    stats = {"loss_forward": forward.detach().mean(), "loss_backward": backward.detach().mean()}
-    return LossOutput(loss=loss, logits=logits, labels=positive_index, stats=stats)
+    loss = reduce(0.5 * (forward.loss + backward), reduction)
+    stats = {"loss_forward": forward.loss.detach().mean(), "loss_backward": backward.detach().mean()}
+    return LossOutput(loss=loss, logits=forward.logits, labels=positive_index, stats=stats)
+
+
+def nt_xent_roles(rows: int, total: int, offset: int, device: torch.device) -> ColumnRoles:
+    """Roles of NT-Xent (Chen et al. 2020) for this process's rows ``[query; key]`` (``2 rows``) against the
+    gathered columns ``[query_all; key_all]`` (``2 total``): local query ``i`` is global ``offset + i``,
+    its positive is column ``total + offset + i`` and itself (column ``offset + i``) is ignored;
+    symmetrically for keys."""
+    index = torch.arange(rows, device=device) + offset
+    return ColumnRoles(positive_index=torch.cat([index + total, index]), self_index=torch.cat([index, index + total]))
+
+
+def nt_xent(
+    query: Tensor,
+    key: Tensor,
+    query_all: Tensor | None = None,
+    key_all: Tensor | None = None,
+    *,
+    offset: int = 0,
+    temperature: float | Tensor = 0.1,
+    similarity: Similarity = "cosine",
+) -> LossOutput:
+    """NT-Xent (SimCLR, Chen et al. 2020) over the ``2N`` views of ``N`` images:
+
+    ``l_i = -log exp(sim(z_i, z_pos(i))/tau) / sum_{j != i} exp(sim(z_i, z_j)/tau)``, ``L = mean_i l_i``,
+
+    with ``z = [query_all; key_all]`` and ``pos(i)`` the other view of image ``i``. This process's rows
+    are ``[query; key]`` (global rows from ``offset``); ``*_all`` default to the local views. The mean
+    over every process's rows equals the single-process loss over the concatenated batch.
+    """
+    query_all = query if query_all is None else query_all
+    key_all = key if key_all is None else key_all
+    n, total = query.shape[0], query_all.shape[0]
+    if key.shape[0] != n or key_all.shape[0] != total:
+        raise ValueError(f"query and key views need the same batch size, got {n} and {key.shape[0]}")
+    if total < 2:
+        raise ValueError("NT-Xent needs at least 2 images in the (global) batch to have negatives")
+    roles = nt_xent_roles(n, total, offset, query.device)
+    return contrastive_loss(
+        torch.cat([query, key]), torch.cat([query_all, key_all]), roles, temperature=temperature, similarity=similarity
+    )
 
 
 def _full_mask(mask: Tensor | None, n: int, m: int, k: int, device: torch.device) -> Tensor | None:

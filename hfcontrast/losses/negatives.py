@@ -1,7 +1,7 @@
 """Negative handling on one block of logits: hard-negative weights, FNCL detection, MoCHi synthesis.
 
 Each function is pure and row-local (row ``i`` depends only on row ``i`` of its inputs), so the
-contrastive loss can apply them chunk by chunk (see :func:`hfcontrast.losses.contrastive_loss`).
+contrastive loss can apply them chunk by chunk (see :func:`hfcontrast.losses.contrastive_loss`, the engine).
 """
 
 from __future__ import annotations

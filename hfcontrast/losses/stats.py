@@ -61,3 +61,10 @@ def top1_accuracy(logits: Tensor, labels: Tensor) -> Tensor:
     if labels.shape != (logits.shape[0],):
         raise ValueError(f"labels must have shape ({logits.shape[0]},), got {tuple(labels.shape)}")
     return (logits.argmax(dim=1) == labels.to(logits.device)).float().mean()
+
+
+@torch.no_grad()
+def collapse_std(z: Tensor) -> Tensor:
+    """SimSiam's collapse monitor: mean over channels of the std of ``z / ||z||`` (``~1/sqrt(d)`` when
+    healthy, ``0`` when collapsed; Chen & He 2021, fig. 2)."""
+    return F.normalize(z.detach().float(), dim=-1).std(dim=0).mean()

@@ -15,8 +15,8 @@ import torch
 from torch import Tensor
 
 from ._checks import default_arange
-from .contrastive import contrastive_loss
-from .masks import ColumnRoles
+from .engine import contrastive_loss
+from .roles import ColumnRoles
 from .types import LossOutput, Reduction, Similarity
 
 

@@ -8,7 +8,7 @@ label is a *positive*.
 
 :class:`ColumnRoles` describes all of this in ``O(N + M)`` memory (indices, ids, labels) and builds the
 dense ``[rows, M]`` masks for one chunk of rows at a time, so a loss computed in row chunks never
-holds an ``N x M`` mask (see :func:`hfcontrast.losses.contrastive_loss`).
+holds an ``N x M`` mask (see :func:`hfcontrast.losses.contrastive_loss`, the engine).
 """
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""One general InfoNCE with composable negative handling, optionally computed in row chunks.
+"""The contrastive engine: rows against columns with roles, one loss with composable negative handling.
+
+Every contrastive loss of hfcontrast is this function with some options (``info_nce``, ``nt_xent``,
+``supcon_loss``, ``dcl_loss``, ``debiased_info_nce``, ``chunked_info_nce`` are thin wrappers) and
+every InfoNCE-family objective calls it. The plain case (one positive per row, no option but ignored
+columns and a logit bonus) runs one fused cross-entropy; the options add passes only when used.
 
 For query row ``i`` with logits ``l_ij = sim(q_i, c_j) / tau``, positives ``P(i)``, negatives
 ``N(i)`` (every column that is neither positive nor ignored, see :class:`ColumnRoles`) and optional
@@ -38,7 +43,6 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from ._checks import check_embeddings, check_positive, check_reduction, upcast
-from .masks import ColumnRoles
 from .negatives import (
     MochiDraws,
     fncl_false_negatives,
@@ -46,6 +50,7 @@ from .negatives import (
     masked_logsumexp,
     mochi_negatives,
 )
+from .roles import ColumnRoles
 from .types import LossOutput, Reduction, Similarity
 
 FNCLMode = Literal["none", "eliminate", "attract"]
@@ -124,7 +129,7 @@ class _Config:
 
 
 def _chunk_loss(cfg: _Config, start: int, query: Tensor, cand: Tensor, inv_tau: Tensor) -> tuple[Tensor, ...]:
-    """Rows ``start .. start + len(query) - 1``: per-row loss and included flags, plus detached stats."""
+    """Rows ``start .. start + len(query) - 1``: per-row loss, included flags, detached stats, logits."""
     end = start + query.shape[0]
     m, device = cand.shape[0], query.device
     logits = (query * inv_tau) @ cand.T  # scale the rows, not the [n, M] matrix
@@ -146,7 +151,7 @@ def _chunk_loss(cfg: _Config, start: int, query: Tensor, cand: Tensor, inv_tau: 
             hit = logits.argmax(dim=1) == target
             ones = torch.ones_like(target)
             stats = torch.stack([hit, negatives, ones, torch.zeros_like(target)], dim=1).to(logits.dtype)
-        return loss, torch.ones_like(hit), stats
+        return loss, torch.ones_like(hit), stats, logits
     positive, ignore = roles.masks(start, end, m, device)
     negative = ~positive & ~ignore
     flagged = torch.zeros_like(negative)
@@ -182,7 +187,11 @@ def _chunk_loss(cfg: _Config, start: int, query: Tensor, cand: Tensor, inv_tau: 
         stats = torch.stack(
             [positive.gather(1, guess)[:, 0], negative.sum(1), positive.sum(1), flagged.sum(1)], dim=1
         ).to(logits.dtype)
-    return loss, included, stats
+    return loss, included, stats, logits
+
+
+def _chunk_without_logits(cfg: _Config, start: int, query: Tensor, cand: Tensor, inv_tau: Tensor) -> tuple[Tensor, ...]:
+    return _chunk_loss(cfg, start, query, cand, inv_tau)[:3]
 
 
 def _is_plain(cfg: _Config) -> bool:
@@ -229,9 +238,10 @@ def contrastive_loss(
             (``None``: all rows at once). The result does not depend on it.
         reduction: ``"mean"`` over included rows | ``"sum"`` | ``"none"`` (``[N]``, 0 for excluded rows).
 
-    Returns ``LossOutput(loss, logits=None, labels=roles.positive_index)`` with detached ``stats``:
-    ``top1`` (argmax is a positive), ``negatives`` / ``positives`` (mean per row), ``false_negatives``
-    (FNCL flags per row) and ``rows`` (rows in the mean).
+    Returns ``LossOutput(loss, logits, labels=roles.positive_index)``: ``logits`` ``[N, M]`` (after the
+    logit bonus, ignored columns at ``-inf``) when the rows were computed in one piece, else ``None``;
+    detached ``stats``: ``top1`` (argmax is a positive), ``negatives`` / ``positives`` (mean per row),
+    ``false_negatives`` (FNCL flags per row) and ``rows`` (rows in the mean).
     """
     check_positive("temperature", temperature)
     check_reduction(reduction)
@@ -271,17 +281,20 @@ def contrastive_loss(
     )
     n = q.shape[0]
     step = n if chunk_size is None else chunk_size
+    if n == 0:
+        raise ValueError("the loss needs at least one query row")
     parts = []
     for start in range(0, n, max(step, 1)):
-        fn = partial(_chunk_loss, cfg, start)
         rows = q[start : start + step]
-        if step < n and torch.is_grad_enabled():
-            parts.append(checkpoint(fn, rows, c, inv_tau, use_reentrant=False))
+        if step < n:  # chunks keep no logits alive: the backward recomputes each from its rows
+            fn = partial(_chunk_without_logits, cfg, start)
+            parts.append(checkpoint(fn, rows, c, inv_tau, use_reentrant=False) if torch.is_grad_enabled() else fn(rows, c, inv_tau))
         else:
-            parts.append(fn(rows, c, inv_tau))
+            parts.append(_chunk_loss(cfg, start, rows, c, inv_tau))
     loss_rows = torch.cat([p[0] for p in parts])
     included = torch.cat([p[1] for p in parts])
     stats = torch.cat([p[2] for p in parts])
+    logits = parts[0][3] if len(parts) == 1 else None
     used = included.sum()
     if reduction == "mean":
         loss = loss_rows.sum() / used.clamp_min(1).to(loss_rows.dtype)
@@ -298,4 +311,4 @@ def contrastive_loss(
     }
     if fncl != "none":
         out_stats["false_negatives"] = means[3]
-    return LossOutput(loss=loss, logits=None, labels=roles.positive_index, stats=out_stats)
+    return LossOutput(loss=loss, logits=logits, labels=roles.positive_index, stats=out_stats)
