@@ -10,7 +10,6 @@ CPU machine has and which no CPU tensor is on.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -81,9 +80,11 @@ class Toy(nn.Module):
         super().__init__()
         self.linear = nn.Linear(dim_in, dim)
         self.logit_scale = nn.Parameter(torch.tensor(2.0))
-        self.config = SimpleNamespace(train_embedding_dim=dim, projection_dim=dim)
+        self.train_embedding_dim = dim  # the Encoder protocol
 
-    def forward(self, pixel_values: Tensor | None = None, input_ids: Tensor | None = None) -> ContrastiveEncoderOutput:
+    def forward(
+        self, pixel_values: Tensor | None = None, input_ids: Tensor | None = None, use_head: bool = True
+    ) -> ContrastiveEncoderOutput:
         inputs = pixel_values if pixel_values is not None else input_ids
         assert inputs is not None
         return ContrastiveEncoderOutput(embeddings=self.linear(inputs))

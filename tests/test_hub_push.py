@@ -20,9 +20,9 @@ from hfcontrast.trainer import ContrastiveTrainer, ContrastiveTrainingArguments
 from tests.tiny import text_model, tokenizer
 
 TEXT_CHECKPOINT = [
-    "README.md", "config.json", "config_sentence_transformers.json", "configuration_text.py", "model.safetensors",
-    "modeling_text.py", "modules.json", "pooling.py", "sentence_bert_config.json", "subconfigs.py", "tokenizer.json",
-    "tokenizer_config.json", "versioning.py",
+    "README.md", "config.json", "config_sentence_transformers.json", "configuration_common.py", "configuration_text.py",
+    "heads.py", "model.safetensors", "modeling_text.py", "modules.json", "outputs.py", "pooling.py",
+    "sentence_bert_config.json", "tokenizer.json", "tokenizer_config.json", "towers.py",
 ]
 RUN_ARTEFACTS = ["eval_results.json", "training.png"]
 EVAL_RESULTS = {"before_sts_spearman": 0.2, "eval_sts_spearman": 0.6180339887, "eval_sts_pearson": 0.5, "train_steps": 2}
@@ -151,7 +151,7 @@ def test_model_push_to_hub_sends_weights_config_and_code(hub: FakeHub) -> None:
     text_model().push_to_hub("someone/plain")
     files = hub.commits[-1]["files"]
     assert {"config.json", "model.safetensors", "configuration_text.py", "modeling_text.py", "pooling.py",
-            "versioning.py"} <= set(files)
+            "configuration_common.py"} <= set(files)
     assert not any(name.endswith(".bin") for name in files)
 
 

@@ -17,6 +17,7 @@ import hfcontrast.objectives.clip as clip_module
 from hfcontrast import ContrastiveDualEncoder, ContrastiveDualEncoderConfig
 from hfcontrast.augment import eval_pipeline, simclr_pipeline
 from hfcontrast.collators import CollatorEpochCallback, ImageTextCollator
+from hfcontrast.distributed import Gathered
 from hfcontrast.objectives import CLIP, SigLIP
 from hfcontrast.trainer import ContrastiveTrainer, ContrastiveTrainingArguments
 
@@ -54,7 +55,7 @@ class Scales(nn.Module):
         super().__init__()
         self.logit_scale = nn.Parameter(torch.tensor(log_scale, dtype=torch.float64))
         self.logit_bias = None if bias is None else nn.Parameter(torch.tensor(bias, dtype=torch.float64))
-        self.config = type("Config", (), {"projection_dim": dim})()
+        self.train_embedding_dim = dim  # the Encoder protocol (queue width)
 
     def clamp_logit_scale_(self) -> None:
         with torch.no_grad():
@@ -193,7 +194,7 @@ def test_two_simulated_ranks_equal_one_process(kind: str, monkeypatch: pytest.Mo
     for r in range(world):
         local_img, local_txt = img[r * n : (r + 1) * n], txt[r * n : (r + 1) * n]
         table = {id(local_img): (img, r * n), id(local_txt): (txt, r * n)}
-        monkeypatch.setattr(clip_module, "gather_with_grad", lambda t, table=table: table[id(t)])
+        monkeypatch.setattr(clip_module, "gather", lambda t, enabled=True, table=table: Gathered(*table[id(t)], t.shape[0]))
         losses.append(objective({"image": local_img, "text": local_txt}, {}).loss)
     mean = sum(losses) / world
     torch.testing.assert_close(mean, single, atol=1e-12, rtol=1e-12)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -13,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hfcontrast import ContrastiveEncoderOutput, ContrastiveVisionModel
+from hfcontrast.distributed import Gathered
 from hfcontrast.objectives import BYOL, MoCo, SimCLR, SimSiam
 from hfcontrast.objectives import moco as moco_module
 from hfcontrast.objectives import simclr as simclr_module
@@ -27,9 +27,9 @@ class Toy(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.linear = nn.Linear(DIM_IN, DIM).double()
-        self.config = SimpleNamespace(train_embedding_dim=DIM)
+        self.train_embedding_dim = DIM  # the Encoder protocol
 
-    def forward(self, pixel_values: Tensor) -> ContrastiveEncoderOutput:
+    def forward(self, pixel_values: Tensor, use_head: bool = True) -> ContrastiveEncoderOutput:
         return ContrastiveEncoderOutput(embeddings=self.linear(pixel_values))
 
 
@@ -78,7 +78,7 @@ def test_simclr_sharded_equals_single_process(monkeypatch: pytest.MonkeyPatch) -
     losses = []
     for rank in range(world):
         gathered = iter([(q, rank * n), (k, rank * n)])
-        monkeypatch.setattr(simclr_module, "gather_with_grad", lambda _t, it=gathered: next(it))
+        monkeypatch.setattr(simclr_module, "gather", lambda t, enabled=True, it=gathered: Gathered(*next(it), t.shape[0]))
         rows = slice(rank * n, (rank + 1) * n)
         losses.append(SimCLR(temperature=0.2)({"query": q[rows], "key": k[rows]}, {}).loss)
     mean = torch.stack(losses).mean()
@@ -261,7 +261,7 @@ def test_moco_v3_sharded_equals_single_process(monkeypatch: pytest.MonkeyPatch) 
     losses = []
     for rank in range(world):
         gathered = iter([(k2, rank * n), (k1, rank * n)])
-        monkeypatch.setattr(moco_module, "gather_with_grad", lambda _t, it=gathered: next(it))
+        monkeypatch.setattr(moco_module, "gather", lambda t, enabled=True, it=gathered: Gathered(*next(it), t.shape[0]))
         rows = slice(rank * n, (rank + 1) * n)
         local = {name: {"pixel_values": view["pixel_values"][rows]} for name, view in batch.items()}
         losses.append(moco({"query": z1[rows], "key": z2[rows]}, local).loss)

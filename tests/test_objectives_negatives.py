@@ -1,9 +1,8 @@
-"""NegativeOptions on SimCSE, SimCLR, MoCo and CLIP, against naive float64 loops; collator ids/labels."""
+"""NegativeConfig on SimCSE, SimCLR, MoCo and CLIP, against naive float64 loops; collator ids/labels."""
 
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -14,9 +13,11 @@ from transformers import HfArgumentParser
 
 from hfcontrast import ContrastiveEncoderOutput
 from hfcontrast.collators import TextPairCollator, UnsupervisedSimCSECollator
+from hfcontrast.demo.arguments import NegativeArguments
+from hfcontrast.distributed import Gathered
 from hfcontrast.losses import info_nce, supcon_loss
-from hfcontrast.objectives import CLIP, MoCo, NegativeOptions, SimCLR, SimCSE
-from hfcontrast.objectives import options as options_module
+from hfcontrast.objectives import CLIP, MoCo, NegativeConfig, SimCLR, SimCSE
+from hfcontrast.objectives import contrast as contrast_module
 from hfcontrast.objectives import simclr as simclr_module
 
 from .tiny import tokenizer
@@ -46,7 +47,7 @@ class Toy(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.linear = nn.Linear(5, DIM).double()
-        self.config = SimpleNamespace(train_embedding_dim=DIM)
+        self.train_embedding_dim = DIM
 
     def forward(self, pixel_values: Tensor, use_head: bool = True) -> ContrastiveEncoderOutput:
         return ContrastiveEncoderOutput(embeddings=self.linear(pixel_values))
@@ -54,7 +55,7 @@ class Toy(nn.Module):
 
 # ----------------------------------------------------------------------------- the options dataclass
 def test_options_parse_validate_and_activate() -> None:
-    (parsed,) = HfArgumentParser(NegativeOptions).parse_args_into_dataclasses(
+    (parsed,) = HfArgumentParser(NegativeArguments).parse_args_into_dataclasses(
         [
             "--fncl",
             "attract",
@@ -68,15 +69,16 @@ def test_options_parse_validate_and_activate() -> None:
             "16",
         ]
     )
-    assert parsed.fncl == "attract" and parsed.mochi and parsed.loss_chunk_size == 16 and parsed.active
-    assert not NegativeOptions().active and not NegativeOptions(duplicate_id_column="id").active
-    assert NegativeOptions(supcon_label_column="label").queue_stores == "labels"
-    assert NegativeOptions(false_negative_masking=True).queue_stores == "ids"
+    config = parsed.to_config()
+    assert config.fncl == "attract" and config.mochi and config.loss_chunk_size == 16 and config.active
+    assert not NegativeArguments().to_config().active and not NegativeArguments(duplicate_id_column="id").to_config().active
+    assert NegativeArguments(supcon_label_column="label").to_config().queue_stores == "labels"
+    assert NegativeArguments(false_negative_masking=True).to_config().queue_stores == "ids"
     bad: list[tuple[dict[str, Any], str]] = [
         ({"debiased_tau_plus": 0.1, "decoupled": True}, "exclude each other"),
-        ({"debiased_tau_plus": 0.1, "supcon_label_column": "y"}, "one positive"),
+        ({"debiased_tau_plus": 0.1, "supervised": True}, "one positive"),
         ({"debiased_tau_plus": 0.1, "fncl": "attract"}, "one positive"),
-        ({"supcon_label_column": "y", "false_negative_masking": True}, "already a positive"),
+        ({"supervised": True, "mask_duplicates": True}, "already a positive"),
         ({"mochi_n": 4}, "MoCHi"),
         ({"mochi_s": 4}, "MoCHi"),
         ({"fncl": "drop"}, "fncl"),
@@ -87,18 +89,20 @@ def test_options_parse_validate_and_activate() -> None:
     ]
     for kwargs, message in bad:
         with pytest.raises(ValueError, match=message):
-            NegativeOptions(**kwargs)
-    mochi = NegativeOptions(mochi_n=4, mochi_s=2)
+            NegativeConfig(**kwargs)
+    with pytest.raises(ValueError, match="already a positive"):  # validated when the flags are parsed
+        NegativeArguments(supcon_label_column="y", false_negative_masking=True)
+    mochi = NegativeConfig(mochi_n=4, mochi_s=2)
     with pytest.raises(ValueError, match="needs a queue"):
-        SimCLR(options=mochi)
+        SimCLR(negatives=mochi)
     with pytest.raises(ValueError, match="needs a queue"):
-        SimCSE(options=mochi)
+        SimCSE(negatives=mochi)
     with pytest.raises(ValueError, match="needs a queue"):
-        MoCo(Toy(), version="v3", options=mochi)
+        MoCo(Toy(), version="v3", negatives=mochi)
     with pytest.raises(ValueError, match="cosine"):
-        SimCLR(similarity="dot", options=NegativeOptions(debiased_tau_plus=0.1))
+        SimCLR(similarity="dot", negatives=NegativeConfig(debiased_tau_plus=0.1))
     with pytest.raises(ValueError, match="batch\\['ids'\\]"):
-        SimCSE(options=NegativeOptions(false_negative_masking=True))(
+        SimCSE(negatives=NegativeConfig(mask_duplicates=True))(
             {"anchor": rand(3, 4), "positive": rand(3, 4)}, {}
         )
 
@@ -107,7 +111,7 @@ def test_options_parse_validate_and_activate() -> None:
 def test_simcse_duplicate_in_batch_is_not_a_negative() -> None:
     anchor, positive = rand(4, DIM, seed=1), rand(4, DIM, seed=2)
     ids = torch.tensor([10, 11, 12, 11])
-    objective = SimCSE(0.1, options=NegativeOptions(false_negative_masking=True))
+    objective = SimCSE(0.1, negatives=NegativeConfig(mask_duplicates=True))
     out = objective({"anchor": anchor, "positive": positive}, {"ids": ids})
     mask = ids[:, None] == ids[None, :]
     mask.fill_diagonal_(False)
@@ -128,7 +132,7 @@ def test_simcse_duplicate_in_batch_is_not_a_negative() -> None:
 def test_moco_duplicate_in_queue_is_not_a_negative_and_queue_stores_ids() -> None:
     toy = Toy()
     moco = MoCo(
-        toy, queue_size=8, temperature=0.2, options=NegativeOptions(false_negative_masking=True)
+        toy, queue_size=8, temperature=0.2, negatives=NegativeConfig(mask_duplicates=True)
     ).train()
     queue, queue_ids = rand(3, DIM, seed=3), torch.tensor([7, 0, 8])
     moco.keys.queue.enqueue(queue, queue_ids)  # type: ignore[union-attr]
@@ -144,13 +148,13 @@ def test_moco_duplicate_in_queue_is_not_a_negative_and_queue_stores_ids() -> Non
     moco.after_optimizer_step(toy, 1, 10)
     assert moco.keys.ids().tolist() == [7, 0, 8, 0, 1, 2]  # type: ignore[union-attr]
     legacy = MoCo(toy, queue_size=8, temperature=0.2, mask_duplicate_ids=True)
-    assert legacy.options.false_negative_masking and legacy.keys.queue.store_ids  # type: ignore[union-attr]
+    assert legacy.negatives.mask_duplicates and legacy.keys.queue.store_ids  # type: ignore[union-attr]
 
 
 def test_clip_shared_image_id_is_masked_in_both_directions() -> None:
     image, text = rand(4, DIM, seed=7), rand(4, DIM, seed=8)
     ids = torch.tensor([0, 1, 0, 2])  # rows 0 and 2 are captions of the same image
-    out = CLIP(temperature=0.1, options=NegativeOptions(false_negative_masking=True))(
+    out = CLIP(temperature=0.1, negatives=NegativeConfig(mask_duplicates=True))(
         {"image": image, "text": text}, {"ids": ids}
     )
     pos = [{i} for i in range(4)]
@@ -164,7 +168,7 @@ def test_clip_shared_image_id_is_masked_in_both_directions() -> None:
 def test_simcse_supcon_with_hard_negatives_and_queue_matches_naive_loop() -> None:
     anchor, positive, hard = rand(4, DIM, seed=9), rand(4, DIM, seed=10), rand(4, DIM, seed=11)
     objective = SimCSE(
-        0.2, queue_size=7, embedding_dim=DIM, options=NegativeOptions(supcon_label_column="y")
+        0.2, queue_size=7, embedding_dim=DIM, negatives=NegativeConfig(supervised=True)
     ).train()
     queue, queue_labels = rand(3, DIM, seed=12), torch.tensor([1, 0, 5])
     objective.keys.queue.enqueue(queue, queue_labels)  # type: ignore[union-attr]
@@ -181,7 +185,7 @@ def test_simcse_supcon_with_hard_negatives_and_queue_matches_naive_loop() -> Non
 
 def test_moco_supcon_uses_same_label_queue_keys_as_positives() -> None:
     toy = Toy()
-    moco = MoCo(toy, queue_size=8, temperature=0.2, options=NegativeOptions(supcon_label_column="y"))
+    moco = MoCo(toy, queue_size=8, temperature=0.2, negatives=NegativeConfig(supervised=True))
     queue, queue_labels = rand(4, DIM, seed=13), torch.tensor([3, 1, 3, 2])
     moco.keys.queue.enqueue(queue, queue_labels)  # type: ignore[union-attr]
     batch: dict[str, Any] = {
@@ -200,22 +204,22 @@ def test_moco_supcon_uses_same_label_queue_keys_as_positives() -> None:
 def test_simclr_supcon_equals_khosla_supcon_and_two_simulated_ranks(monkeypatch: pytest.MonkeyPatch) -> None:
     q, k = rand(6, DIM, seed=17).requires_grad_(), rand(6, DIM, seed=18).requires_grad_()
     labels, ids = torch.tensor([0, 1, 0, 2, 1, 3]), torch.tensor([0, 1, 2, 3, 4, 5])
-    options = NegativeOptions(supcon_label_column="y", hard_negative_beta=0.5)
-    single = SimCLR(0.3, options=options)({"query": q, "key": k}, {"labels": labels}).loss
-    options_plain = NegativeOptions(supcon_label_column="y")
+    options = NegativeConfig(supervised=True, hard_negative_beta=0.5)
+    single = SimCLR(0.3, negatives=options)({"query": q, "key": k}, {"labels": labels}).loss
+    options_plain = NegativeConfig(supervised=True)
     khosla = supcon_loss(torch.stack([q, k], dim=1), labels, temperature=0.3).loss
     torch.testing.assert_close(
-        SimCLR(0.3, options=options_plain)({"query": q, "key": k}, {"labels": labels}).loss, khosla
+        SimCLR(0.3, negatives=options_plain)({"query": q, "key": k}, {"labels": labels}).loss, khosla
     )
     want = torch.autograd.grad(single, (q, k))
     losses = []
     for rank in range(2):
         rows = slice(rank * 3, (rank + 1) * 3)
         tensors = iter([(q, rank * 3), (k, rank * 3)])
-        monkeypatch.setattr(simclr_module, "gather_with_grad", lambda _t, it=tensors: next(it))
-        monkeypatch.setattr(options_module, "gather_detached", lambda _t: labels)
+        monkeypatch.setattr(simclr_module, "gather", lambda t, enabled=True, it=tensors: Gathered(*next(it), t.shape[0]))
+        monkeypatch.setattr(contrast_module, "gather_detached", lambda _t: labels)
         batch = {"labels": labels[rows], "ids": ids[rows]}
-        losses.append(SimCLR(0.3, options=options)({"query": q[rows], "key": k[rows]}, batch).loss)
+        losses.append(SimCLR(0.3, negatives=options)({"query": q[rows], "key": k[rows]}, batch).loss)
     mean = torch.stack(losses).mean()
     torch.testing.assert_close(mean, single)
     for got, expected in zip(torch.autograd.grad(mean, (q, k)), want):
@@ -225,7 +229,7 @@ def test_simclr_supcon_equals_khosla_supcon_and_two_simulated_ranks(monkeypatch:
 # ----------------------------------------------------------------------------- debiased, DCL, FNCL, MoCHi, chunks
 def test_simclr_debiased_matches_chuang_reference_code() -> None:
     q, k, tau, tau_plus = rand(5, DIM, seed=19), rand(5, DIM, seed=20), 0.5, 0.1
-    out = SimCLR(tau, options=NegativeOptions(debiased_tau_plus=tau_plus))({"query": q, "key": k}, {})
+    out = SimCLR(tau, negatives=NegativeConfig(debiased_tau_plus=tau_plus))({"query": q, "key": k}, {})
     z = torch.cat([q, k])
     total, n = 0.0, 2 * 5 - 2
     for i in range(10):
@@ -246,12 +250,12 @@ def test_moco_v3_dcl_and_fncl_run_through_the_general_loss() -> None:
     embeddings = {"query": rand(4, DIM, seed=23), "key": rand(4, DIM, seed=24)}
     torch.manual_seed(0)
     moco = MoCo(
-        toy, version="v3", temperature=0.2, predictor_hidden_dim=8, options=NegativeOptions(decoupled=True)
+        toy, version="v3", temperature=0.2, predictor_hidden_dim=8, negatives=NegativeConfig(decoupled=True)
     ).double()
     out = moco.eval()(embeddings, batch)
     assert torch.isfinite(out.loss) and {"top1", "negatives"} <= set(out.stats)
     fncl = MoCo(
-        toy, version="v3", temperature=0.2, predictor_hidden_dim=8, options=NegativeOptions(fncl="eliminate")
+        toy, version="v3", temperature=0.2, predictor_hidden_dim=8, negatives=NegativeConfig(fncl="eliminate")
     )
     fncl.double()
     fncl.predictor.load_state_dict(moco.predictor.state_dict())  # type: ignore[union-attr]
@@ -259,8 +263,8 @@ def test_moco_v3_dcl_and_fncl_run_through_the_general_loss() -> None:
 
 
 def test_simcse_mochi_adds_synthetic_negatives_from_the_queue() -> None:
-    options = NegativeOptions(mochi_n=3, mochi_s=2, mochi_s_prime=1, false_negative_masking=True)
-    objective = SimCSE(0.1, queue_size=5, embedding_dim=DIM, options=options).train()
+    options = NegativeConfig(mochi_n=3, mochi_s=2, mochi_s_prime=1, mask_duplicates=True)
+    objective = SimCSE(0.1, queue_size=5, embedding_dim=DIM, negatives=options).train()
     anchor, positive = rand(4, DIM, seed=25).requires_grad_(), rand(4, DIM, seed=26)
     batch = {"ids": torch.tensor([0, 1, 2, 3])}
     out = objective({"anchor": anchor, "positive": positive}, batch)  # empty queue: no mixing yet
@@ -282,13 +286,13 @@ def test_chunked_objective_equals_plain(family: str) -> None:
     ids = torch.tensor([0, 1, 2, 0, 4, 5])
     results = []
     for chunk in (None, 2):
-        options = NegativeOptions(false_negative_masking=True, hard_negative_beta=0.5, loss_chunk_size=chunk)
+        options = NegativeConfig(mask_duplicates=True, hard_negative_beta=0.5, loss_chunk_size=chunk)
         if family == "simcse":
-            out = SimCSE(0.1, symmetric=True, options=options)({"anchor": a, "positive": b}, {"ids": ids})
+            out = SimCSE(0.1, symmetric=True, negatives=options)({"anchor": a, "positive": b}, {"ids": ids})
         elif family == "simclr":
-            out = SimCLR(0.1, options=options)({"query": a, "key": b}, {"ids": ids})
+            out = SimCLR(0.1, negatives=options)({"query": a, "key": b}, {"ids": ids})
         else:
-            out = CLIP(temperature=0.1, options=options)({"image": a, "text": b}, {"ids": ids})
+            out = CLIP(temperature=0.1, negatives=options)({"image": a, "text": b}, {"ids": ids})
         results.append((out.loss, torch.autograd.grad(out.loss, (a, b))))
     torch.testing.assert_close(results[0][0], results[1][0])
     for got, want in zip(results[1][1], results[0][1]):

@@ -27,6 +27,8 @@ def bert_config(dropout: float = 0.1, **overrides: object) -> BertConfig:
 
 
 def text_model(pooler: str = "cls", dropout: float = 0.1, **config_kwargs: object) -> ContrastiveTextModel:
+    """A tiny BERT text model; ``pooler="cls"`` comes with SimCSE's MLP head (config version 1's meaning)."""
+    config_kwargs.setdefault("mlp_head", pooler == "cls")
     return ContrastiveTextModel(ContrastiveTextConfig(backbone_config=bert_config(dropout), pooler=pooler, **config_kwargs))
 
 

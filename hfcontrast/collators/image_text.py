@@ -17,7 +17,7 @@ from transformers import PreTrainedTokenizerBase
 
 from ..augment import ViewPipeline
 from .checks import RowSpec
-from .images import load_rgb_image
+from .images import load_rgb_image, require_int
 from .seeding import CollatorEpochCallback as CollatorEpochCallback  # re-exported
 from .seeding import row_index, row_rng
 from .validation import CollatorInputError, check_batch_size, require_column
@@ -50,7 +50,8 @@ class ImageTextCollator:
     """Rows ``{image_column: image, caption_column: str | list[str]}`` -> named views for ``CLIP`` / ``SigLIP``.
 
     Output: ``{"image": {"pixel_values": [B, 3, H, W]}, "text": {"input_ids", "attention_mask", ...},
-    "caption_index": LongTensor[B]}`` (the position of the sampled caption; 0 for a single string).
+    "caption_index": LongTensor[B]}`` (the position of the sampled caption; 0 for a single string), plus
+    ``ids`` / ``labels`` with ``id_column`` / ``label_column``.
 
     Args:
         image_processor_or_pipeline: a :class:`~hfcontrast.augment.ViewPipeline` (random or eval view),
@@ -61,6 +62,8 @@ class ImageTextCollator:
         seed: seed of the random choices (caption sampling, augmentation).
         index_column: a column holding each row's dataset index (e.g. added with
             ``dataset.map(lambda _, i: {"idx": i}, with_indices=True)``).
+        id_column / label_column: integer columns emitted as ``batch["ids"]`` (false-negative masking:
+            rows sharing an image) and ``batch["labels"]`` (SupCon classes), as ``MultiViewCollator`` does.
 
     Randomness, and what makes a resumed run exact:
 
@@ -86,6 +89,8 @@ class ImageTextCollator:
         *,
         index_column: str | None = None,
         pad_to_multiple_of: int | None = None,
+        id_column: str | None = None,
+        label_column: str | None = None,
     ) -> None:
         if max_length < 2:
             raise ValueError(f"max_length must be >= 2, got {max_length}")
@@ -104,6 +109,7 @@ class ImageTextCollator:
         self.image_column, self.caption_column = image_column, caption_column
         self.max_length, self.pad_to_multiple_of = max_length, pad_to_multiple_of
         self.index_column = index_column
+        self.id_column, self.label_column = id_column, label_column
         self.seed = seed
         self.epoch = 0
         self.rng = random.Random(seed)
@@ -115,8 +121,8 @@ class ImageTextCollator:
 
     def row_spec(self) -> RowSpec:
         """What a row must hold: a readable image, its caption(s), and an integer row index."""
-        index = (self.index_column,) if self.index_column is not None else ()
-        return RowSpec(images=(self.image_column,), captions=(self.caption_column,), integers=index)
+        ints = tuple(dict.fromkeys(c for c in (self.index_column, self.id_column, self.label_column) if c is not None))
+        return RowSpec(images=(self.image_column,), captions=(self.caption_column,), integers=ints)
 
     def _stream_rng(self) -> random.Random:
         if torch.utils.data.get_worker_info() is None:
@@ -193,8 +199,12 @@ class ImageTextCollator:
             pad_to_multiple_of=self.pad_to_multiple_of,
             return_tensors="pt",
         )
-        return {
+        batch: dict[str, Any] = {
             "image": {"pixel_values": self._pixels(images, rngs)},
             "text": dict(text),
             "caption_index": torch.tensor(chosen, dtype=torch.long),
         }
+        for key, column in (("ids", self.id_column), ("labels", self.label_column)):
+            if column is not None:
+                batch[key] = torch.tensor([require_int(row, column, i) for i, row in enumerate(features)], dtype=torch.long)
+        return batch

@@ -154,7 +154,8 @@ def _describe(value: Any) -> str:
     return type(value).__name__
 
 
-def _require_int(row: Mapping[str, Any], column: str, position: int) -> int:
+def require_int(row: Mapping[str, Any], column: str, position: int) -> int:
+    """``row[column]`` as an int (a 1-element integer tensor counts); the error names row and column."""
     value = require_column(row, column, position)
     if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_floating_point():
         value = value.item()
@@ -302,9 +303,9 @@ class MultiViewCollator:
                 rng = stream if row_id is None else row_rng(self.seed, self.epoch, row_id, index)
                 views[index].append(_apply(pipeline, image, rng, position, self.image_column, name))
             if self.label_column is not None:
-                labels.append(_require_int(row, self.label_column, position))
+                labels.append(require_int(row, self.label_column, position))
             if self.id_column is not None:
-                ids.append(_require_int(row, self.id_column, position))
+                ids.append(require_int(row, self.id_column, position))
         batch: dict[str, Any] = {
             name: {"pixel_values": _stack(tensors, f"view {name!r}")}
             for name, tensors in zip(self.view_names, views)
@@ -342,7 +343,7 @@ class ImageEvalCollator:
             image = load_rgb_image(value, row=position, column=self.image_column)
             pixels.append(_apply(self.pipeline, image, None, position, self.image_column, "pixel_values"))
             if self.label_column is not None:
-                labels.append(_require_int(row, self.label_column, position))
+                labels.append(require_int(row, self.label_column, position))
         batch: dict[str, Any] = {"pixel_values": _stack(pixels, "pixel_values")}
         if self.label_column is not None:
             batch["labels"] = torch.tensor(labels, dtype=torch.long)

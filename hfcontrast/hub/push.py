@@ -4,8 +4,8 @@ The pushed file set (the same for :func:`push_to_hub` and ``ContrastiveTrainer.p
 the exported folder minus what is not model: Trainer checkpoints (``checkpoint-*``), names starting
 with ``_`` or ``.``, and pickles (``training_args.bin``, ``*.bin``, ``*.pt``, ...): checkpoints are
 safetensors only. It holds ``model.safetensors``, ``config.json``, the code files ``save_pretrained``
-copied for ``trust_remote_code`` (``configuration_*.py``, ``modeling_*.py``, ``pooling.py``,
-``versioning.py``), the tokenizer / processor files, ``README.md`` (the card), for text models the
+copied for ``trust_remote_code`` (``configuration_*.py``, ``modeling_*.py`` and the modules they import:
+``pooling.py``, ``heads.py``, ...), the tokenizer / processor files, ``README.md`` (the card), for text models the
 sentence-transformers files, and any run artefacts (``eval_results.json``, ``training.png``).
 """
 

@@ -1,19 +1,25 @@
-"""Encoders (``PreTrainedModel`` subclasses) registered with ``AutoConfig`` / ``AutoModel`` on import."""
+"""Encoders (``PreTrainedModel`` subclasses) registered with ``AutoConfig`` / ``AutoModel`` on import.
+
+Everything here is copied into checkpoints for ``trust_remote_code``, so modules import only each
+other (single-dot relative imports), never the rest of hfcontrast.
+"""
 
 from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedModel
 
 from .configuration_dual import ContrastiveDualEncoderConfig
 from .configuration_text import ContrastiveTextConfig
 from .configuration_vision import ContrastiveVisionConfig
-from .modeling_dual import ContrastiveDualEncoder, DualEncoderOutput
-from .modeling_text import ContrastiveEncoderOutput, ContrastiveTextModel
+from .heads import MLPHead, Predictor
+from .modeling_dual import ContrastiveDualEncoder
+from .modeling_text import ContrastiveTextModel
 from .modeling_vision import ContrastiveVisionModel
+from .outputs import ContrastiveEncoderOutput, DualEncoderOutput
 
 _REGISTRY: list[tuple[type[PreTrainedConfig], type[PreTrainedModel]]] = [
     (ContrastiveTextConfig, ContrastiveTextModel),
     (ContrastiveVisionConfig, ContrastiveVisionModel),
+    (ContrastiveDualEncoderConfig, ContrastiveDualEncoder),
 ]
-_REGISTRY.append((ContrastiveDualEncoderConfig, ContrastiveDualEncoder))
 
 
 def _register() -> None:
@@ -28,10 +34,14 @@ def _register() -> None:
 _register()
 
 __all__ = [
+    "ContrastiveDualEncoder",
+    "ContrastiveDualEncoderConfig",
     "ContrastiveEncoderOutput",
     "ContrastiveTextConfig",
     "ContrastiveTextModel",
     "ContrastiveVisionConfig",
     "ContrastiveVisionModel",
+    "DualEncoderOutput",
+    "MLPHead",
+    "Predictor",
 ]
-__all__ += ["ContrastiveDualEncoder", "ContrastiveDualEncoderConfig", "DualEncoderOutput"]

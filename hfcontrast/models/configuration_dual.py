@@ -7,9 +7,8 @@ from typing import Any
 
 from transformers import AutoConfig, PreTrainedConfig
 
+from .configuration_common import CONFIG_FORMAT_VERSION, check_config_version, sub_config
 from .pooling import TEXT_POOLERS
-from .subconfigs import sub_config
-from .versioning import CONFIG_FORMAT_VERSION, check_config_version
 
 #: Text poolings of the dual encoder: the tower's own ``pooler_output`` (CLIP's EOS token, BERT's
 #: tanh pooler) or a token pooling of ``last_hidden_state`` (:func:`.pooling.pool_tokens`).
@@ -73,25 +72,24 @@ class ContrastiveDualEncoderConfig(PreTrainedConfig):
         self.learnable_logit_scale = learnable_logit_scale
         self.max_logit_scale = max_logit_scale
         self.logit_bias_init_value = logit_bias_init_value
-        self.hfcontrast_config_version = hfcontrast_config_version
+        self.hfcontrast_config_version = CONFIG_FORMAT_VERSION
         super().__init__(**kwargs)
 
     @property
-    def hidden_size(self) -> int:
-        """Size of the exported embeddings (the shared projection space)."""
+    def train_embedding_dim(self) -> int:
+        """Width of the shared embedding space (what the loss and the queues see)."""
         return int(self.projection_dim)
+
+    @property
+    def embedding_dim(self) -> int:
+        """Width of the exported embeddings: the shared projection space."""
+        return int(self.projection_dim)
+
+    @property
+    def hidden_size(self) -> int:
+        """:attr:`embedding_dim`, under the name tools read as the embedding size."""
+        return self.embedding_dim
 
     @property
     def uses_logit_bias(self) -> bool:
         return self.logit_bias_init_value is not None
-
-
-def tower_width(config: PreTrainedConfig) -> int:
-    """Width of a tower's pooled output: ``hidden_size``, else the last of ``hidden_sizes`` (ResNet, ConvNeXt)."""
-    width = getattr(config, "hidden_size", None)
-    if width is None:
-        sizes = getattr(config, "hidden_sizes", None)
-        width = sizes[-1] if sizes else None
-    if width is None:
-        raise ValueError(f"cannot read the output width of {type(config).__name__} (no hidden_size(s))")
-    return int(width)

@@ -6,9 +6,8 @@ from typing import Any
 
 from transformers import AutoConfig, PreTrainedConfig
 
+from .configuration_common import CONFIG_FORMAT_VERSION, check_config_version, sub_config
 from .pooling import TEXT_POOLERS
-from .subconfigs import sub_config
-from .versioning import CONFIG_FORMAT_VERSION, check_config_version
 
 
 class ContrastiveTextConfig(PreTrainedConfig):
@@ -16,12 +15,17 @@ class ContrastiveTextConfig(PreTrainedConfig):
 
     Args:
         backbone_config: config of the backbone (``BertConfig``, ``RobertaConfig``, ... or a dict).
-        pooler: ``cls`` (CLS token + MLP head, SimCSE), ``cls_before_pooler`` (raw CLS), ``mean``,
-            ``first_last_avg`` (mean of first and last layer) or ``max``.
-        mlp_only_train: with ``pooler="cls"``, apply the MLP head in training only (unsupervised
-            SimCSE); the exported embedding is then the raw CLS vector.
+        pooler: ``cls`` / ``cls_before_pooler`` (the CLS token), ``mean``, ``first_last_avg`` (mean of
+            first and last layer) or ``max``.
+        mlp_head: a ``Linear -> Tanh`` head on the pooled vector (SimCSE's MLP, Gao et al. 2021).
+            Before config version 2, ``pooler="cls"`` implied it; such configs are converted on load.
+        mlp_only_train: apply the MLP head in training only (unsupervised SimCSE); the exported embedding
+            is then the pooled vector. Needs ``mlp_head``.
         projection_dim: output size of the MLP head (defaults to the backbone's hidden size).
         normalize: L2-normalise the output embeddings.
+
+    Widths: ``train_embedding_dim`` is what the loss sees (queues, predictors); ``embedding_dim`` is the
+    exported embedding's, which ``hidden_size`` repeats for sentence-transformers.
     """
 
     model_type = "hfcontrast-text"
@@ -31,6 +35,7 @@ class ContrastiveTextConfig(PreTrainedConfig):
         self,
         backbone_config: PreTrainedConfig | dict[str, Any] | None = None,
         pooler: str = "cls",
+        mlp_head: bool | None = None,
         mlp_only_train: bool = False,
         projection_dim: int | None = None,
         normalize: bool = False,
@@ -40,28 +45,38 @@ class ContrastiveTextConfig(PreTrainedConfig):
         check_config_version(hfcontrast_config_version, type(self).__name__)
         if pooler not in TEXT_POOLERS:
             raise ValueError(f"unknown pooler {pooler!r}; choose one of {TEXT_POOLERS}")
+        if mlp_head is None:  # version 1: "cls" meant CLS + MLP
+            mlp_head = pooler == "cls" and int(hfcontrast_config_version) < 2
+        if mlp_only_train and not mlp_head:
+            raise ValueError("mlp_only_train needs mlp_head=True (it says when the MLP head is used)")
         self.backbone_config = sub_config(backbone_config, "bert", "backbone_config")
         self.pooler = pooler
+        self.mlp_head = bool(mlp_head)
         self.mlp_only_train = mlp_only_train
         self.projection_dim = projection_dim
         self.normalize = normalize
-        self.hfcontrast_config_version = hfcontrast_config_version
+        self.hfcontrast_config_version = CONFIG_FORMAT_VERSION
         super().__init__(**kwargs)
 
-    @property
-    def uses_mlp_head(self) -> bool:
-        return self.pooler == "cls"
+    def to_diff_dict(self) -> dict[str, Any]:
+        """Always records the format version and the head, which decide how the checkpoint loads."""
+        return {**super().to_diff_dict(), "hfcontrast_config_version": CONFIG_FORMAT_VERSION, "mlp_head": self.mlp_head}
 
     @property
     def train_embedding_dim(self) -> int:
         """Width of the embedding the loss sees (with the MLP head when there is one)."""
-        if self.uses_mlp_head and self.projection_dim:
+        if self.mlp_head and self.projection_dim:
+            return int(self.projection_dim)
+        return int(self.backbone_config.hidden_size)
+
+    @property
+    def embedding_dim(self) -> int:
+        """Width of the exported embedding (eval mode)."""
+        if self.mlp_head and not self.mlp_only_train and self.projection_dim:
             return int(self.projection_dim)
         return int(self.backbone_config.hidden_size)
 
     @property
     def hidden_size(self) -> int:
-        """Size of the exported embedding (what sentence-transformers reports as its dimension)."""
-        if self.uses_mlp_head and not self.mlp_only_train and self.projection_dim:
-            return int(self.projection_dim)
-        return int(self.backbone_config.hidden_size)
+        """:attr:`embedding_dim`, under the name sentence-transformers reads as the embedding size."""
+        return self.embedding_dim

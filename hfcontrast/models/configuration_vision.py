@@ -6,32 +6,10 @@ from typing import Any
 
 from transformers import AutoConfig, PreTrainedConfig
 
-from .subconfigs import sub_config
-from .versioning import CONFIG_FORMAT_VERSION, check_config_version
+from .configuration_common import CONFIG_FORMAT_VERSION, check_config_version, feature_width, sub_config
 
 VISION_POOLERS = ("auto", "cls", "mean")
 VISION_PROJECTIONS = ("mlp", "linear", "none")
-
-
-def backbone_feature_dim(backbone_config: PreTrainedConfig, pooler: str) -> int:
-    """Width of the pooled backbone feature for ``pooler``, read from the backbone config.
-
-    ``pooler_output_size`` (ViT's pooler, used by ``auto``), then ``hidden_size`` (ViT, Swin, DINOv2,
-    CLIP vision), then ``hidden_sizes[-1]`` (ResNet, ConvNeXt, RegNet: the last stage's channels).
-    """
-    candidates = ["hidden_size", "hidden_sizes"]
-    if pooler == "auto":
-        candidates.insert(0, "pooler_output_size")
-    for name in candidates:
-        value = getattr(backbone_config, name, None)
-        if isinstance(value, list | tuple) and value:
-            return int(value[-1])
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return int(value)
-    raise ValueError(
-        f"cannot tell the feature width of backbone {type(backbone_config).__name__}: it has none of "
-        f"{candidates}"
-    )
 
 
 class ContrastiveVisionConfig(PreTrainedConfig):
@@ -50,9 +28,9 @@ class ContrastiveVisionConfig(PreTrainedConfig):
             which evaluates the backbone features) exports the pooled backbone feature in eval mode.
         normalize: L2-normalise the output embeddings.
 
-    Dimensions: ``pooled_dim`` is the backbone feature width, ``train_embedding_dim`` the width of the
-    embedding in training mode (what objectives see: size queues and predictors with it), and
-    ``hidden_size`` the width of the exported (eval-mode) embedding.
+    Widths: ``pooled_dim`` is the backbone feature's, ``train_embedding_dim`` the training-time embedding's
+    (what objectives see: size queues and predictors with it), ``embedding_dim`` the exported (eval-mode)
+    embedding's, which ``hidden_size`` repeats for tools that read that name.
     """
 
     model_type = "hfcontrast-vision"
@@ -84,13 +62,13 @@ class ContrastiveVisionConfig(PreTrainedConfig):
         self.projection_hidden_dim = projection_hidden_dim
         self.use_projection_at_inference = use_projection_at_inference
         self.normalize = normalize
-        self.hfcontrast_config_version = hfcontrast_config_version
+        self.hfcontrast_config_version = CONFIG_FORMAT_VERSION
         super().__init__(**kwargs)
 
     @property
     def pooled_dim(self) -> int:
         """Width of the pooled backbone feature (the exported embedding without projection)."""
-        return backbone_feature_dim(self.backbone_config, self.pooler)
+        return feature_width(self.backbone_config, pooler_output=self.pooler == "auto")
 
     @property
     def train_embedding_dim(self) -> int:
@@ -98,6 +76,11 @@ class ContrastiveVisionConfig(PreTrainedConfig):
         return self.pooled_dim if self.projection == "none" else int(self.projection_dim)
 
     @property
-    def hidden_size(self) -> int:
+    def embedding_dim(self) -> int:
         """Width of the exported (eval-mode) embedding."""
         return self.train_embedding_dim if self.use_projection_at_inference else self.pooled_dim
+
+    @property
+    def hidden_size(self) -> int:
+        """:attr:`embedding_dim`, under the name tools read as the embedding size."""
+        return self.embedding_dim

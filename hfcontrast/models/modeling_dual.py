@@ -7,62 +7,19 @@ Pre-Training"). Copied into checkpoints for ``trust_remote_code``: only single-d
 
 from __future__ import annotations
 
-import inspect
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoModel, PreTrainedConfig, PreTrainedModel
+from transformers import AutoModel, PreTrainedModel
 from transformers import initialization as init
-from transformers.utils import ModelOutput
 
-from .configuration_dual import ContrastiveDualEncoderConfig, tower_width
-from .modeling_text import ContrastiveEncoderOutput
-from .pooling import pool_tokens
-
-
-@dataclass
-class DualEncoderOutput(ModelOutput):
-    """Both modalities at once, as ``CLIPOutput``: L2-normalised ``image_embeds`` / ``text_embeds``
-    ``[B, D]`` and ``logits_per_image = s * I T^T (+ b)`` ``[B_img, B_txt]``, ``logits_per_text`` its transpose,
-    with ``s = exp(logit_scale)`` and ``b`` the SigLIP bias (when the model has one)."""
-
-    logits_per_image: torch.Tensor | None = None
-    logits_per_text: torch.Tensor | None = None
-    text_embeds: torch.Tensor | None = None
-    image_embeds: torch.Tensor | None = None
-
-
-def _build_tower(config: PreTrainedConfig, keep_pooler: bool) -> PreTrainedModel:
-    """``AutoModel.from_config``; a tower whose pooler is not used is built without it (BERT, ViT take
-    ``add_pooling_layer``), so every parameter gets a gradient (DDP with ``find_unused_parameters=False``)."""
-    kwargs: dict[str, Any] = {}
-    if not keep_pooler:
-        from transformers.models.auto.modeling_auto import MODEL_MAPPING
-
-        model_class: Any
-        try:
-            model_class = MODEL_MAPPING[type(config)]
-        except KeyError:
-            model_class = None
-        if isinstance(model_class, tuple | list):
-            model_class = model_class[0]
-        if model_class is not None and "add_pooling_layer" in inspect.signature(model_class).parameters:
-            kwargs["add_pooling_layer"] = False
-    return AutoModel.from_config(config, **kwargs)
-
-
-def _copy_tower(target: nn.Module, source: nn.Module, what: str) -> None:
-    """Load ``source``'s weights into ``target``; only the pooler the target dropped may be left over."""
-    result = target.load_state_dict(source.state_dict(), strict=False)
-    unexpected = [key for key in result.unexpected_keys if not key.startswith("pooler.")]
-    if result.missing_keys or unexpected:
-        raise ValueError(
-            f"cannot copy the pretrained {what} tower: missing {result.missing_keys[:10]}, "
-            f"unexpected {unexpected[:10]}"
-        )
+from .configuration_common import feature_width
+from .configuration_dual import ContrastiveDualEncoderConfig
+from .outputs import ContrastiveEncoderOutput, DualEncoderOutput
+from .pooling import pool_image, pool_text
+from .towers import build_backbone, copy_backbone
 
 
 class ContrastiveDualEncoder(PreTrainedModel):
@@ -86,12 +43,10 @@ class ContrastiveDualEncoder(PreTrainedModel):
 
     def __init__(self, config: ContrastiveDualEncoderConfig) -> None:
         super().__init__(config)
-        assert isinstance(config.vision_config, PreTrainedConfig)
-        assert isinstance(config.text_config, PreTrainedConfig)
-        self.vision_model = _build_tower(config.vision_config, config.vision_pooler == "pooler_output")
-        self.text_model = _build_tower(config.text_config, config.text_pooler == "pooler_output")
-        self.vision_embed_dim = tower_width(config.vision_config)
-        self.text_embed_dim = tower_width(config.text_config)
+        self.vision_model = build_backbone(config.vision_config, keep_pooler=config.vision_pooler == "pooler_output")
+        self.text_model = build_backbone(config.text_config, keep_pooler=config.text_pooler == "pooler_output")
+        self.vision_embed_dim = feature_width(config.vision_config)
+        self.text_embed_dim = feature_width(config.text_config)
         self.visual_projection = nn.Linear(self.vision_embed_dim, config.projection_dim, bias=False)
         self.text_projection = nn.Linear(self.text_embed_dim, config.projection_dim, bias=False)
         # A frozen temperature is a (persistent) buffer: same checkpoint key, never given to an optimizer,
@@ -136,12 +91,39 @@ class ContrastiveDualEncoder(PreTrainedModel):
         model.load_pretrained_tower("text", text)
         return model
 
+    @classmethod
+    def from_text_pretrained(
+        cls, text_name_or_path: str, vision_config: Any, **config_kwargs: Any
+    ) -> ContrastiveDualEncoder:
+        """A pretrained text tower beside a new image tower built from ``vision_config`` (LiT-style,
+        Zhai et al. 2022, when the text tower is then locked with :meth:`lock_tower`)."""
+        text = AutoModel.from_pretrained(text_name_or_path)
+        model = cls(cls.config_class(vision_config=vision_config, text_config=text.config.to_dict(), **config_kwargs))
+        model.load_pretrained_tower("text", text)
+        return model
+
+    def lock_tower(self, tower: str, trainable_layers: int = 0) -> None:
+        """Freeze the ``"vision"`` or ``"text"`` tower except its top ``trainable_layers`` layers (``-1``:
+        leave it all trainable). Its projection stays trainable."""
+        if tower not in ("vision", "text"):
+            raise ValueError(f"tower must be 'vision' or 'text', got {tower!r}")
+        if trainable_layers < 0:
+            return
+        module: nn.Module = getattr(self, f"{tower}_model")
+        module.requires_grad_(False)
+        stacks = [m for n, m in module.named_modules() if isinstance(m, nn.ModuleList) and n.endswith(("layer", "layers"))]
+        if trainable_layers > 0:
+            if not stacks:
+                raise ValueError(f"cannot find the layers of {type(module).__name__} to unfreeze")
+            for layer in list(stacks[0])[-trainable_layers:]:
+                layer.requires_grad_(True)
+
     def load_pretrained_tower(self, tower: str, source: nn.Module) -> None:
         """Copy a pretrained ``AutoModel``'s weights into the ``"vision"`` or ``"text"`` tower, e.g. a
         pretrained text encoder beside a randomly initialised image tower (LiT-style)."""
         if tower not in ("vision", "text"):
             raise ValueError(f"tower must be 'vision' or 'text', got {tower!r}")
-        _copy_tower(getattr(self, f"{tower}_model"), source, tower)
+        copy_backbone(getattr(self, f"{tower}_model"), source, f"{tower} tower")
 
     @classmethod
     def from_clip_pretrained(cls, clip_name_or_path: str, **config_kwargs: Any) -> ContrastiveDualEncoder:
@@ -175,6 +157,11 @@ class ContrastiveDualEncoder(PreTrainedModel):
             )
         return model
 
+    @property
+    def train_embedding_dim(self) -> int:
+        """Width of the shared space (the :class:`~hfcontrast.objectives.Encoder` protocol)."""
+        return self.config.train_embedding_dim
+
     # ----------------------------------------------------------------- temperature
     @property
     def temperature(self) -> float:
@@ -197,38 +184,14 @@ class ContrastiveDualEncoder(PreTrainedModel):
         token_type_ids: torch.Tensor | None,
         position_ids: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        kwargs: dict[str, torch.Tensor] = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if token_type_ids is not None:
-            kwargs["token_type_ids"] = token_type_ids
-        if position_ids is not None:
-            kwargs["position_ids"] = position_ids
-        pooler = self.config.text_pooler
-        need_layers = pooler == "first_last_avg"
-        outputs = self.text_model(**kwargs, output_hidden_states=need_layers, return_dict=True)
-        if pooler == "pooler_output":
-            if outputs.pooler_output is None:
-                raise ValueError(f"{type(self.text_model).__name__} returns no pooler_output; pick another text_pooler")
-            return outputs.pooler_output, outputs.last_hidden_state
-        layers = outputs.hidden_states if need_layers else None
-        return pool_tokens(pooler, outputs.last_hidden_state, attention_mask, layers), outputs.last_hidden_state
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        inputs.update({k: v for k, v in (("token_type_ids", token_type_ids), ("position_ids", position_ids)) if v is not None})
+        return pool_text(self.config.text_pooler, self.text_model, inputs)
 
     def _image_pooled(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         outputs = self.vision_model(pixel_values=pixel_values, return_dict=True)
-        hidden = outputs.last_hidden_state
-        pooler = self.config.vision_pooler
-        if pooler == "pooler_output":
-            if outputs.pooler_output is None:
-                raise ValueError(
-                    f"{type(self.vision_model).__name__} returns no pooler_output; pick another vision_pooler"
-                )
-            return outputs.pooler_output.flatten(1), hidden
-        if hidden.dim() == 4:  # convolutional [B, C, H, W]: no CLS token
-            if pooler == "cls":
-                raise ValueError("vision_pooler 'cls' needs a token sequence; use 'mean' or 'pooler_output'")
-            return hidden.mean(dim=(2, 3)), hidden
-        return (hidden[:, 0] if pooler == "cls" else hidden.mean(dim=1)), hidden
+        pooled = pool_image(self.config.vision_pooler, outputs.last_hidden_state, getattr(outputs, "pooler_output", None))
+        return pooled, outputs.last_hidden_state
 
     def get_text_features(
         self,
@@ -259,8 +222,9 @@ class ContrastiveDualEncoder(PreTrainedModel):
         **kwargs: Any,
     ) -> ContrastiveEncoderOutput | DualEncoderOutput | tuple[torch.Tensor, ...]:
         """One modality -> :class:`ContrastiveEncoderOutput` (``embeddings`` = projected features);
-        both -> :class:`DualEncoderOutput` (normalised embeddings, scaled logits). ``use_head`` is
-        accepted for the common encoder interface; the projections are always applied."""
+        both -> :class:`DualEncoderOutput` (normalised embeddings, scaled logits). ``use_head`` belongs
+        to the :class:`~hfcontrast.objectives.Encoder` protocol: a dual encoder has no training-only
+        head (its projections are the embedding at inference too), so it changes nothing."""
         output: ContrastiveEncoderOutput | DualEncoderOutput
         if input_ids is None and pixel_values is None:
             raise ValueError("pass pixel_values (image view), input_ids (text view) or both")

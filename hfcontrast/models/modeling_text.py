@@ -5,35 +5,17 @@ Copied into checkpoints for ``trust_remote_code``: only single-dot relative impo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from transformers import AutoModel, PreTrainedModel
-from transformers.utils import ModelOutput
 
 from .configuration_text import ContrastiveTextConfig
-from .pooling import MLPHead, pool_tokens
-
-
-@dataclass
-class ContrastiveEncoderOutput(ModelOutput):
-    """``embeddings``: the contrastive embedding ``[batch, dim]``; ``pooled``: before any head."""
-
-    embeddings: torch.Tensor | None = None
-    pooled: torch.Tensor | None = None
-    last_hidden_state: torch.Tensor | None = None
-
-
-def _backbone_without_pooler(config: Any) -> PreTrainedModel:
-    """``AutoModel`` backbone without its own pooler (BERT-style ``add_pooling_layer``): the
-    contrastive poolers never use it, and unused parameters would break DDP without
-    ``find_unused_parameters``."""
-    try:
-        return AutoModel.from_config(config, add_pooling_layer=False)
-    except TypeError:
-        return AutoModel.from_config(config)
+from .heads import MLPHead
+from .outputs import ContrastiveEncoderOutput
+from .pooling import pool_text
+from .towers import build_backbone, copy_backbone
 
 
 class ContrastiveTextModel(PreTrainedModel):
@@ -48,12 +30,16 @@ class ContrastiveTextModel(PreTrainedModel):
 
     def __init__(self, config: ContrastiveTextConfig) -> None:
         super().__init__(config)
-        self.backbone = _backbone_without_pooler(config.backbone_config)
-        hidden = config.backbone_config.hidden_size  # type: ignore[union-attr]
-        self.mlp = (
-            MLPHead(hidden, config.projection_dim or hidden, kind="simcse") if config.uses_mlp_head else None
-        )
+        # The backbone's own pooler is never used: unused parameters would break DDP.
+        self.backbone = build_backbone(config.backbone_config, keep_pooler=False)
+        hidden = config.backbone_config.hidden_size
+        self.mlp = MLPHead(hidden, config.projection_dim or hidden, kind="simcse") if config.mlp_head else None
         self.post_init()
+
+    @property
+    def train_embedding_dim(self) -> int:
+        """Width of the embedding the loss sees (the :class:`~hfcontrast.objectives.Encoder` protocol)."""
+        return self.config.train_embedding_dim
 
     def _init_weights(self, module: torch.nn.Module) -> None:
         if isinstance(module, torch.nn.Linear) and self.mlp is not None and module in self.mlp.modules():
@@ -63,20 +49,11 @@ class ContrastiveTextModel(PreTrainedModel):
                 torch.nn.init.zeros_(module.bias)
 
     @classmethod
-    def from_backbone_pretrained(
-        cls, backbone_name_or_path: str, **config_kwargs: Any
-    ) -> ContrastiveTextModel:
+    def from_backbone_pretrained(cls, backbone_name_or_path: str, **config_kwargs: Any) -> ContrastiveTextModel:
         """Wrap a pretrained ``AutoModel`` checkpoint (BERT, RoBERTa, MiniLM, ...) with fresh heads."""
         backbone = AutoModel.from_pretrained(backbone_name_or_path)
-        config = cls.config_class(backbone_config=backbone.config.to_dict(), **config_kwargs)
-        model = cls(config)
-        missing, unexpected = model.backbone.load_state_dict(backbone.state_dict(), strict=False)
-        unexpected = [key for key in unexpected if not key.startswith("pooler.")]  # its pooler is not used
-        if missing or unexpected:
-            raise ValueError(
-                f"{backbone_name_or_path}: backbone weights do not match (missing {missing[:5]}, "
-                f"unexpected {unexpected[:5]})"
-            )
+        model = cls(cls.config_class(backbone_config=backbone.config.to_dict(), **config_kwargs))
+        copy_backbone(model.backbone, backbone, f"backbone {backbone_name_or_path}")
         return model
 
     def get_input_embeddings(self) -> torch.nn.Module:
@@ -99,22 +76,13 @@ class ContrastiveTextModel(PreTrainedModel):
         if attention_mask is None:
             reference = input_ids if input_ids is not None else inputs_embeds[..., 0]  # type: ignore[index]
             attention_mask = torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device)
-        backbone_kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "inputs_embeds": inputs_embeds}
-        if token_type_ids is not None:
-            backbone_kwargs["token_type_ids"] = token_type_ids
-        if position_ids is not None:
-            backbone_kwargs["position_ids"] = position_ids
-        need_layers = self.config.pooler == "first_last_avg"
-        outputs = self.backbone(**backbone_kwargs, output_hidden_states=need_layers, return_dict=True)
-        pooled = pool_tokens(
-            self.config.pooler, outputs.last_hidden_state, attention_mask, outputs.hidden_states if need_layers else None
-        )
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "inputs_embeds": inputs_embeds}
+        inputs.update({k: v for k, v in (("token_type_ids", token_type_ids), ("position_ids", position_ids)) if v is not None})
+        pooled, last_hidden_state = pool_text(self.config.pooler, self.backbone, inputs)
         if use_head is None:
             use_head = self.training or not self.config.mlp_only_train
         embeddings = self.mlp(pooled) if (self.mlp is not None and use_head) else pooled
         if self.config.normalize:
             embeddings = F.normalize(embeddings, dim=-1)
-        output = ContrastiveEncoderOutput(
-            embeddings=embeddings, pooled=pooled, last_hidden_state=outputs.last_hidden_state
-        )
+        output = ContrastiveEncoderOutput(embeddings=embeddings, pooled=pooled, last_hidden_state=last_hidden_state)
         return output if return_dict is not False else output.to_tuple()

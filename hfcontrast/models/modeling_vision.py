@@ -14,34 +14,10 @@ from transformers import AutoModel, PreTrainedModel
 from transformers import initialization as init
 
 from .configuration_vision import ContrastiveVisionConfig
-from .modeling_text import ContrastiveEncoderOutput
-from .pooling import MLPHead
-
-
-def pool_image_features(
-    pooler: str, last_hidden_state: torch.Tensor, pooler_output: torch.Tensor | None
-) -> torch.Tensor:
-    """One vector per image from a backbone output.
-
-    ``auto``: ``pooler_output`` flattened to ``[B, C]`` when present, else as ``cls``; ``cls``: the first
-    token ``h[:, 0]`` of ``[B, T, C]`` tokens; ``mean``: ``mean_t h[:, t]`` over tokens, or the global
-    average pool ``mean_{y,x} h[:, :, y, x]`` of a ``[B, C, H, W]`` feature map.
-    """
-    if pooler == "auto" and pooler_output is not None:
-        return pooler_output.flatten(1)
-    if last_hidden_state.dim() == 4:
-        if pooler == "cls":
-            raise ValueError(
-                "pooler 'cls' needs a token sequence [B, T, C]; this backbone returns a [B, C, H, W] map"
-            )
-        return last_hidden_state.mean(dim=(2, 3))
-    if last_hidden_state.dim() != 3:
-        raise ValueError(f"unsupported backbone output of shape {tuple(last_hidden_state.shape)}")
-    if pooler in ("auto", "cls"):
-        return last_hidden_state[:, 0]
-    if pooler == "mean":
-        return last_hidden_state.mean(dim=1)
-    raise ValueError(f"unknown pooler {pooler!r}")
+from .heads import MLPHead
+from .outputs import ContrastiveEncoderOutput
+from .pooling import pool_image
+from .towers import build_backbone, copy_backbone
 
 
 class ContrastiveVisionModel(PreTrainedModel):
@@ -62,7 +38,8 @@ class ContrastiveVisionModel(PreTrainedModel):
 
     def __init__(self, config: ContrastiveVisionConfig) -> None:
         super().__init__(config)
-        self.backbone = AutoModel.from_config(config.backbone_config)
+        # ViT's own pooler has parameters: built only when the ``auto`` pooling uses it.
+        self.backbone = build_backbone(config.backbone_config, keep_pooler=config.pooler == "auto")
         self.projection: MLPHead | None = None
         if config.projection == "mlp":
             self.projection = MLPHead(
@@ -76,9 +53,14 @@ class ContrastiveVisionModel(PreTrainedModel):
         self.post_init()
 
     @property
-    def embedding_dim(self) -> int:
-        """Width of the training-time embedding (``config.train_embedding_dim``): size queues with it."""
+    def train_embedding_dim(self) -> int:
+        """Width of the embedding the loss sees (the :class:`~hfcontrast.objectives.Encoder` protocol)."""
         return self.config.train_embedding_dim
+
+    @property
+    def embedding_dim(self) -> int:
+        """:attr:`train_embedding_dim` (its earlier name)."""
+        return self.train_embedding_dim
 
     def _init_weights(self, module: torch.nn.Module) -> None:
         """Head layers get PyTorch's default init (as in the SimCLR / MoCo reference code)."""
@@ -106,7 +88,7 @@ class ContrastiveVisionModel(PreTrainedModel):
         backbone = AutoModel.from_pretrained(backbone_name_or_path)
         config = cls.config_class(backbone_config=backbone.config.to_dict(), **config_kwargs)
         model = cls(config)
-        model.backbone.load_state_dict(backbone.state_dict())
+        copy_backbone(model.backbone, backbone, f"backbone {backbone_name_or_path}")
         return model
 
     def forward(
@@ -120,9 +102,7 @@ class ContrastiveVisionModel(PreTrainedModel):
         ``self.training or config.use_projection_at_inference``; extra kwargs (e.g.
         ``interpolate_pos_encoding``) go to the backbone."""
         outputs = self.backbone(pixel_values=pixel_values, return_dict=True, **kwargs)
-        pooled = pool_image_features(
-            self.config.pooler, outputs.last_hidden_state, getattr(outputs, "pooler_output", None)
-        )
+        pooled = pool_image(self.config.pooler, outputs.last_hidden_state, getattr(outputs, "pooler_output", None))
         if use_head is None:
             use_head = self.training or self.config.use_projection_at_inference
         embeddings = self.projection(pooled) if (self.projection is not None and use_head) else pooled

@@ -1,11 +1,16 @@
-"""Token pooling and projection heads shared by the encoders (copied into checkpoints, so no hfcontrast imports)."""
+"""Pooling of backbone outputs into one vector per input (copied into checkpoints: no hfcontrast imports)."""
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+from typing import Any
 
+import torch
+
+#: Text poolings (SimCSE's names): ``cls`` / ``cls_before_pooler`` the first token, ``mean``, ``first_last_avg``, ``max``.
 TEXT_POOLERS = ("cls", "cls_before_pooler", "mean", "first_last_avg", "max")
+#: Image poolings: ``auto`` (``pooler_output`` when the backbone returns one, else the first token),
+#: ``pooler_output`` (required), ``cls`` (first token) and ``mean`` (tokens, or a feature map's positions).
+IMAGE_POOLERS = ("auto", "pooler_output", "cls", "mean")
 
 
 def masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -40,23 +45,37 @@ def pool_tokens(
     raise ValueError(f"unknown pooler {pooler!r}; choose one of {TEXT_POOLERS}")
 
 
-class MLPHead(nn.Module):
-    """Projection head: ``Linear -> activation`` (SimCSE) or ``Linear -> BN -> ReLU -> Linear`` (SimCLR)."""
+def pool_text(pooler: str, backbone: Any, inputs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run a text ``backbone`` on ``inputs`` and pool: :data:`TEXT_POOLERS`, or ``pooler_output`` (the
+    backbone's own: CLIP's EOS token, BERT's tanh pooler). Returns ``(pooled, last_hidden_state)``."""
+    if inputs.get("attention_mask") is None:
+        inputs = {**inputs, "attention_mask": torch.ones_like(inputs["input_ids"])}
+    need_layers = pooler == "first_last_avg"
+    outputs = backbone(**inputs, output_hidden_states=need_layers, return_dict=True)
+    if pooler == "pooler_output":
+        if outputs.pooler_output is None:
+            raise ValueError(f"{type(backbone).__name__} returns no pooler_output; pick another pooler")
+        return outputs.pooler_output, outputs.last_hidden_state
+    layers = outputs.hidden_states if need_layers else None
+    return pool_tokens(pooler, outputs.last_hidden_state, inputs["attention_mask"], layers), outputs.last_hidden_state
 
-    def __init__(self, in_dim: int, out_dim: int, kind: str = "simcse", hidden_dim: int | None = None) -> None:
-        super().__init__()
-        self.kind = kind
-        if kind == "simcse":
-            self.layers = nn.Sequential(nn.Linear(in_dim, out_dim), nn.Tanh())
-        elif kind == "linear":
-            self.layers = nn.Sequential(nn.Linear(in_dim, out_dim))
-        elif kind == "simclr":
-            hidden = hidden_dim or in_dim
-            self.layers = nn.Sequential(
-                nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_dim)
-            )
-        else:
-            raise ValueError(f"unknown head kind {kind!r}; choose 'simcse', 'linear' or 'simclr'")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
+def pool_image(pooler: str, last_hidden_state: torch.Tensor, pooler_output: torch.Tensor | None) -> torch.Tensor:
+    """One vector per image from a backbone output (see :data:`IMAGE_POOLERS`): ``pooler_output`` flattened
+    to ``[B, C]``; ``cls``: the first token ``h[:, 0]`` of ``[B, T, C]``; ``mean``: ``mean_t h[:, t]``, or the
+    global average pool ``mean_{y,x} h[:, :, y, x]`` of a ``[B, C, H, W]`` feature map."""
+    if pooler in ("auto", "pooler_output") and pooler_output is not None:
+        return pooler_output.flatten(1)
+    if pooler == "pooler_output":
+        raise ValueError("this backbone returns no pooler_output; pick another pooler")
+    if last_hidden_state.dim() == 4:
+        if pooler == "cls":
+            raise ValueError("pooler 'cls' needs a token sequence [B, T, C]; this backbone returns a [B, C, H, W] map")
+        return last_hidden_state.mean(dim=(2, 3))
+    if last_hidden_state.dim() != 3:
+        raise ValueError(f"unsupported backbone output of shape {tuple(last_hidden_state.shape)}")
+    if pooler in ("auto", "cls"):
+        return last_hidden_state[:, 0]
+    if pooler == "mean":
+        return last_hidden_state.mean(dim=1)
+    raise ValueError(f"unknown pooler {pooler!r}; choose one of {IMAGE_POOLERS}")

@@ -1,4 +1,4 @@
-"""The objective contract: embeddings of named views in, loss and statistics out.
+"""The objective contract: embeddings of named views in, loss and statistics out; and what a model must be.
 
 An objective is an ``nn.Module`` so that everything a run needs besides the encoder (queues,
 momentum encoders, predictor heads, learnable loss parameters) is one ``state_dict`` that the
@@ -7,15 +7,48 @@ trainer saves in every checkpoint and never exports with the model.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 
 from ..losses import alignment, top1_accuracy, uniformity
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """What objectives, evaluators and the trainer need of a model (every hfcontrast encoder is one).
+
+    * ``model(**inputs, use_head=True)`` returns an output whose ``embeddings`` field is ``[batch, dim]``:
+      the training-time embedding (projection heads on), in eval mode too;
+    * ``train_embedding_dim`` is that embedding's width (queues and predictors are sized with it).
+    """
+
+    @property
+    def train_embedding_dim(self) -> int: ...
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+def encode(model: nn.Module, inputs: Mapping[str, Tensor]) -> Tensor:
+    """The embedding a loss sees: ``model(**inputs, use_head=True).embeddings`` (:class:`Encoder`). A DDP
+    wrapper forwards the call to its module; a tuple output's first item counts as the embedding."""
+    output = model(**inputs, use_head=True)
+    return output.embeddings if hasattr(output, "embeddings") else output[0]
+
+
+def embedding_width(encoder: nn.Module | None, embedding_dim: int | None, owner: str) -> int:
+    """``embedding_dim`` if given, else the :class:`Encoder`'s ``train_embedding_dim``."""
+    if embedding_dim is not None:
+        return int(embedding_dim)
+    if isinstance(encoder, Encoder):
+        return int(encoder.train_embedding_dim)
+    raise ValueError(
+        f"{owner} needs the width of the training-time embedding: pass embedding_dim=<int>, or an encoder "
+        "with train_embedding_dim (every hfcontrast model has it)"
+    )
 
 
 @dataclass
@@ -45,25 +78,6 @@ class ContrastiveObjective(nn.Module):
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Parameters the optimizer must update (predictors, learnable loss parameters)."""
         return [p for p in self.parameters() if p.requires_grad]
-
-
-_ACCEPTS_USE_HEAD: dict[type, bool] = {}
-
-
-def _accepts_use_head(module_type: type[nn.Module]) -> bool:
-    if module_type not in _ACCEPTS_USE_HEAD:
-        _ACCEPTS_USE_HEAD[module_type] = "use_head" in inspect.signature(module_type.forward).parameters
-    return _ACCEPTS_USE_HEAD[module_type]
-
-
-def encode(model: nn.Module, inputs: Mapping[str, Tensor]) -> Tensor:
-    """The embedding a loss sees: ``model(**inputs, use_head=True).embeddings`` for hfcontrast
-    encoders (projection heads on, also in eval mode); any module returning ``.embeddings`` or a
-    tuple whose first item is the embedding works too."""
-    inner: nn.Module = getattr(model, "module", model)  # DDP-style wrappers forward kwargs to .module
-    extra = {"use_head": True} if _accepts_use_head(type(inner)) else {}
-    output = model(**inputs, **extra)
-    return output.embeddings if hasattr(output, "embeddings") else output[0]
 
 
 def scalar_stat(value: float, like: Tensor) -> Tensor:

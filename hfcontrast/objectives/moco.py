@@ -24,17 +24,18 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from ..distributed import gather_with_grad
-from ..losses import LossOutput, Similarity, info_nce
-from .base import ContrastiveObjective, ObjectiveOutput, pair_stats, scalar_stat
-from .byol import Predictor, momentum_embed, predict, resolve_embedding_dim
-from .options import NegativeOptions, example_roles, gathered
+from ..distributed import gather
+from ..losses import LossOutput, Similarity
+from ..models.heads import Predictor
+from .base import ObjectiveOutput, embedding_width
+from .config import NegativeConfig
+from .contrast import InfoNCEObjective
 from .state import KeyQueue, MomentumEncoder
 
 _DEFAULTS = {"v2": (0.999, None), "v3": (0.99, 1.0)}
 
 
-class MoCo(ContrastiveObjective):
+class MoCo(InfoNCEObjective):
     """Momentum Contrast over views ``query`` and ``key``; momentum encoder, queue and predictor live here.
 
     Args:
@@ -44,15 +45,15 @@ class MoCo(ContrastiveObjective):
         queue_size: ``K`` queued negatives (v2 only; default 65536).
         momentum / final_momentum: EMA momentum and the end of its cosine schedule. ``None``: the
             version's default, v2: 0.999 constant; v3: 0.99 -> 1.0. Pass equal values for a constant.
-        embedding_dim: width of the training-time embedding (queue / predictor); default
-            ``encoder.config.train_embedding_dim``.
+        embedding_dim: width of the training-time embedding (queue / predictor); default the encoder's
+            ``train_embedding_dim``.
         predictor_hidden_dim: hidden width of the v3 predictor (paper: 4096).
         similarity: ``"cosine"`` (the papers' normalised embeddings) or ``"dot"``.
         gather: v3: keys of every process are negatives.
         mask_duplicate_ids: v2: store ``batch["ids"]`` with the queued keys and drop queued keys of the
             query's own image from its negatives (they are false negatives on small datasets). The
-            same as ``options=NegativeOptions(false_negative_masking=True)``.
-        options: :class:`NegativeOptions` (false-negative masking by ``batch["ids"]``, FNCL, debiased,
+            same as ``negatives=NegativeConfig(mask_duplicates=True)``.
+        negatives: :class:`NegativeConfig` (false-negative masking by ``batch["ids"]``, FNCL, debiased,
             hard-negative ``beta``, MoCHi on the v2 queue, SupCon by ``batch["labels"]`` with labels
             stored in the queue, DCL, chunked loss). v2: the positive is the own key; the other in-batch
             keys stay out of the loss, as in the paper.
@@ -72,25 +73,24 @@ class MoCo(ContrastiveObjective):
         similarity: Similarity = "cosine",
         gather: bool = True,
         mask_duplicate_ids: bool = False,
-        options: NegativeOptions | None = None,
+        negatives: NegativeConfig | None = None,
     ) -> None:
-        super().__init__()
         if version not in _DEFAULTS:
             raise ValueError(f"version must be 'v2' or 'v3', got {version!r}")
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
         if version == "v3" and (queue_size or mask_duplicate_ids):
             raise ValueError("MoCo v3 has no queue: leave queue_size and mask_duplicate_ids unset")
-        self.version, self.temperature, self.similarity = version, temperature, similarity
-        self.options = options or NegativeOptions()
-        if mask_duplicate_ids and not self.options.false_negative_masking:
-            self.options = replace(self.options, false_negative_masking=True)
-        self.options.check(f"MoCo {version}", has_queue=version == "v2", similarity=similarity)
-        self.gather, self.mask_duplicate_ids = gather, mask_duplicate_ids
+        negatives = negatives or NegativeConfig()
+        if mask_duplicate_ids and not negatives.mask_duplicates:
+            negatives = replace(negatives, mask_duplicates=True)
+        super().__init__(
+            f"MoCo {version}", temperature, similarity=similarity, gather=gather, negatives=negatives,
+            has_queue=version == "v2",
+        )  # fmt: skip
+        self.version, self.mask_duplicate_ids = version, mask_duplicate_ids
         base, final = _DEFAULTS[version]
         momentum = base if momentum is None else momentum
         final_momentum = final if final_momentum is None else final_momentum
-        dim = resolve_embedding_dim(encoder, embedding_dim, "MoCo")
+        dim = embedding_width(encoder, embedding_dim, "MoCo")
         self.key_encoder = MomentumEncoder(encoder, momentum, final_momentum)
         self.keys: KeyQueue | None = None
         self.predictor: Predictor | None = None
@@ -98,7 +98,7 @@ class MoCo(ContrastiveObjective):
             size = 65536 if queue_size is None else int(queue_size)
             if size < 1:
                 raise ValueError(f"MoCo v2 needs queue_size >= 1, got {size}")
-            self.keys = KeyQueue(size, dim, store_ids=self.options.queue_stores is not None)
+            self.keys = KeyQueue(size, dim, store_ids=self.negatives.queue_stores is not None)
             self.online_views = ("query",)
         else:
             self.predictor = Predictor(dim, predictor_hidden_dim)
@@ -110,74 +110,36 @@ class MoCo(ContrastiveObjective):
         return self._forward_v3(embeddings["query"], embeddings["key"], batch)
 
     def _forward_v2(self, query: Tensor, batch: Mapping[str, Any]) -> ObjectiveOutput:
+        """Columns ``[keys; queue]``: the own key is the positive, the other in-batch keys are ignored."""
         assert self.keys is not None
         key = self.key_encoder(batch["key"])
-        n, device = query.shape[0], query.device
+        n = query.shape[0]
+        mine = self.examples(batch, n, query.device)
         queued = self.keys.negatives()
-        labels = torch.arange(n, device=device)
-        if self.options.active:
-            out = self._options_v2(query, key, queued, batch)
-        else:
-            # Column i of the in-batch block is query i's positive; the other in-batch keys are masked.
-            mask = ~torch.eye(n, dtype=torch.bool, device=device)
-            out = info_nce(
-                query,
-                key,
-                labels,
-                temperature=self.temperature,
-                similarity=self.similarity,
-                extra_negatives=queued,
-                candidate_mask=mask,
-            )
-        if self.training:
-            self.keys.stage(key, self.options.queue_values(batch, n, device))
-        stats = self._stats(query, key, out)
-        stats["negatives"] = scalar_stat(len(self.keys), query)
-        return ObjectiveOutput(out.loss, stats)
-
-    def _options_v2(self, query: Tensor, key: Tensor, queued: Tensor | None, batch: Mapping[str, Any]) -> LossOutput:
-        """Columns ``[keys; queue]``: the own key is the positive, the other keys are ignored (paired block)."""
-        assert self.keys is not None
-        options, n, device = self.options, query.shape[0], query.device
-        ids, classes = options.example_ids(batch, n, device), options.example_labels(batch, n, device)
-        stored = self.keys.ids() if queued is not None and options.queue_stores else None
-        roles = example_roles(torch.arange(n, device=device), ids, classes, ids, classes, stored=stored, paired_columns=n)
+        stored = self.keys.ids() if queued is not None and self.negatives.queue_stores else None
+        roles = self.roles(torch.arange(n, device=query.device), mine, mine, stored=stored, paired_columns=n)
         columns = key if queued is None else torch.cat([key, queued.to(key.dtype)])
-        return options.contrast(
-            query,
-            columns,
-            roles,
-            temperature=self.temperature,
-            similarity=self.similarity,
-            queue_start=n if queued is not None else None,
-        )
+        out = self.contrast(query, columns, roles, queue_start=n if queued is not None else None)
+        if self.training:
+            self.keys.stage(key, self.queue_values(mine))
+        return ObjectiveOutput(out.loss, self._stats(query, key, out))
 
     def _contrast(self, query: Tensor, key: Tensor, batch: Mapping[str, Any]) -> LossOutput:
-        keys, offset = gather_with_grad(key) if self.gather else (key, 0)
-        labels = torch.arange(query.shape[0], device=query.device) + offset
-        if not self.options.active:
-            return info_nce(query, keys, labels, temperature=self.temperature, similarity=self.similarity)
-        options, n, device = self.options, query.shape[0], query.device
-        ids, classes = options.example_ids(batch, n, device), options.example_labels(batch, n, device)
-        roles = example_roles(labels, ids, classes, gathered(ids, self.gather), gathered(classes, self.gather))
-        return options.contrast(query, keys, roles, temperature=self.temperature, similarity=self.similarity)
+        """v3: one direction, ``query`` rows against the keys of every process."""
+        keys = gather(key, enabled=self.gather)
+        mine = self.examples(batch, query.shape[0], query.device)
+        return self.contrast(query, keys.tensor, self.roles(keys.labels(), mine, self.gathered(mine)))
 
     def _forward_v3(self, view1: Tensor, view2: Tensor, batch: Mapping[str, Any]) -> ObjectiveOutput:
         assert self.predictor is not None
-        q1, q2 = predict(self.predictor, view1, view2)
-        k1, k2 = momentum_embed(self.key_encoder, batch, ("query", "key"))
+        q1, q2 = self.predictor.both(view1, view2)
+        k1, k2 = self.key_encoder.embed_views(batch, ("query", "key"))
         first, second = self._contrast(q1, k2, batch), self._contrast(q2, k1, batch)
-        loss = 2.0 * self.temperature * (first.loss + second.loss)
-        stats = self._stats(q1, k2, first)
-        if first.logits is not None:
-            stats["negatives"] = scalar_stat(first.logits.shape[1] - 1, q1)
-        return ObjectiveOutput(loss, stats)
+        loss = 2.0 * float(self.temperature or 0.0) * (first.loss + second.loss)
+        return ObjectiveOutput(loss, self._stats(q1, k2, first))
 
     def _stats(self, query: Tensor, key: Tensor, out: LossOutput) -> dict[str, Tensor]:
-        stats = pair_stats(query, key, out.logits, out.labels)
-        if out.logits is None:
-            stats["top1"], stats["negatives"] = out.stats["top1"], out.stats["negatives"]
-        stats["temperature"] = scalar_stat(self.temperature, query)
+        stats = self.loss_stats(query, key, out)
         stats["momentum"] = self.key_encoder.current_momentum.detach().clone()
         return stats
 

@@ -13,9 +13,9 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..losses import simsiam_loss
-from .base import ContrastiveObjective, ObjectiveOutput, pair_stats
-from .byol import Predictor, collapse_std, predict, resolve_embedding_dim
+from ..losses import collapse_std, simsiam_loss
+from ..models.heads import Predictor
+from .base import ContrastiveObjective, ObjectiveOutput, embedding_width, pair_stats
 
 
 class SimSiam(ContrastiveObjective):
@@ -23,7 +23,7 @@ class SimSiam(ContrastiveObjective):
 
     Args:
         embedding_dim: width of the training-time embedding (the predictor's input and output);
-            default ``encoder.config.train_embedding_dim``.
+            default the encoder's ``train_embedding_dim``.
         predictor_hidden_dim: the predictor's bottleneck (paper: 512 for 2048-d embeddings).
         encoder: the model being trained, only read for its embedding width.
     """
@@ -31,19 +31,14 @@ class SimSiam(ContrastiveObjective):
     online_views = ("query", "key")
 
     def __init__(
-        self,
-        embedding_dim: int | None = None,
-        predictor_hidden_dim: int = 512,
-        *,
-        encoder: nn.Module | None = None,
+        self, embedding_dim: int | None = None, predictor_hidden_dim: int = 512, *, encoder: nn.Module | None = None
     ) -> None:
         super().__init__()
-        dim = resolve_embedding_dim(encoder, embedding_dim, "SimSiam")
-        self.predictor = Predictor(dim, predictor_hidden_dim)
+        self.predictor = Predictor(embedding_width(encoder, embedding_dim, "SimSiam"), predictor_hidden_dim)
 
     def forward(self, embeddings: dict[str, Tensor], batch: Mapping[str, Any]) -> ObjectiveOutput:
         z1, z2 = embeddings["query"], embeddings["key"]
-        p1, p2 = predict(self.predictor, z1, z2)
+        p1, p2 = self.predictor.both(z1, z2)
         loss = 0.5 * (simsiam_loss(p1, z2) + simsiam_loss(p2, z1))
         stats = pair_stats(z1, z2, None, None)
         stats["collapse_std"] = collapse_std(z1)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -35,6 +36,21 @@ class MomentumEncoder(nn.Module):
     def forward(self, inputs: Mapping[str, Tensor]) -> Tensor:
         self.encoder.train(self.training)
         return encode(self.encoder, inputs)
+
+    @torch.no_grad()
+    def embed_views(self, batch: Mapping[str, Any], names: Sequence[str]) -> list[Tensor]:
+        """Embed views ``names`` of ``batch``, in one forward when they stack (as the trainer does for the
+        online model, so both branches see the same BatchNorm batches)."""
+        views = [batch[name] for name in names]
+        keys = list(views[0])
+        stackable = all(list(v) == keys for v in views) and all(
+            v[k].shape[1:] == views[0][k].shape[1:] for v in views for k in keys
+        )
+        if not stackable:
+            return [self(view) for view in views]
+        merged = {k: torch.cat([view[k] for view in views]) for k in keys}
+        sizes = [next(iter(view.values())).shape[0] for view in views]
+        return list(torch.split(self(merged), sizes))
 
     @torch.no_grad()
     def update(self, online: nn.Module, step: int, max_steps: int) -> None:

@@ -251,7 +251,7 @@ def gradcache_training_step(trainer: ContrastiveTrainer, model: nn.Module, input
     optimizer_train = getattr(trainer.optimizer, "train", None)  # schedule-free optimizers
     if callable(optimizer_train):
         optimizer_train()
-    inputs = trainer._prepare_inputs(inputs)
+    inputs = trainer._prepare_inputs(inputs)  # private, as in Trainer.training_step (tests/test_trainer_hooks.py)
     chunk_size = trainer.args.gradcache_chunk_size
     assert chunk_size is not None
     steps = getattr(trainer, "current_gradient_accumulation_steps", trainer.args.gradient_accumulation_steps)

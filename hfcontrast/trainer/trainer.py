@@ -188,6 +188,8 @@ class ContrastiveTrainer(Trainer):
         prediction_loss_only: bool,
         ignore_keys: list[str] | None = None,
     ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        # Private, and kept on purpose: Trainer's own move of a (nested) batch to the device, with its
+        # DeepSpeed/FSDP dtype rules. tests/test_trainer_hooks.py fails loudly if transformers changes it.
         inputs = self._prepare_inputs(inputs)
         with torch.no_grad():
             loss = self.compute_loss(model, inputs)
