@@ -97,8 +97,8 @@ def train_worker(a: argparse.Namespace) -> dict[str, Any]:
     import torch
     from transformers import set_seed
 
-    from hfcontrast import captions
     from hfcontrast.augment import eval_pipeline, normalization_from_processor
+    from hfcontrast.demo import captions
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if a.threads:
@@ -113,9 +113,9 @@ def train_worker(a: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as scratch:
         if a.lib == "ours":
             from hfcontrast.collators import CollatorEpochCallback, ImageTextCollator
+            from hfcontrast.demo.images import with_index_column
             from hfcontrast.objectives import CLIP
             from hfcontrast.trainer import ContrastiveTrainer, ContrastiveTrainingArguments
-            from hfcontrast.vision_data import with_index_column
 
             mean, std = normalization_from_processor(processor)
             size = int(model.config.vision_config.image_size)
@@ -189,8 +189,7 @@ def eval_worker(a: argparse.Namespace) -> dict[str, Any]:
     from transformers import AutoModel, AutoTokenizer, VisionTextDualEncoderModel
 
     import hfcontrast  # noqa: F401  (registers hfcontrast-dual with AutoModel)
-    from hfcontrast import captions
-    from hfcontrast.demo import default_text_model
+    from hfcontrast.demo import captions, default_text_model
 
     if a.threads:
         torch.set_num_threads(a.threads)

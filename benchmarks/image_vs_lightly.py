@@ -80,9 +80,9 @@ def ours_worker(a: argparse.Namespace) -> dict[str, Any]:
     from hfcontrast import ContrastiveVisionConfig, ContrastiveVisionModel
     from hfcontrast.augment import mocov2_pipeline, simclr_pipeline
     from hfcontrast.collators import MultiViewCollator
+    from hfcontrast.demo.fashion_mnist import load_fashion_mnist
     from hfcontrast.objectives import MoCo, SimCLR
     from hfcontrast.trainer import ContrastiveTrainer, ContrastiveTrainingArguments
-    from hfcontrast.vision_data import load_fashion_mnist
 
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -222,17 +222,17 @@ def prepare(folder: Path, bank_size: int, seed: int) -> None:
     import torch
     from safetensors.torch import save_file
 
-    from hfcontrast.vision_data import _idx_file, fashion_mnist_dir, read_idx
+    from hfcontrast.demo.fashion_mnist import fashion_mnist_dir, idx_file, read_idx
 
     torch.manual_seed(seed)
     state = {f"backbone.{k}": v for k, v in build_backbone().state_dict().items()}
     state.update({f"head.{k}": v for k, v in build_head().state_dict().items()})
     save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "init.safetensors"))
     root = fashion_mnist_dir()
-    train = read_idx(_idx_file(root, "train-images-idx3-ubyte"))
-    train_labels = read_idx(_idx_file(root, "train-labels-idx1-ubyte"))
-    test = read_idx(_idx_file(root, "t10k-images-idx3-ubyte"))
-    test_labels = read_idx(_idx_file(root, "t10k-labels-idx1-ubyte"))
+    train = read_idx(idx_file(root, "train-images-idx3-ubyte"))
+    train_labels = read_idx(idx_file(root, "train-labels-idx1-ubyte"))
+    test = read_idx(idx_file(root, "t10k-images-idx3-ubyte"))
+    test_labels = read_idx(idx_file(root, "t10k-labels-idx1-ubyte"))
     np.save(folder / "train_images.npy", train)
     mean = np.asarray(MEAN, dtype=np.float32)[None, :, None, None]
     std = np.asarray(STD, dtype=np.float32)[None, :, None, None]

@@ -7,7 +7,7 @@
 
 The momentum (key / target) encoder, the queue and the predictor belong to the objective: they are
 saved in every checkpoint and restored on resume, never exported. Wiring only: arguments ->
-``hfcontrast.vision_recipe.run_vision_recipe`` (dataset -> collator -> model -> objective ->
+``hfcontrast.demo.vision.run_vision_recipe`` (dataset -> collator -> model -> objective ->
 ContrastiveTrainer -> exported model, eval_results.json, training.png, model card).
 """
 
@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 from transformers import HfArgumentParser
 
 from hfcontrast import ContrastiveVisionModel
-from hfcontrast.objectives import BYOL, ContrastiveObjective, MoCo, NegativeOptions, SimSiam
-from hfcontrast.vision_recipe import (
+from hfcontrast.demo.arguments import NegativeArguments, epochs_replace_steps
+from hfcontrast.demo.vision import (
     VisionDataArguments,
     VisionDemoTrainingArguments,
     VisionModelArguments,
-    epochs_override_steps,
     run_vision_recipe,
 )
+from hfcontrast.objectives import BYOL, ContrastiveObjective, MoCo, SimSiam
 
 METHODS = {"mocov2": "MoCo v2", "mocov3": "MoCo v3", "byol": "BYOL", "simsiam": "SimSiam"}
 # Paper augmentation of each method, for data other than the demo's (which uses "light").
@@ -53,8 +53,8 @@ class MoCoTrainingArguments(VisionDemoTrainingArguments):
     output_dir: str | None = field(default="outputs/moco")
 
 
-def build_objective(args: ObjectiveArguments, model: ContrastiveVisionModel, options: NegativeOptions) -> ContrastiveObjective:
-    if args.method in ("byol", "simsiam") and options.active:
+def build_objective(args: ObjectiveArguments, model: ContrastiveVisionModel, options: NegativeArguments) -> ContrastiveObjective:
+    if args.method in ("byol", "simsiam") and options.config.active:
         raise ValueError(f"--method {args.method} has no negatives: the negative-handling options do not apply")
     if args.method == "simsiam":
         return SimSiam(predictor_hidden_dim=args.predictor_hidden_dim, encoder=model)
@@ -65,20 +65,20 @@ def build_objective(args: ObjectiveArguments, model: ContrastiveVisionModel, opt
     return MoCo(
         model, version="v2" if v2 else "v3", temperature=args.temperature, queue_size=args.queue_size if v2 else None,
         momentum=args.momentum, final_momentum=args.final_momentum if v2 else final,
-        predictor_hidden_dim=args.predictor_hidden_dim, options=options,
+        predictor_hidden_dim=args.predictor_hidden_dim, negatives=options.config,
     )  # fmt: skip
 
 
 def main() -> None:
     parser = HfArgumentParser(
-        (VisionModelArguments, VisionDataArguments, ObjectiveArguments, NegativeOptions, MoCoTrainingArguments)
+        (VisionModelArguments, VisionDataArguments, ObjectiveArguments, NegativeArguments, MoCoTrainingArguments)
     )
-    model_args, data_args, objective_args, negative_options, training_args = parser.parse_args_into_dataclasses()
-    epochs_override_steps(training_args)
+    model_args, data_args, objective_args, negative_args, training_args = parser.parse_args_into_dataclasses()
+    epochs_replace_steps(training_args)
     run_vision_recipe(
-        model_args, data_args, negative_options, training_args,
+        model_args, data_args, negative_args, training_args,
         method=METHODS[objective_args.method], paper_augmentation=AUGMENTATIONS[objective_args.method],
-        build_objective=lambda model: build_objective(objective_args, model, negative_options),
+        build_objective=lambda model: build_objective(objective_args, model, negative_args),
         hyperparameters=vars(objective_args),
     )  # fmt: skip
 

@@ -5,7 +5,7 @@
         --model_name_or_path microsoft/resnet-18 --image_size 224 --augmentation simclr   # imagefolder data
     accelerate launch recipes/simclr.py --config_name resnet-config-dir --config_overrides embedding_size=32
 
-Wiring only: arguments -> ``hfcontrast.vision_recipe.run_vision_recipe`` (dataset -> collator -> model ->
+Wiring only: arguments -> ``hfcontrast.demo.vision.run_vision_recipe`` (dataset -> collator -> model ->
 objective -> ContrastiveTrainer -> exported model, eval_results.json, training.png, model card).
 """
 
@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser
 
-from hfcontrast.objectives import NegativeOptions, SimCLR
-from hfcontrast.vision_recipe import (
+from hfcontrast.demo.arguments import NegativeArguments, epochs_replace_steps
+from hfcontrast.demo.vision import (
     VisionDataArguments,
     VisionDemoTrainingArguments,
     VisionModelArguments,
-    epochs_override_steps,
     run_vision_recipe,
 )
+from hfcontrast.objectives import SimCLR
 
 
 @dataclass
@@ -37,14 +37,14 @@ class SimCLRTrainingArguments(VisionDemoTrainingArguments):
 
 def main() -> None:
     parser = HfArgumentParser(
-        (VisionModelArguments, VisionDataArguments, ObjectiveArguments, NegativeOptions, SimCLRTrainingArguments)
+        (VisionModelArguments, VisionDataArguments, ObjectiveArguments, NegativeArguments, SimCLRTrainingArguments)
     )
-    model_args, data_args, objective_args, negative_options, training_args = parser.parse_args_into_dataclasses()
-    epochs_override_steps(training_args)
+    model_args, data_args, objective_args, negative_args, training_args = parser.parse_args_into_dataclasses()
+    epochs_replace_steps(training_args)
     run_vision_recipe(
-        model_args, data_args, negative_options, training_args,
+        model_args, data_args, negative_args, training_args,
         method="SimCLR", paper_augmentation="simclr",
-        build_objective=lambda model: SimCLR(objective_args.temperature, options=negative_options),
+        build_objective=lambda model: SimCLR(objective_args.temperature, negatives=negative_args.config),
         hyperparameters=vars(objective_args),
     )  # fmt: skip
 

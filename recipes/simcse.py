@@ -1,6 +1,7 @@
 """SimCSE (Gao et al. 2021): unsupervised (dropout views) or supervised (NLI triplets) sentence embeddings.
 
     accelerate launch recipes/simcse.py                       # offline demo: MiniLM, wiki sentences, STS-B dev
+    accelerate launch recipes/simcse.py --demo supervised     # offline: the packaged SNLI triplets
     accelerate launch recipes/simcse.py --train_file nli.csv  # supervised: sent0,sent1,hard_neg detected
     accelerate launch recipes/simcse.py --config_name bert-config-dir --tokenizer_name tok-dir ...  # random init
 
@@ -10,27 +11,27 @@ Wiring only: arguments -> dataset -> collator -> model -> objective -> Contrasti
 from __future__ import annotations
 
 import logging
-import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, set_seed
+from transformers import AutoConfig, AutoTokenizer, HfArgumentParser
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
 from hfcontrast import ContrastiveTextConfig, ContrastiveTextModel
 from hfcontrast.collators import TextPairCollator, UnsupervisedSimCSECollator
-from hfcontrast.demo import STSB_DEV, WIKI_SENTENCES, data_file, default_text_model, load_text_dataset
-from hfcontrast.evaluation import STSEvaluator
-from hfcontrast.hub import plot_training, save_eval_results, write_model_card
-from hfcontrast.objectives import NegativeOptions, SimCSE
-from hfcontrast.trainer import (
-    ContrastiveTrainer,
-    ContrastiveTrainingArguments,
-    train_with_before_after,
-    use_all_cpu_cores_when_alone,
+from hfcontrast.demo import (
+    SNLI_TRIPLETS,
+    STSB_DEV,
+    WIKI_SENTENCES,
+    data_file,
+    default_text_model,
+    load_text_dataset,
 )
+from hfcontrast.demo.arguments import NegativeArguments, epochs_replace_steps, given
+from hfcontrast.demo.runs import finish_run, start_run, train_with_before_after
+from hfcontrast.evaluation import STSEvaluator
+from hfcontrast.objectives import SimCSE
+from hfcontrast.trainer import ContrastiveTrainer, ContrastiveTrainingArguments
 
 logger = logging.getLogger("simcse")
 
@@ -46,7 +47,8 @@ class ModelArguments:
     )
     tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer (default: the model's)."})
     pooler: str = field(default="mean", metadata={"help": "cls | cls_before_pooler | mean | first_last_avg | max"})
-    mlp_only_train: bool = field(default=False, metadata={"help": "With --pooler cls: MLP head in training only."})
+    mlp_head: bool = field(default=False, metadata={"help": "SimCSE's MLP head on the pooled vector."})
+    mlp_only_train: bool = field(default=False, metadata={"help": "The MLP head in training only (implies --mlp_head)."})
 
 
 @dataclass
@@ -55,6 +57,10 @@ class DataArguments:
         default=None, metadata={"help": ".txt (one sentence per line: unsupervised) or .csv/.json of pairs/triplets."}
     )
     dataset_name: str | None = field(default=None, metadata={"help": "A datasets Hub name (needs network)."})
+    demo: str = field(
+        default="unsupervised",
+        metadata={"help": "Packaged data when no --train_file: unsupervised (Wikipedia) | supervised (SNLI)."},
+    )
     validation_file: str | None = field(default=None, metadata={"help": "STS file (STS-B tab format or csv)."})
     text_column: str | None = field(default=None, metadata={"help": "Unsupervised text column (default: detect)."})
     anchor_column: str | None = field(default=None, metadata={"help": "Supervised anchor column."})
@@ -75,9 +81,10 @@ class ObjectiveArguments:
 
 @dataclass
 class SimCSETrainingArguments(ContrastiveTrainingArguments):
-    """Defaults of the offline demo: 60 steps of 64 sentences (a few minutes on 2 idle CPU cores)."""
+    """Defaults of the offline demo: 60 steps of 64 sentences (a few minutes on 2 idle CPU cores).
+    ``output_dir`` defaults to ``outputs/simcse-unsupervised`` or ``outputs/simcse-supervised``."""
 
-    output_dir: str | None = field(default="outputs/simcse")
+    output_dir: str | None = field(default="outputs/simcse-unsupervised")
     max_steps: int = field(default=60)
     per_device_train_batch_size: int = field(default=64)
     learning_rate: float = field(default=1e-5)
@@ -91,119 +98,84 @@ class SimCSETrainingArguments(ContrastiveTrainingArguments):
 
 
 def build_model(args: ModelArguments) -> tuple[ContrastiveTextModel, object]:
+    head = {"pooler": args.pooler, "mlp_head": args.mlp_head or args.mlp_only_train, "mlp_only_train": args.mlp_only_train}
     if args.config_name:
         backbone = AutoConfig.from_pretrained(args.config_name)
         if args.config_overrides:
             backbone.update_from_string(args.config_overrides)
-        model = ContrastiveTextModel(
-            ContrastiveTextConfig(backbone_config=backbone, pooler=args.pooler, mlp_only_train=args.mlp_only_train)
-        )
-        tokenizer_path = args.tokenizer_name or args.config_name
+        model = ContrastiveTextModel(ContrastiveTextConfig(backbone_config=backbone, **head))
+        return model, AutoTokenizer.from_pretrained(args.tokenizer_name or args.config_name)
+    path = args.model_name_or_path or default_text_model()
+    if isinstance(AutoConfig.from_pretrained(path), ContrastiveTextConfig):
+        model = ContrastiveTextModel.from_pretrained(path)
     else:
-        path = args.model_name_or_path or default_text_model()
-        config = AutoConfig.from_pretrained(path)
-        if isinstance(config, ContrastiveTextConfig):
-            model = ContrastiveTextModel.from_pretrained(path)
-        else:
-            model = ContrastiveTextModel.from_backbone_pretrained(
-                path, pooler=args.pooler, mlp_only_train=args.mlp_only_train
-            )
-        tokenizer_path = args.tokenizer_name or path
-    return model, AutoTokenizer.from_pretrained(tokenizer_path)
-
-
-def _changed(options: NegativeOptions) -> dict[str, object]:
-    """The negative-handling options that differ from their defaults (for the model card)."""
-    default = NegativeOptions()
-    return {k: v for k, v in vars(options).items() if v != getattr(default, k)}
+        model = ContrastiveTextModel.from_backbone_pretrained(path, **head)
+    return model, AutoTokenizer.from_pretrained(args.tokenizer_name or path)
 
 
 def main() -> None:
     parser = HfArgumentParser(
-        (ModelArguments, DataArguments, ObjectiveArguments, NegativeOptions, SimCSETrainingArguments)
+        (ModelArguments, DataArguments, ObjectiveArguments, NegativeArguments, SimCSETrainingArguments)
     )
-    model_args, data_args, objective_args, negative_options, training_args = parser.parse_args_into_dataclasses()
-    if "--num_train_epochs" in sys.argv and "--max_steps" not in sys.argv:
-        training_args.max_steps = -1  # the demo's step budget yields to an explicit epoch count
-    logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING, stream=sys.stdout)
-    set_seed(training_args.seed)
-    use_all_cpu_cores_when_alone()
-
-    train_file = data_args.train_file or (None if data_args.dataset_name else data_file(WIKI_SENTENCES))
+    model_args, data_args, objective_args, negative_args, training_args = parser.parse_args_into_dataclasses()
+    epochs_replace_steps(training_args)
+    if data_args.demo not in ("unsupervised", "supervised"):
+        raise ValueError(f"--demo must be unsupervised or supervised, got {data_args.demo!r}")
+    demo_file = data_file(WIKI_SENTENCES if data_args.demo == "unsupervised" else SNLI_TRIPLETS)
+    train_file = data_args.train_file or (None if data_args.dataset_name else demo_file)
     validation_file = data_args.validation_file or data_file(STSB_DEV)
     train = load_text_dataset(train_file, data_args.dataset_name, max_samples=data_args.max_train_samples)
+    supervised = data_args.anchor_column is not None or len(train.column_names) > 1
+    mode = "supervised" if supervised else "unsupervised"
+    if not given("--output_dir"):  # each mode its own default folder: one never overwrites the other
+        training_args.output_dir = f"outputs/simcse-{mode}"
+    start_run(training_args)
     model, tokenizer = build_model(model_args)
 
-    # False-negative ids (an id column, else the normalised positive text) and SupCon labels for the collator.
-    extra_columns: dict[str, Any] = {
-        "id_column": negative_options.duplicate_id_column if negative_options.false_negative_masking else None,
-        "ids_from_text": negative_options.false_negative_masking and negative_options.duplicate_id_column is None,
-        "label_column": negative_options.supcon_label_column,
+    # False-negative ids (an id column, else the normalised positive text) and SupCon labels.
+    masking = negative_args.false_negative_masking
+    columns = {
+        "id_column": negative_args.duplicate_id_column if masking else None,
+        "ids_from_text": masking and negative_args.duplicate_id_column is None,
+        "label_column": negative_args.supcon_label_column,
+        "max_length": data_args.max_seq_length,
     }
-    supervised = data_args.anchor_column is not None or len(train.column_names) > 1
     if supervised:
-        collator = TextPairCollator.from_column_names(
-            tokenizer,
-            train.column_names,
-            anchor_column=data_args.anchor_column,
-            positive_column=data_args.positive_column,
-            negative_column=data_args.negative_column,
-            max_length=data_args.max_seq_length,
-            **extra_columns,
-        )
+        collator: TextPairCollator = TextPairCollator.from_column_names(
+            tokenizer, train.column_names, anchor_column=data_args.anchor_column,
+            positive_column=data_args.positive_column, negative_column=data_args.negative_column, **columns,
+        )  # fmt: skip
     else:
-        column = data_args.text_column or train.column_names[0]
-        collator = UnsupervisedSimCSECollator(
-            tokenizer, column, max_length=data_args.max_seq_length, **extra_columns
-        )
-    logger.info("mode: %s, columns %s", "supervised" if supervised else "unsupervised", collator.columns)
+        collator = UnsupervisedSimCSECollator(tokenizer, data_args.text_column or train.column_names[0], **columns)
+    logger.info("mode: %s, columns %s", mode, collator.columns)
 
     objective = SimCSE(
-        objective_args.temperature,
-        hard_negative_weight=objective_args.hard_negative_weight,
-        symmetric=objective_args.symmetric,
-        queue_size=objective_args.queue_size,
-        encoder=model,
-        momentum=objective_args.momentum,
-        options=negative_options,
-    )
+        objective_args.temperature, hard_negative_weight=objective_args.hard_negative_weight,
+        symmetric=objective_args.symmetric, queue_size=objective_args.queue_size, encoder=model,
+        momentum=objective_args.momentum, negatives=negative_args.config,
+    )  # fmt: skip
     evaluator = STSEvaluator.from_file(validation_file, tokenizer, name="sts", max_length=128)
     if training_args.eval_strategy != "no" and training_args.metric_for_best_model is None:
         training_args.metric_for_best_model = "eval_sts_spearman"
     trainer = ContrastiveTrainer(
-        model=model,
-        args=training_args,
-        objective=objective,
-        evaluators=[evaluator],
-        train_dataset=train,
-        data_collator=collator,
-        processing_class=tokenizer,
-    )
+        model=model, args=training_args, objective=objective, evaluators=[evaluator], train_dataset=train,
+        train_source=train_file or data_args.dataset_name, data_collator=collator, processing_class=tokenizer,
+    )  # fmt: skip
 
     results = train_with_before_after(trainer)
     if trainer.is_world_process_zero():
         print(f"\nSTS ({Path(validation_file).name}) Spearman before: {results['before_sts_spearman']:.4f}  "
-              f"after: {results['eval_sts_spearman']:.4f}")
-        save_eval_results(training_args.output_dir, results)
-        predictions = evaluator.last_predictions
-        plot_training(
-            os.path.join(training_args.output_dir, "training.png"),
-            trainer.state.log_history,
-            metric_key="eval_sts_spearman",
-            scatter=(evaluator.scores, predictions.tolist()) if predictions is not None else None,
-            title=f"SimCSE ({'supervised' if supervised else 'unsupervised'})",
-        )
-        write_model_card(
-            trainer,
-            family="text",
-            method="SimCSE (supervised)" if supervised else "SimCSE (unsupervised)",
-            hyperparameters=vars(objective_args) | _changed(negative_options),
-            eval_results=results,
-            train_dataset_name=data_args.dataset_name or Path(train_file or "").name,
-            base_model=model_args.model_name_or_path or model_args.config_name or "all-MiniLM-L6-v2",
-        )
-    # Last, on every process: exports the encoder next to the artefacts (and pushes with --push_to_hub).
-    trainer.save_model(training_args.output_dir)
+              f"after: {results['eval_sts_spearman']:.4f}")  # fmt: skip
+    predictions = evaluator.last_predictions
+    finish_run(
+        trainer, results, family="text", method=f"SimCSE ({mode})",
+        hyperparameters=vars(objective_args) | negative_args.changed(),
+        train_dataset_name=data_args.dataset_name or Path(train_file or "").name,
+        base_model=model_args.model_name_or_path or model_args.config_name or "all-MiniLM-L6-v2",
+        metric_key="eval_sts_spearman", title=f"SimCSE ({mode})",
+        scatter=(evaluator.scores, predictions.tolist()) if predictions is not None else None,
+    )  # fmt: skip
+
 
 if __name__ == "__main__":
     main()

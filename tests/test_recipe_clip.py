@@ -13,7 +13,7 @@ from PIL import Image
 from transformers import AutoModel, AutoProcessor, CLIPConfig, CLIPModel
 
 import hfcontrast  # noqa: F401  (registers the Auto classes)
-from hfcontrast.captions import (
+from hfcontrast.demo.captions import (
     FASHION_MNIST_CLASS_NAMES,
     HELD_OUT_TEMPLATES,
     SIZES,
@@ -26,7 +26,7 @@ from hfcontrast.captions import (
     pixel_attributes,
     unique_description_pairs,
 )
-from hfcontrast.vision_data import FASHION_MNIST_LABELS, has_fashion_mnist, load_fashion_mnist
+from hfcontrast.demo.fashion_mnist import FASHION_MNIST_LABELS, has_fashion_mnist, load_fashion_mnist
 from tests.launch import REPO_ROOT, accelerate_launch, run_python
 from tests.tiny import tokenizer
 

@@ -19,9 +19,10 @@ from hfcontrast import ContrastiveVisionConfig, ContrastiveVisionModel
 from hfcontrast.augment import ViewParams, ViewPipeline
 from hfcontrast.collators import MultiViewCollator
 from hfcontrast.collators.seeding import CollatorEpochCallback
+from hfcontrast.demo.fashion_mnist import has_fashion_mnist
+from hfcontrast.demo.images import with_index_column
 from hfcontrast.objectives import MoCo
 from hfcontrast.trainer import ContrastiveTrainer, ContrastiveTrainingArguments
-from hfcontrast.vision_data import has_fashion_mnist, with_index_column
 from tests.launch import REPO_ROOT, accelerate_launch
 
 # Real augmentation: crop, flip, colour jitter, grayscale and blur, all drawn per row and view.

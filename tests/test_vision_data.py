@@ -1,4 +1,4 @@
-"""``hfcontrast.vision_data``: the idx parser on files written here, Fashion-MNIST (real files when
+"""``hfcontrast.demo.fashion_mnist`` and ``hfcontrast.demo.images``: the idx parser on files written here, Fashion-MNIST (real files when
 installed), the digits fallback, user image data, and the eval view / image processor pair."""
 
 from __future__ import annotations
@@ -17,17 +17,19 @@ from PIL import Image
 from transformers import AutoImageProcessor
 
 from hfcontrast.collators import ImageEvalCollator
-from hfcontrast.vision_data import (
+from hfcontrast.demo.fashion_mnist import (
     FASHION_MNIST_ENV,
     FASHION_MNIST_LABELS,
     IdxFormatError,
-    eval_view,
     has_fashion_mnist,
     load_digits_dataset,
     load_fashion_mnist,
+    read_idx,
+)
+from hfcontrast.demo.images import (
+    eval_view,
     load_image_dataset,
     load_image_splits,
-    read_idx,
     view_pipelines,
     with_index_column,
 )

@@ -22,9 +22,9 @@ import datasets
 import numpy as np
 from PIL import Image
 
-from .vision_data import _idx_file, fashion_mnist_dir, load_fashion_mnist, read_idx
+from .fashion_mnist import fashion_mnist_dir, idx_file, load_fashion_mnist, read_idx
 
-#: Prompt-friendly Fashion-MNIST class names, in label order (``vision_data.FASHION_MNIST_LABELS``).
+#: Prompt-friendly Fashion-MNIST class names, in label order (``fashion_mnist.FASHION_MNIST_LABELS``).
 FASHION_MNIST_CLASS_NAMES = (
     "t-shirt", "pair of trousers", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot",
 )  # fmt: skip
@@ -172,11 +172,11 @@ def unique_description_pairs(
 def fashion_mnist_captions(
     split: str = "train", root: str | None = None, *, max_samples: int | None = None, attributes: bool = True
 ) -> datasets.Dataset:
-    """Fashion-MNIST ``split`` (``hfcontrast.vision_data``) with :func:`caption_dataset`'s columns, the
+    """Fashion-MNIST ``split`` (``hfcontrast.demo.fashion_mnist``) with :func:`caption_dataset`'s columns, the
     attributes read from the idx arrays (no image decoding)."""
     dataset = load_fashion_mnist(split, root, max_samples=max_samples)
     prefix = "train" if split == "train" else "t10k"
-    pixels = read_idx(_idx_file(fashion_mnist_dir(root), f"{prefix}-images-idx3-ubyte"))[: len(dataset)]
+    pixels = read_idx(idx_file(fashion_mnist_dir(root), f"{prefix}-images-idx3-ubyte"))[: len(dataset)]
     return caption_dataset(dataset, FASHION_MNIST_CLASS_NAMES, attributes=attributes, pixels=pixels)
 
 

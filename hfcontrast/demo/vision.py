@@ -1,4 +1,4 @@
-"""The shared body of the image recipes (``recipes/simclr.py``, ``recipes/moco.py``).
+"""The body of the image recipes (``recipes/simclr.py``, ``recipes/moco.py``).
 
 Arguments -> dataset -> collator -> model -> objective -> ContrastiveTrainer -> artefacts; a recipe
 adds only its objective arguments, its demo defaults and how it builds its objective.
@@ -7,26 +7,23 @@ adds only its objective arguments, its demo defaults and how it builds its objec
 from __future__ import annotations
 
 import logging
-import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from transformers import AutoConfig, set_seed
+from transformers import AutoConfig
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
-from .augment import IMAGENET_MEAN, IMAGENET_STD
-from .collators import ImageEvalCollator, MultiViewCollator
-from .collators.seeding import CollatorEpochCallback
-from .evaluation import KNNEvaluator
-from .hub import plot_training, save_eval_results, write_model_card
-from .models import ContrastiveVisionConfig, ContrastiveVisionModel
-from .objectives import ContrastiveObjective, NegativeOptions
-from .trainer import ContrastiveTrainer, ContrastiveTrainingArguments, use_all_cpu_cores_when_alone
-from .vision_data import (
-    FASHION_MNIST_MEAN,
-    FASHION_MNIST_STD,
+from ..augment import IMAGENET_MEAN, IMAGENET_STD
+from ..collators import ImageEvalCollator, MultiViewCollator
+from ..collators.seeding import CollatorEpochCallback
+from ..evaluation import KNNEvaluator
+from ..models import ContrastiveVisionConfig, ContrastiveVisionModel
+from ..objectives import ContrastiveObjective
+from ..trainer import ContrastiveTrainer, ContrastiveTrainingArguments
+from .arguments import NegativeArguments
+from .fashion_mnist import FASHION_MNIST_MEAN, FASHION_MNIST_STD
+from .images import (
     demo_backbone_config,
     eval_view,
     knn_subset,
@@ -34,6 +31,7 @@ from .vision_data import (
     view_pipelines,
     with_index_column,
 )
+from .runs import finish_run, start_run
 
 logger = logging.getLogger(__name__)
 INDEX_COLUMN = "row_index"
@@ -101,13 +99,6 @@ class VisionDemoTrainingArguments(ContrastiveTrainingArguments):
     dataloader_drop_last: bool = field(default=True)
 
 
-def epochs_override_steps(training_args: ContrastiveTrainingArguments, argv: list[str] | None = None) -> None:
-    """An explicit ``--num_train_epochs`` (without ``--max_steps``) replaces the demo's step budget."""
-    argv = sys.argv if argv is None else argv
-    if "--num_train_epochs" in argv and "--max_steps" not in argv:
-        training_args.max_steps = -1
-
-
 def build_vision_model(args: VisionModelArguments) -> ContrastiveVisionModel:
     """A pretrained hfcontrast model, a pretrained backbone + new head, or a random backbone from a config."""
     head: dict[str, Any] = {"projection_dim": args.projection_dim, "projection_hidden_dim": args.projection_hidden_dim}
@@ -121,16 +112,10 @@ def build_vision_model(args: VisionModelArguments) -> ContrastiveVisionModel:
     return ContrastiveVisionModel(ContrastiveVisionConfig(backbone_config=backbone, **head))
 
 
-def changed_options(options: NegativeOptions) -> dict[str, object]:
-    """The negative-handling options that differ from their defaults (for the model card)."""
-    default = NegativeOptions()
-    return {k: v for k, v in vars(options).items() if v != getattr(default, k)}
-
-
 def run_vision_recipe(
     model_args: VisionModelArguments,
     data_args: VisionDataArguments,
-    negative_options: NegativeOptions,
+    negative_args: NegativeArguments,
     training_args: ContrastiveTrainingArguments,
     *,
     method: str,
@@ -143,9 +128,7 @@ def run_vision_recipe(
     Writes the exported encoder, ``eval_results.json``, ``training.png`` (loss, kNN curve) and a model
     card to ``training_args.output_dir``. Returns the results (empty on processes other than the first).
     """
-    logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING, stream=sys.stdout)
-    use_all_cpu_cores_when_alone()
-    set_seed(training_args.seed)
+    start_run(training_args)
 
     splits = load_image_splits(
         train_file=data_args.train_file, validation_file=data_args.validation_file,
@@ -163,11 +146,11 @@ def run_vision_recipe(
         jitter_strength=data_args.jitter_strength,
     )  # fmt: skip
     # Per-row seeds (seed, epoch, row index, view): the augmentations of a resumed run are the same.
-    masking = negative_options.false_negative_masking
+    masking = negative_args.false_negative_masking
     collator = MultiViewCollator(
         data_args.image_column, pipeline=pipelines, seed=training_args.seed, index_column=INDEX_COLUMN,
-        id_column=(negative_options.duplicate_id_column or INDEX_COLUMN) if masking else None,
-        label_column=negative_options.supcon_label_column,
+        id_column=(negative_args.duplicate_id_column or INDEX_COLUMN) if masking else None,
+        label_column=negative_args.supcon_label_column,
     )  # fmt: skip
     train = with_index_column(splits.train, INDEX_COLUMN)
 
@@ -195,11 +178,12 @@ def run_vision_recipe(
         objective=build_objective(model),
         evaluators=evaluators,
         train_dataset=train,
+        train_source=data_args.train_file or data_args.dataset_name or splits.name,
         data_collator=collator,
         processing_class=image_processor,
         callbacks=[CollatorEpochCallback(collator)],
     )
-
+    trainer.prepare_run()  # resume, output folder, row checks: fail before the first evaluation
     # The full evaluations run on the main process only (the other waits in the first collective).
     evaluate = final if final is not None and trainer.is_world_process_zero() else None
     before = evaluate(model) if evaluate is not None else {}
@@ -207,30 +191,16 @@ def run_vision_recipe(
     after = evaluate(model) if evaluate is not None else {}
     results = {f"before_{k}": v for k, v in before.items()} | {f"eval_{k}": v for k, v in after.items()}
     results["train_steps"] = float(trainer.state.global_step)
-    out = str(training_args.output_dir)
-    if trainer.is_world_process_zero():
-        if evaluate is not None:
-            print(f"\nkNN top-1 ({splits.name} test, k={data_args.knn_k}) before: {before['knn_top1']:.4f}  "
-                  f"after: {after['knn_top1']:.4f}")  # fmt: skip
-        save_eval_results(out, results)
-        curve = f" (kNN curve: {len(evaluators[0].train_dataset)}-image memory bank)" if evaluators else ""
-        plot_training(
-            os.path.join(out, "training.png"), trainer.state.log_history,
-            metric_key="eval_knn_top1" if evaluators else None, title=f"{method} on {splits.name}{curve}",
-        )  # fmt: skip
-        write_model_card(
-            trainer,
-            family="vision",
-            method=method,
-            hyperparameters=hyperparameters
-            | {"augmentation": augmentation, "image_size": size}
-            | changed_options(negative_options),
-            eval_results=results,
-            train_dataset_name=data_args.dataset_name or splits.name,
-            base_model=model_args.model_name_or_path or model_args.config_name,
-            eval_datasets={"knn": data_args.dataset_name or splits.name},
-            eval_splits={"knn": "test"} if splits.demo else None,
-        )
-    # Last, on every process: exports the encoder next to the artefacts (and pushes with --push_to_hub).
-    trainer.save_model(out)
+    if evaluate is not None:
+        print(f"\nkNN top-1 ({splits.name} test, k={data_args.knn_k}) before: {before['knn_top1']:.4f}  "
+              f"after: {after['knn_top1']:.4f}")  # fmt: skip
+    curve = f" (kNN curve: {len(evaluators[0].train_dataset)}-image memory bank)" if evaluators else ""
+    finish_run(
+        trainer, results, family="vision", method=method,
+        hyperparameters=hyperparameters | {"augmentation": augmentation, "image_size": size} | negative_args.changed(),
+        train_dataset_name=data_args.dataset_name or splits.name,
+        base_model=model_args.model_name_or_path or model_args.config_name,
+        metric_key="eval_knn_top1" if evaluators else None, title=f"{method} on {splits.name}{curve}",
+        eval_datasets={"knn": data_args.dataset_name or splits.name}, eval_splits={"knn": "test"} if splits.demo else None,
+    )  # fmt: skip
     return results if trainer.is_world_process_zero() else {}

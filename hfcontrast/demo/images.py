@@ -1,0 +1,244 @@
+"""Image data for the vision recipes: user data (an ``imagefolder`` directory, a csv/json file of image
+paths, or a Hub dataset) or the demo's, the kNN splits, and the view pipelines of each method."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import numpy as np
+from PIL import Image
+from transformers import ConvNextImageProcessorPil, PreTrainedConfig, ResNetConfig
+
+from ..augment import (
+    ViewParams,
+    ViewPipeline,
+    byol_pipelines,
+    eval_pipeline,
+    mocov2_pipeline,
+    simclr_pipeline,
+)
+from .fashion_mnist import (
+    FASHION_MNIST_LABELS,
+    array_rows,
+    digits_arrays,
+    fashion_mnist_arrays,
+    images_to_dataset,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def _resolve_paths(dataset: datasets.Dataset, column: str, base: Path) -> datasets.Dataset:
+    """Relative image paths in a csv/json file are relative to that file's folder."""
+    if column not in dataset.column_names or not isinstance(dataset[0][column], str):
+        return dataset
+
+    def resolve(row: dict) -> dict:
+        value = row[column]
+        return {column: value if os.path.isabs(value) else str(base / value)}
+
+    return dataset.map(resolve)
+
+
+def load_image_dataset(
+    train_file: str | None = None,
+    dataset_name: str | None = None,
+    *,
+    split: str = "train",
+    image_column: str = "image",
+    max_samples: int | None = None,
+) -> datasets.Dataset:
+    """A labelled (or unlabelled) image dataset for training or evaluation.
+
+    * ``train_file`` a directory: ``datasets``' ``imagefolder`` (class sub-folders become ``label``);
+    * ``train_file`` a ``.csv``/``.tsv``/``.json(l)`` file: rows with an image path column (relative
+      paths are resolved against the file's folder) and optionally a label column;
+    * ``dataset_name``: a Hub dataset (needs network), split ``split``.
+    """
+    if train_file:
+        path = Path(train_file)
+        if path.is_dir():
+            dataset = datasets.load_dataset("imagefolder", data_dir=str(path), split="train")
+        else:
+            suffix = path.suffix.lower()
+            builders = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}
+            if suffix not in builders or not path.is_file():
+                raise ValueError(f"{train_file}: expected an image folder or a .csv/.tsv/.json/.jsonl file")
+            kwargs = {"delimiter": "\t"} if suffix == ".tsv" else {}
+            dataset = datasets.load_dataset(builders[suffix], data_files=str(path), split="train", **kwargs)
+            dataset = _resolve_paths(dataset, image_column, path.parent)
+    elif dataset_name:
+        dataset = datasets.load_dataset(dataset_name, split=split)
+    else:
+        raise ValueError("pass a train file/folder or a dataset name")
+    if len(dataset) == 0:
+        raise ValueError(f"the image data {train_file or dataset_name} has no rows")
+    if image_column not in dataset.column_names:
+        raise ValueError(
+            f"{train_file or dataset_name}: no image column {image_column!r} (columns: {dataset.column_names}); "
+            "pass --image_column"
+        )
+    if max_samples is not None:
+        dataset = dataset.select(range(min(max_samples, len(dataset))))
+    return dataset
+
+
+def with_index_column(dataset: datasets.Dataset, name: str = "row_index") -> datasets.Dataset:
+    """Set column ``name`` to each row's position (the per-row augmentation seeds of
+    :class:`~hfcontrast.collators.MultiViewCollator`, which make a resumed run exact)."""
+    if name in dataset.column_names:
+        dataset = dataset.remove_columns(name)
+    return dataset.add_column(name, list(range(len(dataset))))
+
+
+def _labels_as_classes(train: datasets.Dataset, test: datasets.Dataset, column: str) -> tuple[datasets.Dataset, ...]:
+    """String labels (csv/json) -> ``ClassLabel`` ids shared by both splits (kNN needs integers)."""
+    if isinstance(train.features[column], datasets.ClassLabel):
+        if not isinstance(test.features[column], datasets.ClassLabel):
+            test = test.cast_column(column, train.features[column])
+        return train, test
+    feature = train.features[column]
+    if not isinstance(feature, datasets.Value) or feature.dtype not in ("string", "large_string"):
+        return train, test
+    names = sorted(set(train[column]) | set(test[column]))
+    ids = {name: i for i, name in enumerate(names)}
+
+    def encode(split: datasets.Dataset) -> datasets.Dataset:
+        features = split.features.copy()
+        features[column] = datasets.ClassLabel(names=names)
+        return split.map(lambda row: {column: ids[row[column]]}, features=features)
+
+    return encode(train), encode(test)
+
+
+@dataclass
+class ImageSplits:
+    """``train``: rows to augment; ``knn_train`` / ``knn_test``: labelled rows for kNN (a ``Dataset``, or
+    decoded rows for the small demo sets; ``None`` without labels or a test split); ``name``: the
+    data's name for the model card."""
+
+    train: datasets.Dataset
+    knn_train: Sequence[dict] | None
+    knn_test: Sequence[dict] | None
+    name: str
+    demo: bool = False
+
+
+def load_image_splits(
+    *,
+    train_file: str | None = None,
+    validation_file: str | None = None,
+    dataset_name: str | None = None,
+    demo_dataset: str = "fashion_mnist",
+    image_column: str = "image",
+    label_column: str | None = "label",
+    max_train_samples: int | None = None,
+    max_eval_samples: int | None = None,
+) -> ImageSplits:
+    """The training rows and the labelled kNN memory bank (the training rows) and test rows.
+
+    With neither ``train_file`` nor ``dataset_name``: the offline demo, ``fashion_mnist`` (train 60000 /
+    test 10000, see :func:`load_fashion_mnist`) or ``digits`` (:func:`load_digits_dataset`). Otherwise
+    :func:`load_image_dataset`; the test rows come from ``validation_file``, else from the Hub dataset's
+    ``test`` or ``validation`` split.
+    """
+    if not train_file and not dataset_name:
+        if demo_dataset not in ("fashion_mnist", "digits"):
+            raise ValueError(f"demo_dataset must be 'fashion_mnist' or 'digits', got {demo_dataset!r}")
+        arrays = fashion_mnist_arrays if demo_dataset == "fashion_mnist" else digits_arrays
+        names = FASHION_MNIST_LABELS if demo_dataset == "fashion_mnist" else None
+        train_images, train_labels = arrays("train", max_samples=max_train_samples)
+        test_images, test_labels = arrays("test", max_samples=max_eval_samples)
+        train = images_to_dataset(train_images, train_labels, names)
+        knn_train, knn_test = array_rows(train_images, train_labels), array_rows(test_images, test_labels)
+        return ImageSplits(train, knn_train, knn_test, demo_dataset, demo=True)
+    kwargs = {"image_column": image_column}
+    train = load_image_dataset(train_file, dataset_name, split="train", max_samples=max_train_samples, **kwargs)
+    test = None
+    if validation_file:
+        test = load_image_dataset(validation_file, max_samples=max_eval_samples, **kwargs)
+    elif dataset_name:
+        for split in ("test", "validation"):
+            try:
+                test = load_image_dataset(None, dataset_name, split=split, max_samples=max_eval_samples, **kwargs)
+                break
+            except ValueError:  # no such split
+                continue
+    name = dataset_name or Path(str(train_file)).name
+    if test is None or not label_column or label_column not in train.column_names or label_column not in test.column_names:
+        logger.warning("no labelled test split (--validation_file with a %r column): no kNN evaluation", label_column)
+        return ImageSplits(train, None, None, name)
+    train, test = _labels_as_classes(train, test, label_column)
+    return ImageSplits(train, train, test, name)
+
+
+def knn_subset(rows: Sequence[dict] | datasets.Dataset, size: int | None, seed: int = 0) -> Sequence[dict]:
+    """A seeded random subset of ``size`` rows, in dataset order (all rows when ``size`` is None or not smaller)."""
+    if size is None or size >= len(rows):
+        return rows
+    order = np.sort(np.random.default_rng(seed).permutation(len(rows))[:size])
+    return rows.select(order) if isinstance(rows, datasets.Dataset) else [rows[int(i)] for i in order]
+
+
+def demo_backbone_config() -> PreTrainedConfig:
+    """The demo's small ResNet: a 32-channel stem, basic blocks, one per stage, widths 32/64/128/256,
+    RGB input (a 256-d pooled feature)."""
+    return ResNetConfig(
+        num_channels=3, embedding_size=32, hidden_sizes=[32, 64, 128, 256], depths=[1, 1, 1, 1], layer_type="basic"
+    )
+
+
+def view_pipelines(
+    kind: str,
+    size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    crop_min_scale: float | None = None,
+    jitter_strength: float = 0.4,
+) -> list[ViewPipeline]:
+    """Two training view pipelines.
+
+    ``light`` (the demo's, for small grayscale images such as Fashion-MNIST): random resized crop,
+    flip and brightness/contrast jitter of ``jitter_strength`` with p 0.8, no colour, grayscale or blur;
+    ``simclr`` / ``mocov2`` / ``byol``: the papers' pipelines (blur off below 64 pixels, as for CIFAR).
+    """
+    blur = 0.0 if size < 64 else 0.5
+    if kind == "light":
+        params = ViewParams(
+            size=size, crop_scale=(crop_min_scale or 0.35, 1.0), brightness=jitter_strength,
+            contrast=jitter_strength, saturation=0.0, hue=0.0, jitter_p=0.8, grayscale_p=0.0, blur_p=0.0,
+            mean=_rgb(mean), std=_rgb(std),
+        )  # fmt: skip
+        return [ViewPipeline.from_params(params)] * 2
+    common: dict = {"size": size, "mean": mean, "std": std}
+    if kind == "simclr":
+        return [simclr_pipeline(crop_scale=(crop_min_scale or 0.08, 1.0), blur_p=blur, **common)] * 2
+    if kind == "mocov2":
+        return [mocov2_pipeline(crop_scale=(crop_min_scale or 0.2, 1.0), blur_p=blur, **common)] * 2
+    if kind == "byol":
+        return list(byol_pipelines(crop_scale=(crop_min_scale or 0.08, 1.0), **common))
+    raise ValueError(f"augmentation must be light, simclr, mocov2 or byol, got {kind!r}")
+
+
+def _rgb(values: Sequence[float]) -> tuple[float, float, float]:
+    seq = [float(v) for v in values] * (3 if len(values) == 1 else 1)
+    return seq[0], seq[1], seq[2]
+
+
+def eval_view(
+    size: int, mean: Sequence[float], std: Sequence[float], crop_fraction: float = 1.0
+) -> tuple[ViewPipeline, ConvNextImageProcessorPil]:
+    """The deterministic evaluation view (shorter side to ``size / crop_fraction``, centre ``size`` crop)
+    and the equivalent ``transformers`` image processor, saved with the exported model."""
+    pipeline = eval_pipeline(size, _rgb(mean), _rgb(std), resize_size=round(size / crop_fraction))
+    processor = ConvNextImageProcessorPil(
+        size={"shortest_edge": size}, crop_pct=crop_fraction, resample=Image.Resampling.BILINEAR,
+        image_mean=list(_rgb(mean)), image_std=list(_rgb(std)),
+    )  # fmt: skip
+    return pipeline, processor

@@ -1,0 +1,53 @@
+"""The layering of docs/architecture.md: each hfcontrast package imports only the layers below it, and the
+models import nothing of hfcontrast outside their package (they are copied into checkpoints)."""
+
+from __future__ import annotations
+
+import ast
+
+from tests.launch import REPO_ROOT
+
+#: Bottom first, as in docs/architecture.md.
+LAYERS = [
+    "losses", "distributed", "memory", "models", "objectives", "augment", "collators", "hub", "evaluation",
+    "trainer", "demo",
+]  # fmt: skip
+PACKAGE = REPO_ROOT / "hfcontrast"
+
+
+def _imported_layers(path: object) -> set[str]:
+    tree = ast.parse(path.read_text())  # type: ignore[attr-defined]
+    here = path.relative_to(PACKAGE).parts  # type: ignore[attr-defined]
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 0 and node.module and node.module.startswith("hfcontrast."):
+                found.add(node.module.split(".")[1])
+            elif node.level >= 2 and len(here) >= 2:  # from ..x import: a sibling package
+                target = (node.module or "").split(".")[0]
+                found.add(target or here[0])
+        elif isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[1] for alias in node.names if alias.name.startswith("hfcontrast.")}
+    return found
+
+
+def test_each_layer_imports_only_layers_below_it() -> None:
+    wrong = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE).parts
+        if len(parts) < 2 or parts[0] not in LAYERS:
+            continue
+        rank = LAYERS.index(parts[0])
+        for layer in _imported_layers(path) - {parts[0]}:
+            if layer in LAYERS and LAYERS.index(layer) > rank:
+                wrong.append(f"{path.relative_to(REPO_ROOT)} imports hfcontrast.{layer}")
+    assert not wrong, wrong
+
+
+def test_models_import_nothing_of_hfcontrast() -> None:
+    for path in sorted((PACKAGE / "models").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                assert node.level in (0, 1), f"{path.name}: only single-dot relative imports ({ast.dump(node)})"
+                assert node.level == 1 or not (node.module or "").startswith("hfcontrast"), path.name
