@@ -224,7 +224,8 @@ def render_model_card(
     """Render ``model_cards/<family>.md`` (``text``/``vision``/``dual``) into a ``ModelCard``.
 
     ``training``: set-up rows (see :func:`training_setup`); ``plot``: an image path relative to the
-    card (``training.png``); ``repo_id``: the id the usage snippets load (default ``model_name``).
+    card (``training.png``); ``repo_id``: the id the usage snippets load (default: the placeholder
+    ``your-username/<model_name>``, clearly not a real id, when the run has no ``hub_model_id``).
     """
     if family not in FAMILIES:
         raise ValueError(f"unknown model family {family!r}; choose one of {FAMILIES}")
@@ -263,7 +264,7 @@ def render_model_card(
         card_data,
         template_path=str(template_dir() / f"{family}.md"),
         model_name=model_name,
-        repo_id=repo_id or model_name,
+        repo_id=repo_id or f"your-username/{model_name}",
         method=method,
         embedding_dim=embedding_dim,
         base_model_text=_reference(base_model, "model"),
@@ -277,16 +278,22 @@ def render_model_card(
     )
 
 
-def _hardware(args: Any) -> str:
+def _hardware(trainer: Any) -> str:
+    """``"2 x NVIDIA H200, bf16"``: the devices and the precision the run actually used (accelerate's
+    mixed precision, not the flags asked for)."""
     import torch
 
+    args = trainer.args
     device = getattr(args, "device", None)
     kind = getattr(device, "type", "cpu")
     if kind == "cuda" and torch.cuda.is_available():
         name = torch.cuda.get_device_name(device)
     else:
         name = f"CPU ({torch.get_num_threads()} threads)" if kind == "cpu" else kind.upper()
-    precision = "bf16" if getattr(args, "bf16", False) else "fp16" if getattr(args, "fp16", False) else "fp32"
+    used = getattr(getattr(trainer, "accelerator", None), "mixed_precision", None)
+    if used is None:
+        used = "bf16" if getattr(args, "bf16", False) else "fp16" if getattr(args, "fp16", False) else "no"
+    precision = "fp32" if str(used) == "no" else f"{used} mixed precision"
     return f"{int(getattr(args, 'world_size', 1) or 1)} x {name}, {precision}"
 
 
@@ -312,7 +319,12 @@ def training_setup(trainer: Any, hyperparameters: Mapping[str, Any]) -> dict[str
         "Optimizer": getattr(args.optim, "value", args.optim),
         "Weight decay": args.weight_decay,
         "Seed": args.seed,
-        "Hardware": _hardware(args),
+        "Hardware": _hardware(trainer),
+        "Rows left out": (
+            f"{trainer.rejected_rows} unusable training rows (--bad_rows skip), listed in rejected_rows.jsonl"
+            if getattr(trainer, "rejected_rows", 0)
+            else None
+        ),
     }
 
 

@@ -72,3 +72,8 @@ class ContrastiveTrainingArguments(TrainingArguments):
             raise ValueError("--nan_policy skip needs --max_nan_skips N (N >= 1 steps may be skipped)")
         if self.bad_rows not in BAD_ROW_POLICIES:
             raise ValueError(f"--bad_rows must be one of {BAD_ROW_POLICIES}, got {self.bad_rows!r}")
+        if self.fp16 and self.device.type == "cpu":
+            raise ValueError(
+                "--fp16 cannot take effect on the CPU: fp16 mixed precision needs a CUDA GPU. On the CPU train "
+                "in fp32 (no flag) or with --bf16 (CPU autocast)"
+            )
