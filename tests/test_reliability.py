@@ -206,3 +206,23 @@ def test_missing_column_is_named(tmp_path: Path) -> None:
     trainer.train_dataset = datasets.Dataset.from_dict({"sentence": sentences(16)})
     with pytest.raises(BadRowsError, match=r"no column 'text' \(columns: \['sentence'\]\)"):
         trainer.train()
+
+
+def test_sharded_training_refuses_what_cannot_work() -> None:
+    from hfcontrast import ContrastiveVisionModel
+    from hfcontrast.objectives import CLIP, MoCo, SimCLR
+    from hfcontrast.trainer.sharding import sharding_problems
+    from tests.test_objectives_clip import tiny_dual
+    from tests.tiny import vision_config
+
+    model = ContrastiveVisionModel(vision_config())
+    assert sharding_problems("MULTI_GPU", MoCo(model, queue_size=8), gradcache=True) == []
+    assert sharding_problems("FSDP", SimCLR()) == []
+    assert sharding_problems("DEEPSPEED", MoCo(model, queue_size=8), zero_stage=2) == []  # full parameters on each rank
+    (momentum,) = sharding_problems("FSDP", MoCo(model, queue_size=8))
+    assert "momentum encoder" in momentum and "shard" in momentum
+    assert any("ZeRO-3" in p for p in sharding_problems("DEEPSPEED", MoCo(model, queue_size=8), zero_stage=3))
+    assert any("predictor" in p for p in sharding_problems("DEEPSPEED", MoCo(model, version="v3", predictor_hidden_dim=8), zero_stage=2))
+    assert any("logit_scale" in p for p in sharding_problems("FSDP", CLIP(tiny_dual())))
+    assert sharding_problems("FSDP", CLIP(temperature=0.1)) == []  # a fixed temperature reads nothing
+    assert any("GradCache" in p for p in sharding_problems("FSDP", SimCLR(), gradcache=True))

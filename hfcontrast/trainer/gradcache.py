@@ -243,15 +243,12 @@ def gradcache_training_step(trainer: ContrastiveTrainer, model: nn.Module, input
     """``Trainer.training_step`` with GradCache: same preparation, loss scaling for gradient
     accumulation (``loss / current_gradient_accumulation_steps``) and return value (the scaled loss,
     detached)."""
-    from accelerate.utils import DistributedType
-
-    if trainer.accelerator.distributed_type in (DistributedType.DEEPSPEED, DistributedType.FSDP):
-        raise ValueError("gradcache_chunk_size supports single-process and DDP training, not DeepSpeed or FSDP")
     model.train()
     optimizer_train = getattr(trainer.optimizer, "train", None)  # schedule-free optimizers
     if callable(optimizer_train):
         optimizer_train()
     inputs = trainer._prepare_inputs(inputs)  # private, as in Trainer.training_step (tests/test_trainer_hooks.py)
+    inputs = trainer.build_views(inputs, True)
     chunk_size = trainer.args.gradcache_chunk_size
     assert chunk_size is not None
     steps = getattr(trainer, "current_gradient_accumulation_steps", trainer.args.gradient_accumulation_steps)

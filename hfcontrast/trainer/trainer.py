@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -32,6 +32,7 @@ from .checkpoints import (
 from .gradcache import gradcache_training_step
 from .guards import NonFiniteGuard, check_finite_model
 from .outputs import claim_output_dir
+from .sharding import check_sharding
 from .views import embed_views, embed_views_chunked, split_views
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,9 @@ class ContrastiveTrainer(Trainer):
       refused unless the run resumes into it or gets ``overwrite_output_dir``;
     * **bad rows**: every training row is checked before step 1 (``bad_rows``), and a dataset smaller
       than one global batch is refused.
+
+    ``device_views`` (e.g. :class:`~hfcontrast.augment.device_views.DeviceViews`) turns a batch of raw
+    images into its views on the training device before the model sees it.
     """
 
     def __init__(
@@ -67,6 +71,7 @@ class ContrastiveTrainer(Trainer):
         objective: ContrastiveObjective,
         evaluators: Sequence[Evaluator] = (),
         train_source: str | None = None,
+        device_views: Callable[..., dict[str, Any]] | None = None,
         **kwargs: Any,
     ) -> None:
         if args is None:
@@ -74,6 +79,8 @@ class ContrastiveTrainer(Trainer):
         self.objective: ContrastiveObjective = objective
         self.evaluators: list[Evaluator] = list(evaluators)
         self.train_source = train_source
+        self.device_views = device_views
+        self._view_counts: dict[tuple[bool, int], int] = {}
         self.args: ContrastiveTrainingArguments
         if self.evaluators and args.eval_strategy == IntervalStrategy.NO:
             args.eval_strategy = IntervalStrategy.EPOCH
@@ -88,6 +95,7 @@ class ContrastiveTrainer(Trainer):
         finally:
             if needs_swap:
                 args.eval_strategy = strategy
+        check_sharding(self.accelerator, self.objective, gradcache=self.args.gradcache_chunk_size is not None)
         self.objective.to(self.args.device)
         # The objective returns a per-batch mean: Trainer divides it by the accumulation steps
         # (transformers >= 5.5 reads loss_is_scaled_for_ga, earlier releases model_accepts_loss_kwargs).
@@ -131,6 +139,16 @@ class ContrastiveTrainer(Trainer):
         self.nan_guard.guard_optimizer(optimizer)
         return optimizer
 
+    def build_views(self, inputs: dict[str, Any], training: bool) -> dict[str, Any]:
+        """Draw the views on the device (``device_views``, e.g. kornia from raw images), seeded by the
+        step and the micro-batch's position in it, so a resumed run draws the same views."""
+        if self.device_views is None:
+            return inputs
+        key = (training, self.state.global_step)
+        micro = self._view_counts.get(key, -1) + 1
+        self._view_counts = {key: micro}
+        return self.device_views(inputs, step=self.state.global_step, micro=micro if training else -1 - micro)
+
     def online_views(self, inputs: dict[str, Any]) -> dict[str, dict[str, Tensor]]:
         """The views the trained model embeds: the objective's ``online_views`` present in the batch."""
         views, _ = split_views(inputs)
@@ -168,6 +186,7 @@ class ContrastiveTrainer(Trainer):
         return_outputs: bool = False,
         num_items_in_batch: Tensor | int | None = None,
     ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+        inputs = self.build_views(inputs, model.training)
         views = self.online_views(inputs)
         self.objective.train(model.training)
         chunk = self.args.gradcache_chunk_size
