@@ -161,3 +161,18 @@ def test_moco_recipe_two_processes(tmp_path: Path, method: str) -> None:
     check_outputs(out, stdout)
     card = (out / "README.md").read_text()
     assert {"mocov2": "moco-v2", "mocov3": "moco-v3", "byol": "byol", "simsiam": "simsiam"}[method] in card
+
+
+def test_persistent_workers_see_the_new_epoch() -> None:
+    """Persistent dataloader workers keep the collator they started with; the epoch of its per-row seeds
+    must still follow set_epoch, or every epoch would repeat the first one's augmentations."""
+    rows = image_rows(8)
+    views = collator()
+    loader = torch.utils.data.DataLoader(rows, batch_size=8, collate_fn=views, num_workers=1, persistent_workers=True)
+    first = next(iter(loader))["query"]["pixel_values"]
+    views.set_epoch(1)
+    second = next(iter(loader))["query"]["pixel_values"]
+    in_process = collator()
+    in_process.set_epoch(1)
+    assert torch.equal(second, in_process([rows[i] for i in range(8)])["query"]["pixel_values"])
+    assert not torch.equal(first, second)

@@ -1,7 +1,7 @@
 """Collators: dataset rows -> named views, with errors that name the row and the column."""
 
 from .image_text import CollatorEpochCallback, ImageTextCollator
-from .images import ImageEvalCollator, MultiViewCollator, load_rgb_image
+from .images import ImageEvalCollator, MultiViewCollator, RawImageCollator, load_rgb_image
 from .text import KNOWN_TRIPLETS, TextPairCollator, UnsupervisedSimCSECollator
 from .validation import CollatorInputError, check_batch_size, require_column, require_text
 
@@ -10,6 +10,7 @@ __all__ = [
     "CollatorInputError",
     "ImageEvalCollator",
     "MultiViewCollator",
+    "RawImageCollator",
     "TextPairCollator",
     "UnsupervisedSimCSECollator",
     "check_batch_size",

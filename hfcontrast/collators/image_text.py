@@ -19,7 +19,7 @@ from ..augment import ViewPipeline
 from .checks import RowSpec
 from .images import load_rgb_image, require_int
 from .seeding import CollatorEpochCallback as CollatorEpochCallback  # re-exported
-from .seeding import row_index, row_rng
+from .seeding import SharedEpoch, row_index, row_rng
 from .validation import CollatorInputError, check_batch_size, require_column
 
 
@@ -111,13 +111,18 @@ class ImageTextCollator:
         self.index_column = index_column
         self.id_column, self.label_column = id_column, label_column
         self.seed = seed
-        self.epoch = 0
+        self._epoch = SharedEpoch()
         self.rng = random.Random(seed)
         self._worker_seed: int | None = None
 
+    @property
+    def epoch(self) -> int:
+        """Epoch used by the per-row seeds (``index_column`` mode), shared with dataloader workers."""
+        return self._epoch.get()
+
     def set_epoch(self, epoch: int) -> None:
-        """Epoch used by the per-row seeds (``index_column`` mode)."""
-        self.epoch = int(epoch)
+        """Set :attr:`epoch`; persistent dataloader workers see it too."""
+        self._epoch.set(epoch)
 
     def row_spec(self) -> RowSpec:
         """What a row must hold: a readable image, its caption(s), and an integer row index."""

@@ -22,7 +22,7 @@ from PIL import Image, ImageOps
 from hfcontrast.augment import ViewPipeline, eval_pipeline, simclr_pipeline
 
 from .checks import RowSpec
-from .seeding import row_index, row_rng
+from .seeding import SharedEpoch, row_index, row_rng
 from .validation import CollatorInputError, check_batch_size, require_column
 
 _WHITE = (255, 255, 255, 255)
@@ -260,13 +260,18 @@ class MultiViewCollator:
         self.id_column = id_column
         self.seed = seed
         self.index_column = index_column
-        self.epoch = 0
+        self._epoch = SharedEpoch()
         self.rng = random.Random(seed)
         self._worker_seed: int | None = None
 
+    @property
+    def epoch(self) -> int:
+        """Epoch used by the per-row seeds (``index_column`` mode), shared with dataloader workers."""
+        return self._epoch.get()
+
     def set_epoch(self, epoch: int) -> None:
-        """Epoch used by the per-row seeds (``index_column`` mode)."""
-        self.epoch = int(epoch)
+        """Set :attr:`epoch`; persistent dataloader workers see it too."""
+        self._epoch.set(epoch)
 
     def row_spec(self) -> RowSpec:
         """What a row must hold: a readable image, and integer labels / ids / row indices."""
@@ -347,4 +352,48 @@ class ImageEvalCollator:
         batch: dict[str, Any] = {"pixel_values": _stack(pixels, "pixel_values")}
         if self.label_column is not None:
             batch["labels"] = torch.tensor(labels, dtype=torch.long)
+        return batch
+
+
+class RawImageCollator:
+    """Rows -> ``{"images": {"pixel_values": uint8 [B, 3, size, size]}}`` (+ ``labels``, ``ids``): images
+    decoded and brought to one size (shorter side to ``size``, centre crop), not augmented. The views are
+    drawn on the training device by :class:`~hfcontrast.augment.device_views.DeviceViews`."""
+
+    def __init__(
+        self,
+        image_column: str = "image",
+        size: int = 224,
+        *,
+        label_column: str | None = None,
+        id_column: str | None = None,
+        index_column: str | None = None,
+    ) -> None:
+        self.image_column, self.size = image_column, size
+        self.label_column, self.id_column, self.index_column = label_column, id_column, index_column
+
+    def row_spec(self) -> RowSpec:
+        """What a row must hold: a readable image, and integer labels / ids / row indices."""
+        ints = (self.label_column, self.id_column, self.index_column)
+        return RowSpec(images=(self.image_column,), integers=tuple(dict.fromkeys(c for c in ints if c is not None)))
+
+    def _pixels(self, image: Image.Image) -> torch.Tensor:
+        width, height = image.size
+        scale = self.size / min(width, height)
+        if scale != 1.0:
+            image = image.resize((max(self.size, round(width * scale)), max(self.size, round(height * scale))), Image.Resampling.BILINEAR)
+        left, top = (image.size[0] - self.size) // 2, (image.size[1] - self.size) // 2
+        image = image.crop((left, top, left + self.size, top + self.size))
+        return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        check_batch_size(features, 2)
+        pixels = []
+        for position, row in enumerate(features):
+            value = require_column(row, self.image_column, position)
+            pixels.append(self._pixels(load_rgb_image(value, row=position, column=self.image_column)))
+        batch: dict[str, Any] = {"images": {"pixel_values": torch.stack(pixels)}}
+        for key, column in (("labels", self.label_column), ("ids", self.id_column)):
+            if column is not None:
+                batch[key] = torch.tensor([require_int(row, column, i) for i, row in enumerate(features)], dtype=torch.long)
         return batch

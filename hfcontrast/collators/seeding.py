@@ -24,6 +24,20 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from .validation import CollatorInputError, require_column
 
 
+class SharedEpoch:
+    """The epoch the per-row seeds use, in shared memory: persistent dataloader workers keep the collator
+    they started with, so a plain attribute would stay at its first value in them; this one they read live."""
+
+    def __init__(self) -> None:
+        self._value = torch.zeros((), dtype=torch.long).share_memory_()
+
+    def get(self) -> int:
+        return int(self._value)
+
+    def set(self, epoch: int) -> None:
+        self._value.fill_(int(epoch))
+
+
 def row_rng(seed: int | None, epoch: int, index: int, *extra: int) -> random.Random:
     """The generator of dataset row ``index`` in ``epoch``, from ``SeedSequence((seed, epoch, index, *extra))``
     (``seed=None`` counts as 0; ``extra`` separates e.g. the views of one row)."""

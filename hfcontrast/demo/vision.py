@@ -11,11 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from transformers import AutoConfig
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
 from ..augment import IMAGENET_MEAN, IMAGENET_STD
-from ..collators import ImageEvalCollator, MultiViewCollator
+from ..augment.device_views import DeviceViews
+from ..collators import ImageEvalCollator, MultiViewCollator, RawImageCollator
 from ..collators.seeding import CollatorEpochCallback
 from ..evaluation import KNNEvaluator
 from ..models import ContrastiveVisionConfig, ContrastiveVisionModel
@@ -64,6 +66,13 @@ class VisionDataArguments:
     augmentation: str = field(
         default="auto",
         metadata={"help": "light | simclr | mocov2 | byol (auto: light for the demo, else the method's paper pipeline)."},
+    )
+    augmentation_device: str | None = field(
+        default=None,
+        metadata={
+            "help": "Draw the views on this device with kornia (e.g. cuda: the training device), from raw "
+            "images the dataloader ships; default: Pillow in the dataloader workers."
+        },
     )
     crop_min_scale: float | None = field(default=None, metadata={"help": "Smallest random-crop area fraction."})
     jitter_strength: float = field(default=0.5, metadata={"help": "'light': brightness/contrast jitter strength."})
@@ -145,13 +154,21 @@ def run_vision_recipe(
         augmentation, size, mean, std, crop_min_scale=data_args.crop_min_scale,
         jitter_strength=data_args.jitter_strength,
     )  # fmt: skip
-    # Per-row seeds (seed, epoch, row index, view): the augmentations of a resumed run are the same.
     masking = negative_args.false_negative_masking
-    collator = MultiViewCollator(
-        data_args.image_column, pipeline=pipelines, seed=training_args.seed, index_column=INDEX_COLUMN,
-        id_column=(negative_args.duplicate_id_column or INDEX_COLUMN) if masking else None,
-        label_column=negative_args.supcon_label_column,
-    )  # fmt: skip
+    columns: dict[str, Any] = {
+        "index_column": INDEX_COLUMN, "label_column": negative_args.supcon_label_column,
+        "id_column": (negative_args.duplicate_id_column or INDEX_COLUMN) if masking else None,
+    }  # fmt: skip
+    device_views = None
+    collator: MultiViewCollator | RawImageCollator
+    if data_args.augmentation_device:
+        if torch.device(data_args.augmentation_device).type != training_args.device.type:
+            raise ValueError(f"--augmentation_device {data_args.augmentation_device}: the views must be drawn on "
+                             f"the training device ({training_args.device.type})")  # fmt: skip
+        collator = RawImageCollator(data_args.image_column, size, **columns)
+        device_views = DeviceViews(pipelines, seed=training_args.seed)  # seeds (seed, step, micro-batch, view)
+    else:  # per-row seeds (seed, epoch, row index, view): the augmentations of a resumed run are the same
+        collator = MultiViewCollator(data_args.image_column, pipeline=pipelines, seed=training_args.seed, **columns)
     train = with_index_column(splits.train, INDEX_COLUMN)
 
     crop = data_args.eval_crop_fraction or (1.0 if splits.demo else 0.875)
@@ -180,8 +197,9 @@ def run_vision_recipe(
         train_dataset=train,
         train_source=data_args.train_file or data_args.dataset_name or splits.name,
         data_collator=collator,
+        device_views=device_views,
         processing_class=image_processor,
-        callbacks=[CollatorEpochCallback(collator)],
+        callbacks=[CollatorEpochCallback(collator)] if isinstance(collator, MultiViewCollator) else None,
     )
     trainer.prepare_run()  # resume, output folder, row checks: fail before the first evaluation
     # The full evaluations run on the main process only (the other waits in the first collective).
@@ -197,7 +215,8 @@ def run_vision_recipe(
     curve = f" (kNN curve: {len(evaluators[0].train_dataset)}-image memory bank)" if evaluators else ""
     finish_run(
         trainer, results, family="vision", method=method,
-        hyperparameters=hyperparameters | {"augmentation": augmentation, "image_size": size} | negative_args.changed(),
+        hyperparameters=hyperparameters | {"augmentation": augmentation, "image_size": size} | negative_args.changed()
+        | ({"augmentation_device": data_args.augmentation_device} if data_args.augmentation_device else {}),
         train_dataset_name=data_args.dataset_name or splits.name,
         base_model=model_args.model_name_or_path or model_args.config_name,
         metric_key="eval_knn_top1" if evaluators else None, title=f"{method} on {splits.name}{curve}",
