@@ -19,12 +19,7 @@ def free_port() -> int:
 
 def accelerate_launch(script: str | Path, *args: str, num_processes: int = 2, timeout: int = 600) -> str:
     """``accelerate launch --multi_gpu --num_processes N`` on CPU; returns stdout, raises with the log."""
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(num_processes),
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "--main_process_port", str(free_port()), str(script), *args,
-    ]
-    return run(command, timeout=timeout)
+    return run(accelerate_command(script, *args, num_processes=num_processes), timeout=timeout)
 
 
 def run_python(script: str | Path, *args: str, timeout: int = 600) -> str:
@@ -37,3 +32,59 @@ def run(command: list[str], timeout: int = 600) -> str:
     if result.returncode != 0:
         raise AssertionError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
     return result.stdout
+
+
+def accelerate_command(script: str | Path, *args: str, num_processes: int = 2) -> list[str]:
+    return [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(num_processes),
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--main_process_port", str(free_port()), str(script), *args,
+    ]  # fmt: skip
+
+
+def start(command: list[str]) -> subprocess.Popen[str]:
+    """Start ``command`` in a session of its own (so that its whole process tree can be killed)."""
+    env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    return subprocess.Popen(
+        command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc), children first found first."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def kill_tree(process: subprocess.Popen[str]) -> None:
+    """SIGKILL the launcher, every worker below it and their process groups, as a pre-emption would."""
+    import contextlib
+    import signal
+
+    victims = [process.pid, *descendants(process.pid)]
+    for pid in victims:
+        for kill in (lambda p: os.killpg(os.getpgid(p), signal.SIGKILL), lambda p: os.kill(p, signal.SIGKILL)):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                kill(pid)
+    process.wait(timeout=60)
+
+
+def run_failing(command: list[str], timeout: int = 600) -> str:
+    """Run ``command`` that must fail; return its stdout and stderr together."""
+    env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode != 0, f"{' '.join(command)} succeeded:\n{result.stdout[-3000:]}"
+    return result.stdout + result.stderr
