@@ -28,7 +28,7 @@ data:
 	fi
 
 demo: install
-	$(BIN)/accelerate launch --num_cpu_threads_per_process $$(nproc) recipes/simcse.py
+	$(BIN)/accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no recipes/simcse.py
 
 test: install-test
 	$(BIN)/python -m ruff check hfcontrast recipes tests benchmarks
