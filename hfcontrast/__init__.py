@@ -35,7 +35,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'hfcontrast' has no attribute {name!r}")
 
 
-__all__ = [
+__all__ = [  # the encoders; everything else through its subpackage
     "ContrastiveDualEncoder",
     "ContrastiveDualEncoderConfig",
     "ContrastiveEncoderOutput",

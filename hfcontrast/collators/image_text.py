@@ -19,7 +19,7 @@ from ..augment import ViewPipeline
 from .checks import RowSpec
 from .images import load_rgb_image, require_int
 from .seeding import CollatorEpochCallback as CollatorEpochCallback  # re-exported
-from .seeding import SharedEpoch, row_index, row_rng
+from .seeding import SeededCollator, row_index, row_rng
 from .validation import CollatorInputError, check_batch_size, require_column
 
 
@@ -46,7 +46,7 @@ def _captions(row: Mapping[str, Any], column: str, position: int) -> list[str]:
     raise CollatorInputError(f"{where}: expected a caption string or a list of strings, got {type(value).__name__}")
 
 
-class ImageTextCollator:
+class ImageTextCollator(SeededCollator):
     """Rows ``{image_column: image, caption_column: str | list[str]}`` -> named views for ``CLIP`` / ``SigLIP``.
 
     Output: ``{"image": {"pixel_values": [B, 3, H, W]}, "text": {"input_ids", "attention_mask", ...},
@@ -110,34 +110,12 @@ class ImageTextCollator:
         self.max_length, self.pad_to_multiple_of = max_length, pad_to_multiple_of
         self.index_column = index_column
         self.id_column, self.label_column = id_column, label_column
-        self.seed = seed
-        self._epoch = SharedEpoch()
-        self.rng = random.Random(seed)
-        self._worker_seed: int | None = None
-
-    @property
-    def epoch(self) -> int:
-        """Epoch used by the per-row seeds (``index_column`` mode), shared with dataloader workers."""
-        return self._epoch.get()
-
-    def set_epoch(self, epoch: int) -> None:
-        """Set :attr:`epoch`; persistent dataloader workers see it too."""
-        self._epoch.set(epoch)
+        self._init_randomness(seed)
 
     def row_spec(self) -> RowSpec:
         """What a row must hold: a readable image, its caption(s), and an integer row index."""
         ints = tuple(dict.fromkeys(c for c in (self.index_column, self.id_column, self.label_column) if c is not None))
         return RowSpec(images=(self.image_column,), captions=(self.caption_column,), integers=ints)
-
-    def _stream_rng(self) -> random.Random:
-        if torch.utils.data.get_worker_info() is None:
-            return self.rng
-        worker_seed = torch.initial_seed()
-        if worker_seed != self._worker_seed:
-            self._worker_seed = worker_seed
-            base = 0 if self.seed is None else self.seed + 1
-            self.rng = random.Random((base << 64) | worker_seed)
-        return self.rng
 
     def row_rng(self, index: int) -> random.Random:
         """The generator of dataset row ``index`` in the current epoch: seeded by ``(seed, epoch, index)``."""
@@ -181,7 +159,7 @@ class ImageTextCollator:
 
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         check_batch_size(features)
-        stream = None if self.index_column is not None else self._stream_rng()
+        stream = None if self.index_column is not None else self.stream_rng()
         images, captions, chosen, rngs = [], [], [], []
         for position, row in enumerate(features):
             options = _captions(row, self.caption_column, position)

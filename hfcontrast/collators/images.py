@@ -22,7 +22,7 @@ from PIL import Image, ImageOps
 from hfcontrast.augment import ViewPipeline, eval_pipeline, simclr_pipeline
 
 from .checks import RowSpec
-from .seeding import SharedEpoch, row_index, row_rng
+from .seeding import SeededCollator, row_index, row_rng
 from .validation import CollatorInputError, check_batch_size, require_column
 
 _WHITE = (255, 255, 255, 255)
@@ -192,7 +192,7 @@ def _apply(
         ) from exc
 
 
-class MultiViewCollator:
+class MultiViewCollator(SeededCollator):
     """Rows with an image -> ``{view_name: {"pixel_values": FloatTensor[B, 3, H, W]}}`` (+ ``labels``, ``ids``).
 
     Each image is decoded once and passed through one pipeline per view: a single ``ViewPipeline`` for
@@ -258,45 +258,17 @@ class MultiViewCollator:
         self.pipelines = pipelines
         self.label_column = label_column
         self.id_column = id_column
-        self.seed = seed
         self.index_column = index_column
-        self._epoch = SharedEpoch()
-        self.rng = random.Random(seed)
-        self._worker_seed: int | None = None
-
-    @property
-    def epoch(self) -> int:
-        """Epoch used by the per-row seeds (``index_column`` mode), shared with dataloader workers."""
-        return self._epoch.get()
-
-    def set_epoch(self, epoch: int) -> None:
-        """Set :attr:`epoch`; persistent dataloader workers see it too."""
-        self._epoch.set(epoch)
+        self._init_randomness(seed)
 
     def row_spec(self) -> RowSpec:
         """What a row must hold: a readable image, and integer labels / ids / row indices."""
         ints = (self.label_column, self.id_column, self.index_column)
         return RowSpec(images=(self.image_column,), integers=tuple(dict.fromkeys(c for c in ints if c is not None)))
 
-    def reseed(self, seed: int | None) -> None:
-        """Restart the collator's random stream."""
-        self.seed = seed
-        self.rng = random.Random(seed)
-        self._worker_seed = None
-
-    def _current_rng(self) -> random.Random:
-        if torch.utils.data.get_worker_info() is None:
-            return self.rng
-        worker_seed = torch.initial_seed()
-        if worker_seed != self._worker_seed:
-            self._worker_seed = worker_seed
-            base = 0 if self.seed is None else self.seed + 1
-            self.rng = random.Random((base << 64) | worker_seed)
-        return self.rng
-
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         check_batch_size(features, 2)
-        stream = self._current_rng() if self.index_column is None else None
+        stream = self.stream_rng() if self.index_column is None else None
         views: list[list[torch.Tensor]] = [[] for _ in self.view_names]
         labels: list[int] = []
         ids: list[int] = []

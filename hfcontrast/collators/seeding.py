@@ -38,6 +38,48 @@ class SharedEpoch:
         self._value.fill_(int(epoch))
 
 
+class SeededCollator:
+    """The randomness of the augmenting collators: per-row generators ``(seed, epoch, row[, view])`` when
+    rows carry their index (exact resume), else one stream per dataloader worker.
+
+    The stream reseeds on its first call in a worker (and whenever the worker's seed changes, i.e. every
+    epoch without persistent workers) from ``torch.initial_seed()`` mixed with ``seed``; it is not in
+    checkpoints, so a resumed run draws different views than an uninterrupted one.
+    """
+
+    seed: int | None
+
+    def _init_randomness(self, seed: int | None) -> None:
+        self.seed = seed
+        self._epoch = SharedEpoch()
+        self.rng = random.Random(seed)
+        self._worker_seed: int | None = None
+
+    @property
+    def epoch(self) -> int:
+        """Epoch used by the per-row seeds, shared with dataloader workers."""
+        return self._epoch.get()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set :attr:`epoch`; persistent dataloader workers see it too."""
+        self._epoch.set(epoch)
+
+    def reseed(self, seed: int | None) -> None:
+        """Restart the collator's random stream."""
+        self._init_randomness(seed)
+
+    def stream_rng(self) -> random.Random:
+        """The random stream of this process or dataloader worker."""
+        if torch.utils.data.get_worker_info() is None:
+            return self.rng
+        worker_seed = torch.initial_seed()
+        if worker_seed != self._worker_seed:
+            self._worker_seed = worker_seed
+            base = 0 if self.seed is None else self.seed + 1
+            self.rng = random.Random((base << 64) | worker_seed)
+        return self.rng
+
+
 def row_rng(seed: int | None, epoch: int, index: int, *extra: int) -> random.Random:
     """The generator of dataset row ``index`` in ``epoch``, from ``SeedSequence((seed, epoch, index, *extra))``
     (``seed=None`` counts as 0; ``extra`` separates e.g. the views of one row)."""
