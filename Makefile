@@ -30,10 +30,12 @@ data:
 demo: install
 	$(BIN)/accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no recipes/simcse.py
 
+# The single-process tests on both cores (pytest-xdist), then the ones that launch processes, one at a time.
 test: install-test
 	$(BIN)/python -m ruff check hfcontrast recipes tests benchmarks
 	$(BIN)/python -m mypy hfcontrast
-	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not distributed" -n 2 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m distributed $(PYTEST_ARGS)
 
 test-fast: install-test
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not distributed" $(PYTEST_ARGS)
@@ -45,4 +47,4 @@ test-min: data
 	$(VENV_MIN)/bin/python -m pip install -q --upgrade pip
 	$(VENV_MIN)/bin/pip install -q "$(TORCH_PIN)"
 	$(VENV_MIN)/bin/pip install -q -c .ci/minimum-versions.txt -e ".[demo,test]"
-	$(VENV_MIN)/bin/python -m pytest -q -p no:cacheprovider -m "not distributed" $(PYTEST_ARGS)
+	$(VENV_MIN)/bin/python -m pytest -q -p no:cacheprovider -m "not distributed" -n 2 $(PYTEST_ARGS)

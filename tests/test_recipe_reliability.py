@@ -82,23 +82,23 @@ def _assert_same_run(straight: Path, resumed: Path, last: int) -> None:
 
 
 def test_simcse_killed_and_resumed_equals_an_uninterrupted_run(tmp_path: Path) -> None:
-    steps = ("--max_steps", "40", "--save_strategy", "steps", "--save_steps", "10", "--queue_size", "16", "--momentum", "0.99")
+    steps = ("--max_steps", "24", "--save_strategy", "steps", "--save_steps", "6", "--queue_size", "16", "--momentum", "0.99")
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     accelerate_launch(SIMCSE, *simcse_args(tmp_path, straight, *steps))
-    _kill_after_checkpoint(accelerate_command(SIMCSE, *simcse_args(tmp_path, resumed, *steps)), resumed, 10)
+    _kill_after_checkpoint(accelerate_command(SIMCSE, *simcse_args(tmp_path, resumed, *steps)), resumed, 6)
     stdout = accelerate_launch(SIMCSE, *simcse_args(tmp_path, resumed, *steps, "--resume_from_checkpoint", "latest"))
     assert "Spearman before:" in stdout
-    _assert_same_run(straight, resumed, 40)
+    _assert_same_run(straight, resumed, 24)
 
 
 def test_moco_killed_and_resumed_equals_an_uninterrupted_run(tmp_path: Path) -> None:
     train = image_folder(tmp_path / "images")
-    steps = ("--max_steps", "30", "--save_strategy", "steps", "--save_steps", "10")
+    steps = ("--max_steps", "20", "--save_strategy", "steps", "--save_steps", "5")
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     accelerate_launch(MOCO, *moco_args(tmp_path, train, straight, *steps))
-    _kill_after_checkpoint(accelerate_command(MOCO, *moco_args(tmp_path, train, resumed, *steps)), resumed, 10)
+    _kill_after_checkpoint(accelerate_command(MOCO, *moco_args(tmp_path, train, resumed, *steps)), resumed, 5)
     accelerate_launch(MOCO, *moco_args(tmp_path, train, resumed, *steps, "--resume_from_checkpoint", "latest"))
-    _assert_same_run(straight, resumed, 30)
+    _assert_same_run(straight, resumed, 20)
 
 
 # ----------------------------------------------------------------------------- divergence, output folders

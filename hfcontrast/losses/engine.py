@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import partial
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -126,10 +126,12 @@ class _Config:
     tau_plus: float
     decoupled: bool
     mochi: MochiDraws | None
+    stats: bool = True
 
 
-def _chunk_loss(cfg: _Config, start: int, query: Tensor, cand: Tensor, inv_tau: Tensor) -> tuple[Tensor, ...]:
-    """Rows ``start .. start + len(query) - 1``: per-row loss, included flags, detached stats, logits."""
+def _chunk_loss(cfg: _Config, start: int, query: Tensor, cand: Tensor, inv_tau: Tensor | float) -> tuple[Any, ...]:
+    """Rows ``start .. start + len(query) - 1``: per-row loss, included flags (``None``: every row), detached
+    stats (``None`` when not wanted), logits."""
     end = start + query.shape[0]
     m, device = cand.shape[0], query.device
     logits = (query * inv_tau) @ cand.T  # scale the rows, not the [n, M] matrix
@@ -147,11 +149,13 @@ def _chunk_loss(cfg: _Config, start: int, query: Tensor, cand: Tensor, inv_tau: 
         else:
             negatives = torch.full_like(target, m - 1)
         loss = F.cross_entropy(logits, target, reduction="none")
+        if not cfg.stats:
+            return loss, None, None, logits  # every row counts
         with torch.no_grad():
             hit = logits.argmax(dim=1) == target
             ones = torch.ones_like(target)
             stats = torch.stack([hit, negatives, ones, torch.zeros_like(target)], dim=1).to(logits.dtype)
-        return loss, torch.ones_like(hit), stats, logits
+        return loss, None, stats, logits
     positive, ignore = roles.masks(start, end, m, device)
     negative = ~positive & ~ignore
     flagged = torch.zeros_like(negative)
@@ -172,7 +176,7 @@ def _chunk_loss(cfg: _Config, start: int, query: Tensor, cand: Tensor, inv_tau: 
         negative = torch.cat([negative, valid], dim=1)
         positive = torch.cat([positive, torch.zeros_like(valid)], dim=1)
     log_weights = hard_negative_log_weights(logits, negative, cfg.beta) if cfg.beta else None
-    min_logit = -float(inv_tau.detach()) if cfg.tau_plus > 0 else None
+    min_logit = -float(inv_tau.detach() if isinstance(inv_tau, Tensor) else inv_tau) if cfg.tau_plus > 0 else None
     loss, included = contrastive_from_logits(
         logits,
         positive,
@@ -182,15 +186,16 @@ def _chunk_loss(cfg: _Config, start: int, query: Tensor, cand: Tensor, inv_tau: 
         tau_plus=cfg.tau_plus,
         min_logit=min_logit,
     )
+    if not cfg.stats:
+        return loss, included, None, logits
     with torch.no_grad():
         guess = logits.masked_fill(~(positive | negative), float("-inf")).argmax(dim=1, keepdim=True)
-        stats = torch.stack(
-            [positive.gather(1, guess)[:, 0], negative.sum(1), positive.sum(1), flagged.sum(1)], dim=1
-        ).to(logits.dtype)
+        hit = positive.gather(1, guess)[:, 0]
+        stats = torch.stack([hit, negative.sum(1), positive.sum(1), flagged.sum(1)], dim=1).to(logits.dtype)
     return loss, included, stats, logits
 
 
-def _chunk_without_logits(cfg: _Config, start: int, query: Tensor, cand: Tensor, inv_tau: Tensor) -> tuple[Tensor, ...]:
+def _chunk_without_logits(cfg: _Config, start: int, query: Tensor, cand: Tensor, inv_tau: Tensor | float) -> tuple[Any, ...]:
     return _chunk_loss(cfg, start, query, cand, inv_tau)[:3]
 
 
@@ -221,6 +226,7 @@ def contrastive_loss(
     mochi: MochiDraws | None = None,
     chunk_size: int | None = None,
     reduction: Reduction = "mean",
+    stats: bool = True,
 ) -> LossOutput:
     """The module formula for queries ``[N, D]`` against candidates ``[M, D]`` with ``roles``.
 
@@ -237,6 +243,8 @@ def contrastive_loss(
         chunk_size: compute ``chunk_size`` rows at a time with per-chunk recomputation in backward
             (``None``: all rows at once). The result does not depend on it.
         reduction: ``"mean"`` over included rows | ``"sum"`` | ``"none"`` (``[N]``, 0 for excluded rows).
+        stats: compute the statistics below (``top1`` is an argmax, one more pass over the logits; off
+            when nobody reads them: ``LossOutput.stats`` is then empty).
 
     Returns ``LossOutput(loss, logits, labels=roles.positive_index)``: ``logits`` ``[N, M]`` (after the
     logit bonus, ignored columns at ``-inf``) when the rows were computed in one piece, else ``None``;
@@ -249,7 +257,7 @@ def contrastive_loss(
     check_embeddings("candidates", candidates, query.shape[1])
     roles.validate(candidates.shape[0])
     if roles.rows != query.shape[0]:
-        raise ValueError(f"roles describe {roles.rows} rows, query has {query.shape[0]}")
+        raise ValueError(f"roles describe {roles.rows} rows (positive_index), query has {query.shape[0]}")
     if similarity not in ("cosine", "dot"):
         raise ValueError(f"similarity must be 'cosine' or 'dot', got {similarity!r}")
     if fncl not in ("none", "eliminate", "attract"):
@@ -272,12 +280,13 @@ def contrastive_loss(
     q, c = upcast(query, candidates)
     if similarity == "cosine":
         q, c = F.normalize(q, dim=-1), F.normalize(c, dim=-1)
+    inv_tau: Tensor | float
     if isinstance(temperature, Tensor):
         inv_tau = 1.0 / temperature.to(device=q.device, dtype=torch.promote_types(q.dtype, temperature.dtype))
     else:
-        inv_tau = torch.tensor(1.0 / float(temperature), dtype=q.dtype, device=q.device)
+        inv_tau = 1.0 / float(temperature)
     cfg = _Config(
-        roles, similarity == "cosine", fncl, fncl_top_k, hard_negative_beta, tau_plus, decoupled, mochi
+        roles, similarity == "cosine", fncl, fncl_top_k, hard_negative_beta, tau_plus, decoupled, mochi, stats
     )
     n = q.shape[0]
     step = n if chunk_size is None else chunk_size
@@ -291,24 +300,22 @@ def contrastive_loss(
             parts.append(checkpoint(fn, rows, c, inv_tau, use_reentrant=False) if torch.is_grad_enabled() else fn(rows, c, inv_tau))
         else:
             parts.append(_chunk_loss(cfg, start, rows, c, inv_tau))
-    loss_rows = torch.cat([p[0] for p in parts])
-    included = torch.cat([p[1] for p in parts])
-    stats = torch.cat([p[2] for p in parts])
     logits = parts[0][3] if len(parts) == 1 else None
-    used = included.sum()
-    if reduction == "mean":
-        loss = loss_rows.sum() / used.clamp_min(1).to(loss_rows.dtype)
-    elif reduction == "sum":
-        loss = loss_rows.sum()
+    loss_rows = parts[0][0] if len(parts) == 1 else torch.cat([p[0] for p in parts])
+    if parts[0][1] is None:  # plain InfoNCE: every row is in the mean
+        used: Tensor | int = n
+        loss = loss_rows.mean() if reduction == "mean" else loss_rows.sum() if reduction == "sum" else loss_rows
     else:
-        loss = loss_rows
-    means = stats.mean(dim=0) if n else stats.new_zeros(4)
-    out_stats = {
-        "top1": means[0],
-        "negatives": means[1],
-        "positives": means[2],
-        "rows": used.detach().float(),
-    }
-    if fncl != "none":
-        out_stats["false_negatives"] = means[3]
+        used = torch.cat([p[1] for p in parts]).sum()
+        if reduction == "mean":
+            loss = loss_rows.sum() / used.clamp_min(1).to(loss_rows.dtype)
+        else:
+            loss = loss_rows.sum() if reduction == "sum" else loss_rows
+    out_stats: dict[str, Tensor] = {}
+    if stats:
+        means = (parts[0][2] if len(parts) == 1 else torch.cat([p[2] for p in parts])).mean(dim=0)
+        out_stats = {"top1": means[0], "negatives": means[1], "positives": means[2]}
+        out_stats["rows"] = used.detach().float() if isinstance(used, Tensor) else means.new_tensor(float(used))
+        if fncl != "none":
+            out_stats["false_negatives"] = means[3]
     return LossOutput(loss=loss, logits=logits, labels=roles.positive_index, stats=out_stats)

@@ -100,10 +100,7 @@ def info_nce(
         check_embeddings("extra_negatives", extra_negatives, query.shape[1])
         k = extra_negatives.shape[0]
     if positive_index is None:
-        positive_index = default_arange("positive_index", n, m, "M", query.device)
-    else:
-        check_index("positive_index", positive_index, n, m, "number of candidates M")
-        positive_index = positive_index.to(device=query.device, dtype=torch.long)
+        positive_index = default_arange("positive_index", n, m, "M", query.device)  # else the engine checks it
     weighted_index = None
     if extra_negative_weight != 0.0:
         if extra_negatives is None:
@@ -126,7 +123,7 @@ def info_nce(
     )
     columns = candidates if extra_negatives is None else torch.cat(upcast(candidates, extra_negatives))
     forward = contrastive_loss(
-        query, columns, roles, temperature=temperature, similarity=similarity, reduction="none"
+        query, columns, roles, temperature=temperature, similarity=similarity, reduction="none", stats=False
     )
     assert forward.logits is not None
     if not symmetric:
