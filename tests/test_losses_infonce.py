@@ -280,3 +280,36 @@ def test_cosine_scale_invariance(sizes: tuple[int, int, int, int], sq: float, sc
     base = info_nce(q, c, temperature=0.1).loss
     scaled = info_nce(q * sq, c * sc, temperature=0.1).loss
     torch.testing.assert_close(base, scaled)
+
+
+# ----------------------------------------------------------------------------- no host reads
+def _forbid_host_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every tensor -> Python read raise: on a GPU each one is a synchronisation of the step."""
+
+    def read(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a tensor value was read back to the host")
+
+    for name in ("tolist", "item", "__bool__", "__int__", "__float__"):
+        monkeypatch.setattr(torch.Tensor, name, read)
+
+
+def test_in_batch_layouts_are_not_read_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hfcontrast.losses import nt_xent
+    from hfcontrast.objectives import SimCSE
+
+    q, k, hard = _rand(6, 4), _rand(6, 4, seed=1), _rand(6, 4, seed=2)
+    expected = info_nce(q, k, temperature=0.1).loss
+    given = torch.arange(6)
+    _forbid_host_reads(monkeypatch)
+    loss = info_nce(q, k, temperature=0.1).loss
+    nt_xent(q, k, temperature=0.1)
+    SimCSE(temperature=0.05, hard_negative_weight=0.5)({"anchor": q, "positive": k, "negative": hard}, {})
+    with pytest.raises(AssertionError, match="read back"):  # a caller's index is range-checked: one read
+        info_nce(q, k, given, temperature=0.1)
+    monkeypatch.undo()
+    torch.testing.assert_close(loss, expected)
+
+
+def test_a_given_index_out_of_range_is_still_an_error() -> None:
+    with pytest.raises(ValueError, match=r"positive_index values must lie in \[0, 4\), got \[0, 4\]"):
+        info_nce(_rand(3, 4), _rand(4, 4), torch.tensor([0, 1, 4]))

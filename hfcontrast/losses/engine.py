@@ -140,18 +140,17 @@ def _chunk_loss(cfg: _Config, start: int, query: Tensor, cand: Tensor, inv_tau: 
         rows = torch.arange(end - start, device=device)
         bias = torch.full((end - start,), float(roles.weight), dtype=logits.dtype, device=device)
         logits = logits.index_put((rows, roles.weighted_index[start:end].to(device)), bias, accumulate=True)
-    target = roles.positive_index[start:end].to(device)
+    whole = start == 0 and end == roles.rows
+    target = (roles.positive_index if whole else roles.positive_index[start:end]).to(device)
     if _is_plain(cfg):  # plain InfoNCE: one fused cross-entropy (no extra [chunk, M] passes)
-        if roles.masks_columns:
-            _, ignore = roles.masks(start, end, m, device)
+        ignore = roles.masks(start, end, m, device)[1] if roles.masks_columns else None
+        if ignore is not None:
             logits = logits.masked_fill(ignore, float("-inf"))
-            negatives = (m - 1) - ignore.sum(1)
-        else:
-            negatives = torch.full_like(target, m - 1)
         loss = F.cross_entropy(logits, target, reduction="none")
         if not cfg.stats:
             return loss, None, None, logits  # every row counts
         with torch.no_grad():
+            negatives = torch.full_like(target, m - 1) if ignore is None else (m - 1) - ignore.sum(1)
             hit = logits.argmax(dim=1) == target
             ones = torch.ones_like(target)
             stats = torch.stack([hit, negatives, ones, torch.zeros_like(target)], dim=1).to(logits.dtype)
@@ -294,7 +293,7 @@ def contrastive_loss(
         raise ValueError("the loss needs at least one query row")
     parts = []
     for start in range(0, n, max(step, 1)):
-        rows = q[start : start + step]
+        rows = q if step >= n else q[start : start + step]  # a slice would add a SliceBackward copy
         if step < n:  # chunks keep no logits alive: the backward recomputes each from its rows
             fn = partial(_chunk_without_logits, cfg, start)
             parts.append(checkpoint(fn, rows, c, inv_tau, use_reentrant=False) if torch.is_grad_enabled() else fn(rows, c, inv_tau))

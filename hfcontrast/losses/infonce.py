@@ -99,8 +99,9 @@ def info_nce(
     if extra_negatives is not None:
         check_embeddings("extra_negatives", extra_negatives, query.shape[1])
         k = extra_negatives.shape[0]
+    in_range = positive_index is None  # the default arange fits; a given index is checked by the engine
     if positive_index is None:
-        positive_index = default_arange("positive_index", n, m, "M", query.device)  # else the engine checks it
+        positive_index = default_arange("positive_index", n, m, "M", query.device)
     weighted_index = None
     if extra_negative_weight != 0.0:
         if extra_negatives is None:
@@ -120,6 +121,7 @@ def info_nce(
         ignore=_full_mask(candidate_mask, n, m, k, query.device),
         weighted_index=weighted_index,
         weight=float(extra_negative_weight),
+        indices_in_range=in_range,  # hard_negative_index was checked above
     )
     columns = candidates if extra_negatives is None else torch.cat(upcast(candidates, extra_negatives))
     forward = contrastive_loss(
@@ -143,7 +145,11 @@ def nt_xent_roles(rows: int, total: int, offset: int, device: torch.device) -> C
     its positive is column ``total + offset + i`` and itself (column ``offset + i``) is ignored;
     symmetrically for keys."""
     index = torch.arange(rows, device=device) + offset
-    return ColumnRoles(positive_index=torch.cat([index + total, index]), self_index=torch.cat([index, index + total]))
+    return ColumnRoles(
+        positive_index=torch.cat([index + total, index]),
+        self_index=torch.cat([index, index + total]),
+        indices_in_range=True,
+    )
 
 
 def nt_xent(

@@ -87,6 +87,10 @@ class ColumnRoles:
 
     ``weighted_index``/``weight``: ``weight`` is added to the logit of column ``weighted_index[i]``
     of row ``i`` (SimCSE's hard-negative weight, Gao et al. 2021); ``weight = 0`` disables it.
+
+    ``indices_in_range``: the caller built the index tensors from aranges that fit the columns (the
+    objectives' in-batch layouts), so :meth:`validate` checks their shapes only and never reads their
+    values back to the host (on a GPU that read is a synchronisation per step).
     """
 
     positive_index: Tensor
@@ -99,6 +103,7 @@ class ColumnRoles:
     ignore: Tensor | None = None
     weighted_index: Tensor | None = None
     weight: float = 0.0
+    indices_in_range: bool = False
 
     @property
     def rows(self) -> int:
@@ -120,16 +125,16 @@ class ColumnRoles:
 
     def validate(self, columns: int) -> None:
         """Check shapes and ranges against ``N`` rows and ``M = columns`` candidates."""
-        n = self.rows
-        _index("positive_index", self.positive_index, n, 0, columns)
+        n, values = self.rows, not self.indices_in_range
+        _index("positive_index", self.positive_index, n, 0, columns, values)
         if self.self_index is not None:
-            _index("self_index", self.self_index, n, -1, columns)
-            if bool((self.self_index == self.positive_index).any()):
+            _index("self_index", self.self_index, n, -1, columns, values)
+            if values and bool((self.self_index == self.positive_index).any()):
                 raise ValueError(
                     "self_index equals positive_index for some rows: a row cannot be its own positive"
                 )
         if self.weighted_index is not None:
-            _index("weighted_index", self.weighted_index, n, 0, columns)
+            _index("weighted_index", self.weighted_index, n, 0, columns, values)
         if not 0 <= self.paired_columns <= columns:
             raise ValueError(f"paired_columns must lie in [0, {columns}], got {self.paired_columns}")
         for kind, q, c in (
@@ -176,12 +181,12 @@ class ColumnRoles:
         return positive, ignore
 
 
-def _index(name: str, index: Tensor, n: int, low: int, upper: int) -> None:
+def _index(name: str, index: Tensor, n: int, low: int, upper: int, values: bool) -> None:
     if not isinstance(index, Tensor) or index.dtype not in (torch.int64, torch.int32):
         raise TypeError(f"{name} must be an int64/int32 tensor")
     if index.shape != (n,):
         raise ValueError(f"{name} must have shape ({n},), got {tuple(index.shape)}")
-    if n and (int(index.min()) < low or int(index.max()) >= upper):
-        raise ValueError(
-            f"{name} values must lie in [{low}, {upper}), got [{int(index.min())}, {int(index.max())}]"
-        )
+    if n and values:
+        smallest, largest = torch.stack(torch.aminmax(index)).tolist()  # one reduction, one host read
+        if smallest < low or largest >= upper:
+            raise ValueError(f"{name} values must lie in [{low}, {upper}), got [{smallest}, {largest}]")

@@ -107,7 +107,8 @@ class InfoNCEObjective(ContrastiveObjective):
     ) -> ColumnRoles:
         """Roles of columns ``[column examples; between (-1 each); stored queue values]`` for rows ``mine``;
         ``fields`` are the other :class:`ColumnRoles` fields (``self_index``, ``paired_columns``,
-        ``weighted_index``, ``weight``)."""
+        ``weighted_index``, ``weight``). The indices are the objectives' arange layouts
+        (``Gathered.labels``), so the engine does not read them back (``indices_in_range``)."""
         device = positive_index.device
         return ColumnRoles(
             positive_index=positive_index,
@@ -115,6 +116,7 @@ class InfoNCEObjective(ContrastiveObjective):
             candidate_ids=column_values(columns.ids, *between, stored, device=device),
             query_labels=mine.labels,
             candidate_labels=column_values(columns.labels, *between, stored, device=device),
+            indices_in_range=True,
             **fields,
         )
 
