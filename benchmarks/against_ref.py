@@ -52,7 +52,8 @@ def cases(only: str, models: dict[str, str], steps: int) -> list[tuple[str, list
             for batch in SIZES:
                 out.append((f"{loss} B={batch}", ["loss_kernels.py", "--worker", "--loss", loss, "--impl", "ours",
                             "--batch", str(batch), "--warmup", "3" if batch < 4096 else "1",
-                            "--repeats", {256: "300", 1024: "40"}.get(batch, "6")  # ~1 s of timed calls, "--threads", "1"], "ms", False))
+                            "--repeats", {256: "300", 1024: "40"}.get(batch, "6"),  # ~1 s of timed calls
+                            "--threads", "1"], "ms", False))
     if only in ("all", "text"):
         for model, path in models.items():
             n = steps * (5 if model == "random-bert" else 1)  # a random-BERT step is ~0.2 s
