@@ -313,3 +313,15 @@ def test_in_batch_layouts_are_not_read_back(monkeypatch: pytest.MonkeyPatch) -> 
 def test_a_given_index_out_of_range_is_still_an_error() -> None:
     with pytest.raises(ValueError, match=r"positive_index values must lie in \[0, 4\), got \[0, 4\]"):
         info_nce(_rand(3, 4), _rand(4, 4), torch.tensor([0, 1, 4]))
+
+
+def test_int32_positive_index_equals_int64() -> None:
+    q, k = _rand(4, 8), _rand(5, 8, seed=1)
+    index = torch.tensor([4, 0, 2, 1])
+    expected = info_nce(q, k, index, temperature=0.1).loss
+    torch.testing.assert_close(info_nce(q, k, index.int(), temperature=0.1).loss, expected)
+    torch.testing.assert_close(info_nce(q, k, index.int(), temperature=0.1, reduction="sum").loss, 4 * expected)
+    square = torch.tensor([3, 0, 2, 1])
+    torch.testing.assert_close(
+        info_nce(q, k[:4], square.int(), symmetric=True).loss, info_nce(q, k[:4], square, symmetric=True).loss
+    )

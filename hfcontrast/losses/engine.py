@@ -139,9 +139,9 @@ def _chunk_loss(cfg: _Config, start: int, query: Tensor, cand: Tensor, inv_tau: 
     if roles.weight and roles.weighted_index is not None:
         rows = torch.arange(end - start, device=device)
         bias = torch.full((end - start,), float(roles.weight), dtype=logits.dtype, device=device)
-        logits = logits.index_put((rows, roles.weighted_index[start:end].to(device)), bias, accumulate=True)
+        logits = logits.index_put((rows, roles.weighted_index[start:end].to(device, torch.long)), bias, accumulate=True)
     whole = start == 0 and end == roles.rows
-    target = (roles.positive_index if whole else roles.positive_index[start:end]).to(device)
+    target = (roles.positive_index if whole else roles.positive_index[start:end]).to(device, torch.long)
     if _is_plain(cfg):  # plain InfoNCE: one fused cross-entropy (no extra [chunk, M] passes)
         ignore = roles.masks(start, end, m, device)[1] if roles.masks_columns else None
         if ignore is not None:

@@ -102,6 +102,8 @@ def info_nce(
     in_range = positive_index is None  # the default arange fits; a given index is checked by the engine
     if positive_index is None:
         positive_index = default_arange("positive_index", n, m, "M", query.device)
+    elif isinstance(positive_index, torch.Tensor):  # int32 too; the engine checks the range
+        positive_index = positive_index.to(device=query.device, dtype=torch.long)
     weighted_index = None
     if extra_negative_weight != 0.0:
         if extra_negatives is None:
