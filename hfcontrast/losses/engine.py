@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-from ._checks import check_embeddings, check_positive, check_reduction, upcast
+from ._checks import check_embeddings, check_positive, check_reduction, reduce, upcast
 from .negatives import (
     MochiDraws,
     fncl_false_negatives,
@@ -291,30 +291,33 @@ def contrastive_loss(
     step = n if chunk_size is None else chunk_size
     if n == 0:
         raise ValueError("the loss needs at least one query row")
-    parts = []
-    for start in range(0, n, max(step, 1)):
-        rows = q if step >= n else q[start : start + step]  # a slice would add a SliceBackward copy
-        if step < n:  # chunks keep no logits alive: the backward recomputes each from its rows
+    if step >= n:  # one piece; no slice of q (it would add a SliceBackward copy)
+        parts = [_chunk_loss(cfg, 0, q, c, inv_tau)]
+    else:  # chunks keep no logits alive: the backward recomputes each from its rows
+        parts = []
+        for start in range(0, n, max(step, 1)):
             fn = partial(_chunk_without_logits, cfg, start)
+            rows = q[start : start + step]
             parts.append(checkpoint(fn, rows, c, inv_tau, use_reentrant=False) if torch.is_grad_enabled() else fn(rows, c, inv_tau))
-        else:
-            parts.append(_chunk_loss(cfg, start, rows, c, inv_tau))
     logits = parts[0][3] if len(parts) == 1 else None
-    loss_rows = parts[0][0] if len(parts) == 1 else torch.cat([p[0] for p in parts])
-    if parts[0][1] is None:  # plain InfoNCE: every row is in the mean
-        used: Tensor | int = n
-        loss = loss_rows.mean() if reduction == "mean" else loss_rows.sum() if reduction == "sum" else loss_rows
+    loss_rows = _joined(parts, 0)
+    used: Tensor | int = n  # plain InfoNCE (no included flags): every row is in the mean
+    if parts[0][1] is not None:
+        used = _joined(parts, 1).sum()
+    if reduction == "mean" and isinstance(used, Tensor):
+        loss = loss_rows.sum() / used.clamp_min(1).to(loss_rows.dtype)
     else:
-        used = torch.cat([p[1] for p in parts]).sum()
-        if reduction == "mean":
-            loss = loss_rows.sum() / used.clamp_min(1).to(loss_rows.dtype)
-        else:
-            loss = loss_rows.sum() if reduction == "sum" else loss_rows
+        loss = reduce(loss_rows, reduction)
     out_stats: dict[str, Tensor] = {}
     if stats:
-        means = (parts[0][2] if len(parts) == 1 else torch.cat([p[2] for p in parts])).mean(dim=0)
+        means = _joined(parts, 2).mean(dim=0)
         out_stats = {"top1": means[0], "negatives": means[1], "positives": means[2]}
         out_stats["rows"] = used.detach().float() if isinstance(used, Tensor) else means.new_tensor(float(used))
         if fncl != "none":
             out_stats["false_negatives"] = means[3]
     return LossOutput(loss=loss, logits=logits, labels=roles.positive_index, stats=out_stats)
+
+
+def _joined(parts: list[tuple[Any, ...]], field: int) -> Tensor:
+    """Field ``field`` of every chunk's result, concatenated along the rows (no copy for one chunk)."""
+    return parts[0][field] if len(parts) == 1 else torch.cat([p[field] for p in parts])
