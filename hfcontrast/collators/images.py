@@ -192,6 +192,11 @@ def _apply(
         ) from exc
 
 
+def image_row_spec(image_column: str, *integer_columns: str | None) -> RowSpec:
+    """A readable image in ``image_column``, and an integer in each of the ``integer_columns`` that is set."""
+    return RowSpec(images=(image_column,), integers=tuple(dict.fromkeys(c for c in integer_columns if c is not None)))
+
+
 class MultiViewCollator(SeededCollator):
     """Rows with an image -> ``{view_name: {"pixel_values": FloatTensor[B, 3, H, W]}}`` (+ ``labels``, ``ids``).
 
@@ -263,8 +268,7 @@ class MultiViewCollator(SeededCollator):
 
     def row_spec(self) -> RowSpec:
         """What a row must hold: a readable image, and integer labels / ids / row indices."""
-        ints = (self.label_column, self.id_column, self.index_column)
-        return RowSpec(images=(self.image_column,), integers=tuple(dict.fromkeys(c for c in ints if c is not None)))
+        return image_row_spec(self.image_column, self.label_column, self.id_column, self.index_column)
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         check_batch_size(features, 2)
@@ -346,8 +350,7 @@ class RawImageCollator:
 
     def row_spec(self) -> RowSpec:
         """What a row must hold: a readable image, and integer labels / ids / row indices."""
-        ints = (self.label_column, self.id_column, self.index_column)
-        return RowSpec(images=(self.image_column,), integers=tuple(dict.fromkeys(c for c in ints if c is not None)))
+        return image_row_spec(self.image_column, self.label_column, self.id_column, self.index_column)
 
     def _pixels(self, image: Image.Image) -> torch.Tensor:
         width, height = image.size
