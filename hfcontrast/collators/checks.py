@@ -38,10 +38,11 @@ class RowSpec:
     images: tuple[str, ...] = ()  #: a readable image: PIL image, path, bytes, ``{"bytes", "path"}``, array
     integers: tuple[str, ...] = ()  #: integers (ids, row indices)
     labels: tuple[str, ...] = ()  #: integers or non-empty strings
+    numbers: tuple[str, ...] = ()  #: finite numbers, or non-empty lists of them (teacher scores, embeddings)
 
     @property
     def columns(self) -> tuple[str, ...]:
-        names = (*self.text, *self.captions, *self.images, *self.integers, *self.labels)
+        names = (*self.text, *self.captions, *self.images, *self.integers, *self.labels, *self.numbers)
         return tuple(dict.fromkeys(names))
 
 
@@ -121,6 +122,16 @@ def _label_problem(value: Any) -> str | None:
     return None if isinstance(value, str) and value.strip() else _integer_problem(value)
 
 
+def _number_problem(value: Any) -> str | None:
+    values = value if isinstance(value, list | tuple | np.ndarray) else [value]
+    if len(values) == 0:
+        return "expected a number or a list of numbers, got an empty list"
+    for item in values:
+        if isinstance(item, bool) or not isinstance(item, int | float | np.number) or not np.isfinite(item):
+            return f"expected finite numbers, got {item!r}"
+    return None
+
+
 def _row_problems(row: Mapping[str, Any], spec: RowSpec) -> list[tuple[str, str]]:
     checks = (
         (spec.text, _text_problem),
@@ -128,6 +139,7 @@ def _row_problems(row: Mapping[str, Any], spec: RowSpec) -> list[tuple[str, str]
         (spec.images, _image_problem),
         (spec.integers, _integer_problem),
         (spec.labels, _label_problem),
+        (spec.numbers, _number_problem),
     )
     found = []
     for columns, check in checks:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -39,6 +40,10 @@ class TextPairCollator:
     stripped, whitespace collapsed; :func:`hfcontrast.losses.text_ids`), so rows whose positives are the
     same text are not negatives of each other. With ``label_column`` the batch carries ``labels`` (int64;
     string labels are hashed the same way), the classes of SupCon.
+
+    ``prompts`` (E5 / BGE instructions) are prepended per view: ``{"anchor": "query: ", "positive":
+    "passage: "}``; the ``negative`` view takes the positive's prompt unless it has its own. Ids and
+    labels are computed from the texts without prompts.
     """
 
     def __init__(
@@ -53,6 +58,9 @@ class TextPairCollator:
         pad_to_multiple_of: int | None = None,
         ids_from_text: bool = False,
         label_column: str | None = None,
+        prompts: Mapping[str, str] | None = None,
+        teacher_embeddings: bool = False,
+        teacher_margin_column: str | None = None,
     ) -> None:
         if max_length < 2:
             raise ValueError(f"max_length must be >= 2, got {max_length}")
@@ -63,6 +71,8 @@ class TextPairCollator:
         self.anchor_column, self.positive_column = anchor_column, positive_column
         self.negative_columns = tuple(negative_columns)
         self.max_length, self.id_column, self.pad_to_multiple_of = max_length, id_column, pad_to_multiple_of
+        self.prompts = check_prompts(prompts)
+        self.teacher_embeddings, self.teacher_margin_column = teacher_embeddings, teacher_margin_column
 
     @classmethod
     def from_column_names(
@@ -75,7 +85,9 @@ class TextPairCollator:
         negative_column: str | None = None,
         **kwargs: Any,
     ) -> TextPairCollator:
-        """Use the given columns, or detect a known convention (``sent0,sent1,hard_neg`` first)."""
+        """Use the given columns, or detect a known convention (``sent0,sent1,hard_neg`` first); without a
+        negative column, ``negative_1 .. negative_k`` (what :func:`hfcontrast.mining.mine_hard_negatives`
+        writes) are the negatives."""
         names = list(column_names)
         if anchor_column is None or positive_column is None:
             for anchor, positive, negative in KNOWN_TRIPLETS:
@@ -93,19 +105,27 @@ class TextPairCollator:
         for column in (anchor_column, positive_column, negative_column):
             if column is not None and column not in names:
                 raise ValueError(f"column {column!r} is not in the dataset columns {names}")
-        negatives = (negative_column,) if negative_column else ()
+        negatives = (negative_column,) if negative_column else numbered_negatives(names)
         return cls(tokenizer, anchor_column, positive_column, negatives, **kwargs)
 
     @property
     def columns(self) -> tuple[str, ...]:
         return (self.anchor_column, self.positive_column, *self.negative_columns)
 
+    @property
+    def teacher_columns(self) -> tuple[str, ...]:
+        """The number columns the batch carries for distillation."""
+        embeddings = tuple(f"teacher_{c}" for c in dict.fromkeys(self.columns)) if self.teacher_embeddings else ()
+        return embeddings + ((self.teacher_margin_column,) if self.teacher_margin_column else ())
+
     def row_spec(self) -> RowSpec:
-        """What a row must hold: text in every view column, an integer id, an integer or text label."""
+        """What a row must hold: text in every view column, an integer id, an integer or text label,
+        finite teacher scores / embeddings."""
         return RowSpec(
             text=tuple(dict.fromkeys(self.columns)),
             integers=(self.id_column,) if self.id_column is not None else (),
             labels=(self.label_column,) if self.label_column is not None else (),
+            numbers=self.teacher_columns,
         )
 
     def _tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
@@ -120,13 +140,23 @@ class TextPairCollator:
             )
         )
 
+    def prompt(self, view: str) -> str:
+        """The prompt prepended to ``view``'s texts (negatives default to the positive's)."""
+        if view == "negative" and "negative" not in self.prompts:
+            view = "positive"
+        return self.prompts.get(view, "")
+
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         check_batch_size(features)
-        unsupervised = self.anchor_column == self.positive_column
+        # One tokenisation shared by both views when they are the same text (unsupervised SimCSE).
+        unsupervised = self.anchor_column == self.positive_column and self.prompt("anchor") == self.prompt("positive")
         pair = (self.anchor_column,) if unsupervised else (self.anchor_column, self.positive_column)
         columns: tuple[str, ...] = (*pair, *self.negative_columns)
+        views: tuple[str, ...] = ("anchor",) if unsupervised else ("anchor", "positive")
+        views += ("negative",) * len(self.negative_columns)
         texts = [[require_text(row, column, i) for i, row in enumerate(features)] for column in columns]
-        encoded = self._tokenize([text for column_texts in texts for text in column_texts])
+        prompted = [[self.prompt(view) + text for text in column_texts] for view, column_texts in zip(views, texts)]
+        encoded = self._tokenize([text for column_texts in prompted for text in column_texts])
         b = len(features)
         chunks = [{key: value[j * b : (j + 1) * b] for key, value in encoded.items()} for j in range(len(columns))]
         batch: dict[str, Any] = {"anchor": chunks[0]}
@@ -140,7 +170,41 @@ class TextPairCollator:
             batch["ids"] = text_ids(texts[0 if unsupervised else 1])
         if self.label_column is not None:
             batch["labels"] = _ids(features, self.label_column, allow_text=True)
+        if self.teacher_embeddings:
+            batch.update(self._teacher_views(features))
+        if self.teacher_margin_column is not None:
+            batch["teacher_margin"] = _floats(features, self.teacher_margin_column).reshape(-1)
         return batch
+
+    def _teacher_views(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        views = {"teacher_anchor": _floats(features, f"teacher_{self.anchor_column}")}
+        views["teacher_positive"] = _floats(features, f"teacher_{self.positive_column}")
+        if self.negative_columns:
+            views["teacher_negative"] = torch.cat([_floats(features, f"teacher_{c}") for c in self.negative_columns])
+        return views
+
+
+def numbered_negatives(names: Iterable[str]) -> tuple[str, ...]:
+    """The columns ``negative_1``, ``negative_2`` ... present in ``names``, in order."""
+    numbered = [(int(name.rsplit("_", 1)[1]), name) for name in names if re.fullmatch(r"negative_\d+", name)]
+    return tuple(name for _, name in sorted(numbered))
+
+
+def check_prompts(prompts: Mapping[str, str] | None) -> dict[str, str]:
+    """Prompts keyed by view name (``anchor``, ``positive``, ``negative``), each a string."""
+    prompts = dict(prompts or {})
+    for view, prompt in prompts.items():
+        if view not in ("anchor", "positive", "negative"):
+            raise ValueError(f"prompts: unknown view {view!r}; the text views are anchor, positive, negative")
+        if not isinstance(prompt, str):
+            raise ValueError(f"prompts[{view!r}] must be a string, got {prompt!r}")
+    return prompts
+
+
+def prompt_token_ids(tokenizer: PreTrainedTokenizerBase, prompts: Mapping[str, str]) -> dict[str, list[int]]:
+    """Each prompt's token ids without special tokens, as the model config records them
+    (``ContrastiveTextConfig.prompt_token_ids``: pooling can leave them out)."""
+    return {view: list(tokenizer(prompt, add_special_tokens=False)["input_ids"]) for view, prompt in prompts.items() if prompt}
 
 
 class UnsupervisedSimCSECollator(TextPairCollator):
@@ -148,6 +212,11 @@ class UnsupervisedSimCSECollator(TextPairCollator):
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, text_column: str = "text", **kwargs: Any) -> None:
         super().__init__(tokenizer, text_column, text_column, (), **kwargs)
+
+
+def _floats(features: Sequence[Mapping[str, Any]], column: str) -> torch.Tensor:
+    """A number column as a float32 tensor: ``[B]`` for scores, ``[B, D]`` for embeddings."""
+    return torch.tensor([require_column(row, column, i) for i, row in enumerate(features)], dtype=torch.float32)
 
 
 def _ids(features: Sequence[Mapping[str, Any]], column: str, allow_text: bool = False) -> torch.Tensor:

@@ -60,20 +60,43 @@ class NegativeArguments:
     loss_chunk_size: int | None = field(
         default=None, metadata={"help": "Compute the loss in chunks of this many rows (memory linear in the batch; same result)."}
     )
+    matryoshka_dims: str | None = field(
+        default=None,
+        metadata={
+            "help": "Matryoshka (Kusupati et al. 2022): nested widths, e.g. 384,256,128,64,32; the loss sums "
+            "over these prefixes of the embedding, and each prefix is a usable embedding."
+        },
+    )
+    matryoshka_weights: str | None = field(
+        default=None, metadata={"help": "Matryoshka: one weight per width, e.g. 1,1,1,1,1 (default: all 1)."}
+    )
 
     def __post_init__(self) -> None:
         self.config = self.to_config()  # validated once, at parse time
 
     def to_config(self) -> NegativeConfig:
         """The loss settings: the columns become ``mask_duplicates`` / ``supervised``."""
-        values = {k: v for k, v in asdict(self).items() if k not in ("false_negative_masking", "duplicate_id_column", "supcon_label_column")}
+        skip = ("false_negative_masking", "duplicate_id_column", "supcon_label_column", "matryoshka_dims", "matryoshka_weights")
+        values = {k: v for k, v in asdict(self).items() if k not in skip}
         return NegativeConfig(
-            mask_duplicates=self.false_negative_masking, supervised=self.supcon_label_column is not None, **values
-        )
+            mask_duplicates=self.false_negative_masking, supervised=self.supcon_label_column is not None,
+            matryoshka_dims=tuple(int(d) for d in _numbers(self.matryoshka_dims, "--matryoshka_dims")),
+            matryoshka_weights=_numbers(self.matryoshka_weights, "--matryoshka_weights") or None, **values,
+        )  # fmt: skip
 
     def changed(self) -> dict[str, Any]:
         """The flags that differ from their defaults (for the model card)."""
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != f.default}
+
+
+def _numbers(text: str | None, flag: str) -> tuple[float, ...]:
+    """``"384,256,128"`` -> ``(384.0, 256.0, 128.0)``; ``None`` -> ``()``."""
+    if not text:
+        return ()
+    try:
+        return tuple(float(part) for part in text.replace(" ", "").split(",") if part)
+    except ValueError as error:
+        raise ValueError(f"{flag} {text!r}: expected comma-separated numbers, e.g. 384,256,128") from error
 
 
 def given(flag: str, argv: list[str] | None = None) -> bool:

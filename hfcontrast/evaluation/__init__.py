@@ -11,6 +11,7 @@ from typing import Protocol, runtime_checkable
 
 from torch import nn
 
+from ._common import embed_texts
 from .knn import KNNEvaluator, knn_classify, knn_top1, linear_probe
 from .metrics import available_metrics, load_metric, metric_path
 from .retrieval import RetrievalEvaluator, retrieval_metrics, retrieval_ranks
@@ -35,6 +36,7 @@ __all__ = [
     "STSFormatError",
     "ZeroShotEvaluator",
     "available_metrics",
+    "embed_texts",
     "knn_classify",
     "knn_top1",
     "linear_probe",

@@ -144,3 +144,31 @@ def encode_rows(
         embs.append(as_features(encode(**to_device(inputs, device)), "image encoder").float())
         labels.append(torch.as_tensor(batch["labels"]).long().to(device))
     return torch.cat(embs), torch.cat(labels)
+
+
+def embed_texts(
+    model: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    *,
+    batch_size: int = 64,
+    max_length: int = 128,
+    show_progress_bar: bool = False,
+    desc: str = "encoding texts",
+) -> torch.Tensor:
+    """The exported embeddings (``model(**inputs).embeddings``, eval mode, no grad) of ``texts`` as a float32
+    ``[N, D]`` tensor on the model's device, in the order of ``texts``; batches go longest first, so each
+    is padded to little more than its own length. A ``SentenceTransformer`` (``tokenizer=None``) is asked
+    through its ``encode``."""
+    if tokenizer is None and callable(getattr(model, "encode", None)):
+        out = model.encode(list(texts), batch_size=batch_size, convert_to_tensor=True, show_progress_bar=show_progress_bar)
+        return out.float()
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+    with evaluating(model):
+        embeddings = encode_texts(
+            model, tokenizer, [texts[i] for i in order], device=model_device(model), batch_size=batch_size,
+            max_length=max_length, show_progress_bar=show_progress_bar, desc=desc,
+        )  # fmt: skip
+    restore = torch.empty(len(order), dtype=torch.long)
+    restore[torch.tensor(order, dtype=torch.long)] = torch.arange(len(order))
+    return embeddings[restore.to(embeddings.device)]

@@ -112,6 +112,8 @@ class STSEvaluator:
     Each unique sentence is embedded once (``model(**inputs).embeddings``), in batches sorted by
     length, with the model in eval mode under ``torch.inference_mode()`` on the model's device.
     ``last_predictions`` keeps the cosine of every pair from the latest call (CPU float tensor).
+    ``prompt`` is prepended to every sentence (E5 / BGE instructions, e.g. ``"query: "``);
+    ``truncate_dim`` keeps the first values of each embedding (a Matryoshka prefix).
     """
 
     def __init__(
@@ -125,6 +127,8 @@ class STSEvaluator:
         batch_size: int = 64,
         max_length: int = 128,
         show_progress_bar: bool = False,
+        prompt: str = "",
+        truncate_dim: int | None = None,
     ) -> None:
         if not len(sentences1) == len(sentences2) == len(scores):
             raise ValueError(
@@ -143,6 +147,7 @@ class STSEvaluator:
         self.batch_size = batch_size
         self.max_length = max_length
         self.show_progress_bar = show_progress_bar
+        self.prompt, self.truncate_dim = prompt, truncate_dim
         unique = list(dict.fromkeys(self.sentences1 + self.sentences2))
         self._unique = sorted(unique, key=len, reverse=True)
         position = {s: i for i, s in enumerate(self._unique)}
@@ -173,13 +178,15 @@ class STSEvaluator:
             embeddings = encode_texts(
                 model,
                 self.tokenizer,
-                self._unique,
+                [self.prompt + text for text in self._unique] if self.prompt else self._unique,
                 device=model_device(model),
                 batch_size=self.batch_size,
                 max_length=self.max_length,
                 show_progress_bar=self.show_progress_bar,
                 desc=f"{self.name}: encoding",
             )
+            if self.truncate_dim is not None:
+                embeddings = embeddings[:, : self.truncate_dim]
             embeddings = cosine_normalize(embeddings).cpu()
             return (embeddings[self._index1] * embeddings[self._index2]).sum(-1)
 

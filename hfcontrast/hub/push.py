@@ -169,7 +169,9 @@ def push_to_hub(
             )
         extra = {}
         if family == "text" and not os.path.isfile(os.path.join(folder, "modules.json")):
-            files = sentence_transformers_files().items()
+            with open(os.path.join(folder, "config.json"), encoding="utf-8") as handle:
+                prompts = json.load(handle).get("prompts")
+            files = sentence_transformers_files(prompts=prompts).items()
             extra = {name: (json.dumps(content, indent=2) + "\n").encode() for name, content in files}
         return upload_folder_to_hub(
             repo_id,

@@ -13,10 +13,28 @@ import os
 from typing import Any
 
 TEXT_MODEL_TYPE = "hfcontrast-text"
+#: The sentence-transformers prompt name of each trained view's prompt (``encode_query`` /
+#: ``encode_document`` read ``query`` / ``document``); other views keep their own name.
+PROMPT_NAMES = {"anchor": "query", "positive": "document", "negative": "document"}
 
 
-def sentence_transformers_files(similarity_fn_name: str = "cosine") -> dict[str, Any]:
-    """The three JSON files sentence-transformers reads, as ``{filename: content}``."""
+def sentence_transformers_prompts(view_prompts: dict[str, str] | None) -> dict[str, str]:
+    """``{"anchor": "query: ", "positive": "passage: "}`` -> ``{"query": "query: ", "document": "passage: "}``;
+    without prompts, the empty ``query`` / ``document`` prompts."""
+    prompts = {"query": "", "document": ""}
+    for view, prompt in (view_prompts or {}).items():
+        name = PROMPT_NAMES.get(view, view)
+        if view == "negative" and "positive" in (view_prompts or {}):
+            continue  # negatives are documents: the positive's prompt names "document"
+        prompts[name] = prompt
+    return prompts
+
+
+def sentence_transformers_files(
+    similarity_fn_name: str = "cosine", prompts: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The three JSON files sentence-transformers reads, as ``{filename: content}``; ``prompts`` are the
+    trained views' prompts (see :func:`sentence_transformers_prompts`)."""
     return {
         "modules.json": [
             {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.base.modules.transformer.Transformer"}
@@ -28,7 +46,7 @@ def sentence_transformers_files(similarity_fn_name: str = "cosine") -> dict[str,
         },
         "config_sentence_transformers.json": {
             "model_type": "SentenceTransformer",
-            "prompts": {"query": "", "document": ""},
+            "prompts": sentence_transformers_prompts(prompts),
             "default_prompt_name": None,
             "similarity_fn_name": similarity_fn_name,
         },
@@ -42,7 +60,7 @@ def write_sentence_transformers_files(model: Any, output_dir: str) -> list[str]:
         return []
     os.makedirs(output_dir, exist_ok=True)
     written = []
-    for name, content in sentence_transformers_files().items():
+    for name, content in sentence_transformers_files(prompts=getattr(config, "prompts", None)).items():
         path = os.path.join(output_dir, name)
         with open(path, "w", encoding="utf-8") as handle:
             json.dump(content, handle, indent=2)

@@ -8,8 +8,10 @@ implementation of the InfoNCE family; :func:`info_nce`, :func:`nt_xent`, :func:`
 from __future__ import annotations
 
 from .clip import clip_loss
+from .distillation import in_batch_kl_loss, margin_mse_loss, pair_scores
 from .engine import FNCLMode, contrastive_from_logits, contrastive_loss
 from .infonce import info_nce, nt_xent, nt_xent_roles, similarity_matrix
+from .matryoshka import check_matryoshka, matryoshka_loss
 from .negatives import (
     MochiDraws,
     draw_mochi,
@@ -34,6 +36,7 @@ __all__ = [
     "Similarity",
     "alignment",
     "byol_loss",
+    "check_matryoshka",
     "chunked_info_nce",
     "clip_loss",
     "collapse_std",
@@ -45,12 +48,16 @@ __all__ = [
     "duplicate_mask",
     "fncl_false_negatives",
     "hard_negative_log_weights",
+    "in_batch_kl_loss",
     "info_nce",
+    "margin_mse_loss",
     "masked_logsumexp",
+    "matryoshka_loss",
     "mochi_negatives",
     "normalize_text",
     "nt_xent",
     "nt_xent_roles",
+    "pair_scores",
     "same_label_mask",
     "siglip_loss",
     "similarity_matrix",

@@ -23,6 +23,14 @@ class ContrastiveTextConfig(PreTrainedConfig):
             is then the pooled vector. Needs ``mlp_head``.
         projection_dim: output size of the MLP head (defaults to the backbone's hidden size).
         normalize: L2-normalise the output embeddings.
+        prompts: the instructions trained with, per view (``{"anchor": "query: ", "positive": "passage: "}``,
+            E5 / BGE style); exported as sentence-transformers ``prompts``.
+        prompt_token_ids: each prompt's token ids (without special tokens); with
+            ``pool_prompt_tokens=False`` a row that starts with one of them pools without those tokens.
+        pool_prompt_tokens: whether prompt tokens count in mean / max pooling.
+        matryoshka_dims: the nested widths trained with Matryoshka (Kusupati et al. 2022), for the record.
+        truncate_dim: the exported embedding keeps only its first ``truncate_dim`` values (re-normalised
+            when ``normalize``): a Matryoshka model shipped small.
 
     Widths: ``train_embedding_dim`` is what the loss sees (queues, predictors); ``embedding_dim`` is the
     exported embedding's, which ``hidden_size`` repeats for sentence-transformers.
@@ -39,6 +47,11 @@ class ContrastiveTextConfig(PreTrainedConfig):
         mlp_only_train: bool = False,
         projection_dim: int | None = None,
         normalize: bool = False,
+        prompts: dict[str, str] | None = None,
+        prompt_token_ids: dict[str, list[int]] | None = None,
+        pool_prompt_tokens: bool = True,
+        matryoshka_dims: list[int] | None = None,
+        truncate_dim: int | None = None,
         hfcontrast_config_version: int = CONFIG_FORMAT_VERSION,
         **kwargs: Any,
     ) -> None:
@@ -55,6 +68,13 @@ class ContrastiveTextConfig(PreTrainedConfig):
         self.mlp_only_train = mlp_only_train
         self.projection_dim = projection_dim
         self.normalize = normalize
+        self.prompts = dict(prompts) if prompts else None
+        self.prompt_token_ids = {k: list(v) for k, v in prompt_token_ids.items()} if prompt_token_ids else None
+        self.pool_prompt_tokens = pool_prompt_tokens
+        self.matryoshka_dims = [int(d) for d in matryoshka_dims] if matryoshka_dims else None
+        if truncate_dim is not None and truncate_dim < 1:
+            raise ValueError(f"truncate_dim must be >= 1, got {truncate_dim}")
+        self.truncate_dim = truncate_dim
         self.hfcontrast_config_version = CONFIG_FORMAT_VERSION
         super().__init__(**kwargs)
 
@@ -73,8 +93,10 @@ class ContrastiveTextConfig(PreTrainedConfig):
     def embedding_dim(self) -> int:
         """Width of the exported embedding (eval mode)."""
         if self.mlp_head and not self.mlp_only_train and self.projection_dim:
-            return int(self.projection_dim)
-        return int(self.backbone_config.hidden_size)
+            width = int(self.projection_dim)
+        else:
+            width = int(self.backbone_config.hidden_size)
+        return min(width, self.truncate_dim) if self.truncate_dim else width
 
     @property
     def hidden_size(self) -> int:

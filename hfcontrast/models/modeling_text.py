@@ -14,7 +14,7 @@ from transformers import AutoModel, PreTrainedModel
 from .configuration_text import ContrastiveTextConfig
 from .heads import MLPHead
 from .outputs import ContrastiveEncoderOutput
-from .pooling import pool_text
+from .pooling import pool_text, without_prompt_tokens
 from .towers import build_backbone, copy_backbone
 
 
@@ -72,16 +72,23 @@ class ContrastiveTextModel(PreTrainedModel):
     ) -> ContrastiveEncoderOutput | tuple[torch.Tensor, ...]:
         """Embed a tokenised batch. ``use_head`` (the MLP head) defaults to SimCSE's rule:
         apply it unless ``mlp_only_train`` is set and the model is in eval mode. Losses pass
-        ``use_head=True`` so that an evaluation loss is computed on the training embedding."""
+        ``use_head=True`` so that an evaluation loss is computed on the training embedding; the
+        exported embedding (eval mode, ``use_head`` unset) is cut to ``config.truncate_dim``."""
         if attention_mask is None:
             reference = input_ids if input_ids is not None else inputs_embeds[..., 0]  # type: ignore[index]
             attention_mask = torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device)
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "inputs_embeds": inputs_embeds}
         inputs.update({k: v for k, v in (("token_type_ids", token_type_ids), ("position_ids", position_ids)) if v is not None})
-        pooled, last_hidden_state = pool_text(self.config.pooler, self.backbone, inputs)
+        pool_mask = None
+        if not self.config.pool_prompt_tokens and self.config.prompt_token_ids and input_ids is not None:
+            pool_mask = without_prompt_tokens(input_ids, attention_mask, self.config.prompt_token_ids.values())
+        pooled, last_hidden_state = pool_text(self.config.pooler, self.backbone, inputs, pool_mask=pool_mask)
+        exported = use_head is None and not self.training  # the embedding users get (truncate_dim applies)
         if use_head is None:
             use_head = self.training or not self.config.mlp_only_train
         embeddings = self.mlp(pooled) if (self.mlp is not None and use_head) else pooled
+        if exported and self.config.truncate_dim:
+            embeddings = embeddings[..., : self.config.truncate_dim]
         if self.config.normalize:
             embeddings = F.normalize(embeddings, dim=-1)
         output = ContrastiveEncoderOutput(embeddings=embeddings, pooled=pooled, last_hidden_state=last_hidden_state)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
@@ -45,9 +46,29 @@ def pool_tokens(
     raise ValueError(f"unknown pooler {pooler!r}; choose one of {TEXT_POOLERS}")
 
 
-def pool_text(pooler: str, backbone: Any, inputs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+def without_prompt_tokens(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor, prompts: Iterable[Sequence[int]]
+) -> torch.Tensor:
+    """``attention_mask`` with the prompt tokens zeroed: a row whose tokens after the first (the CLS / BOS
+    token) start with one of ``prompts`` (token ids, longest match first) pools without them."""
+    mask = attention_mask.clone()
+    done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+    for ids in sorted((list(p) for p in prompts), key=len, reverse=True):
+        if not ids or len(ids) + 1 > input_ids.shape[1]:
+            continue
+        prompt = torch.tensor(ids, dtype=input_ids.dtype, device=input_ids.device)
+        match = (input_ids[:, 1 : 1 + len(ids)] == prompt).all(dim=1) & ~done
+        mask[match, 1 : 1 + len(ids)] = 0
+        done |= match
+    return mask
+
+
+def pool_text(
+    pooler: str, backbone: Any, inputs: dict[str, Any], pool_mask: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Run a text ``backbone`` on ``inputs`` and pool: :data:`TEXT_POOLERS`, or ``pooler_output`` (the
-    backbone's own: CLIP's EOS token, BERT's tanh pooler). Returns ``(pooled, last_hidden_state)``."""
+    backbone's own: CLIP's EOS token, BERT's tanh pooler). ``pool_mask`` (default: the attention mask)
+    says which tokens the pooling averages. Returns ``(pooled, last_hidden_state)``."""
     if inputs.get("attention_mask") is None:
         inputs = {**inputs, "attention_mask": torch.ones_like(inputs["input_ids"])}
     need_layers = pooler == "first_last_avg"
@@ -57,7 +78,8 @@ def pool_text(pooler: str, backbone: Any, inputs: dict[str, Any]) -> tuple[torch
             raise ValueError(f"{type(backbone).__name__} returns no pooler_output; pick another pooler")
         return outputs.pooler_output, outputs.last_hidden_state
     layers = outputs.hidden_states if need_layers else None
-    return pool_tokens(pooler, outputs.last_hidden_state, inputs["attention_mask"], layers), outputs.last_hidden_state
+    mask = inputs["attention_mask"] if pool_mask is None else pool_mask
+    return pool_tokens(pooler, outputs.last_hidden_state, mask, layers), outputs.last_hidden_state
 
 
 def pool_image(pooler: str, last_hidden_state: torch.Tensor, pooler_output: torch.Tensor | None) -> torch.Tensor:

@@ -94,3 +94,17 @@ def pair_stats(query: Tensor, positive: Tensor, logits: Tensor | None, labels: T
     if logits is not None and labels is not None:
         stats["top1"] = top1_accuracy(logits.detach(), labels)
     return stats
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A reference to the trained model that is not a submodule: its parameters belong to the model
+    (and its optimizer group), not to the objective's state."""
+
+    model: nn.Module | None
+
+    def scalar(self, name: str, owner: str) -> Tensor:
+        value = getattr(self.model, name, None)
+        if not isinstance(value, Tensor):
+            raise ValueError(f"{owner} needs encoder=<a dual encoder with a {name!r}>")
+        return value.to(torch.promote_types(value.dtype, torch.float32))  # never in half precision

@@ -29,7 +29,6 @@ its gradient arrives ("marked as ready twice").
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -38,24 +37,10 @@ from torch import Tensor, nn
 
 from ..distributed import gather
 from ..losses import LossOutput, siglip_loss, top1_accuracy, uniformity
-from .base import ContrastiveObjective, ObjectiveOutput, embedding_width, pair_stats, scalar_stat
+from .base import ContrastiveObjective, ModelRef, ObjectiveOutput, embedding_width, pair_stats, scalar_stat
 from .config import NegativeConfig
 from .contrast import InfoNCEObjective
 from .state import KeyQueue, MomentumEncoder
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """A reference to the trained model that is not a submodule: its parameters belong to the model
-    (and its optimizer group), not to the objective's state."""
-
-    model: nn.Module | None
-
-    def scalar(self, name: str, owner: str) -> Tensor:
-        value = getattr(self.model, name, None)
-        if not isinstance(value, Tensor):
-            raise ValueError(f"{owner} needs encoder=<a dual encoder with a {name!r}>")
-        return value.to(torch.promote_types(value.dtype, torch.float32))  # never in half precision
 
 
 def _image_text_stats(image: Tensor, text: Tensor, scale: Tensor) -> dict[str, Tensor]:

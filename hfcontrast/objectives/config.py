@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ..losses import Similarity
+from ..losses import Similarity, check_matryoshka
 from ..losses._checks import check_positive
 
 
@@ -32,6 +32,8 @@ class NegativeConfig:
             negatives into s negative-negative and s' query-negative synthetic negatives.
         decoupled: DCL (Yeh et al. 2022): the positive leaves the denominator.
         loss_chunk_size: compute the loss that many rows at a time (memory linear in the batch).
+        matryoshka_dims / matryoshka_weights: Matryoshka representation learning (Kusupati et al.
+            2022): the loss is ``sum_m w_m L(prefix d_m)`` over these strictly decreasing widths.
     """
 
     mask_duplicates: bool = False
@@ -45,6 +47,8 @@ class NegativeConfig:
     mochi_s_prime: int = 0
     decoupled: bool = False
     loss_chunk_size: int | None = None
+    matryoshka_dims: tuple[int, ...] = ()
+    matryoshka_weights: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.fncl not in ("none", "eliminate", "attract"):
@@ -61,6 +65,8 @@ class NegativeConfig:
             raise ValueError("MoCHi needs mochi_n >= 1 and mochi_s + mochi_s_prime >= 1 together (or all 0)")
         if self.loss_chunk_size is not None and self.loss_chunk_size < 1:
             raise ValueError(f"loss_chunk_size must be >= 1, got {self.loss_chunk_size}")
+        if self.matryoshka_dims or self.matryoshka_weights:
+            check_matryoshka(self.matryoshka_dims, self.matryoshka_weights)
         if self.debiased_tau_plus > 0:
             if self.decoupled:
                 raise ValueError(

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from ..distributed import gather_detached
-from ..losses import ColumnRoles, LossOutput, Similarity, contrastive_loss, draw_mochi
+from ..losses import ColumnRoles, LossOutput, Similarity, contrastive_loss, draw_mochi, matryoshka_loss
 from .base import ContrastiveObjective, pair_stats, scalar_stat
 from .config import NegativeConfig
 
@@ -129,7 +129,8 @@ class InfoNCEObjective(ContrastiveObjective):
         temperature: float | Tensor | None = None,
         queue_start: int | None = None,
     ) -> LossOutput:
-        """The engine with this objective's options; MoCHi mixes the columns ``queue_start ..`` (the queue)."""
+        """The engine with this objective's options; MoCHi mixes the columns ``queue_start ..`` (the queue);
+        with ``matryoshka_dims`` the engine's loss is summed over the nested prefixes of the embeddings."""
         config = self.negatives
         mochi = None
         if config.mochi and queue_start is not None and queue_start < columns.shape[0]:
@@ -138,12 +139,18 @@ class InfoNCEObjective(ContrastiveObjective):
             )
         tau = self.temperature if temperature is None else temperature
         assert tau is not None
-        return contrastive_loss(
-            rows, columns, roles, temperature=tau, similarity=self.similarity, fncl=config.fncl,
-            fncl_top_k=config.fncl_top_k, hard_negative_beta=config.hard_negative_beta,
-            tau_plus=config.debiased_tau_plus, decoupled=config.decoupled, mochi=mochi,
-            chunk_size=config.loss_chunk_size,
-        )  # fmt: skip
+
+        def engine(query: Tensor, candidates: Tensor) -> LossOutput:
+            return contrastive_loss(
+                query, candidates, roles, temperature=tau, similarity=self.similarity, fncl=config.fncl,
+                fncl_top_k=config.fncl_top_k, hard_negative_beta=config.hard_negative_beta,
+                tau_plus=config.debiased_tau_plus, decoupled=config.decoupled, mochi=mochi,
+                chunk_size=config.loss_chunk_size,
+            )  # fmt: skip
+
+        if config.matryoshka_dims:  # the same rows and columns, the loss summed over nested prefixes
+            return matryoshka_loss(engine, rows, columns, config.matryoshka_dims, config.matryoshka_weights)
+        return engine(rows, columns)
 
     def loss_stats(self, rows: Tensor, positives: Tensor, out: LossOutput) -> dict[str, Tensor]:
         """Alignment and uniformity of the pairs, the engine's top-1 and negatives, the temperature."""
