@@ -99,3 +99,15 @@ def test_two_processes_mine_what_one_process_mines(tmp_path: Path) -> None:
     assert len(one) > 100 and one == two
     with pytest.raises(AssertionError, match="exists"):
         run_python(SCRIPT, *args, "--output_file", str(tmp_path / "one.jsonl"))
+
+
+def test_faiss_search_equals_the_matmul_search() -> None:
+    pytest.importorskip("faiss")
+    from hfcontrast.mining import top_candidates
+
+    g = torch.Generator().manual_seed(0)
+    corpus, queries = F.normalize(torch.randn(300, 16, generator=g), dim=-1), F.normalize(torch.randn(40, 16, generator=g), dim=-1)
+    s1, i1 = top_candidates(queries, corpus, 10, use_faiss=True)
+    s2, i2 = top_candidates(queries, corpus, 10, use_faiss=False, chunk_size=7)
+    assert torch.equal(i1, i2)
+    torch.testing.assert_close(s1, s2, rtol=1e-5, atol=1e-5)

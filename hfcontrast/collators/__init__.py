@@ -2,6 +2,7 @@
 
 from .image_text import CollatorEpochCallback, ImageTextCollator
 from .images import ImageEvalCollator, MultiViewCollator, RawImageCollator, load_rgb_image
+from .multi_source import MultiSourceCollator, MultiSourceDataset, SingleSourceBatchSampler
 from .text import KNOWN_TRIPLETS, TextPairCollator, UnsupervisedSimCSECollator
 from .validation import CollatorInputError, check_batch_size, require_column, require_text
 
@@ -9,8 +10,11 @@ __all__ = [
     "KNOWN_TRIPLETS",
     "CollatorInputError",
     "ImageEvalCollator",
+    "MultiSourceCollator",
+    "MultiSourceDataset",
     "MultiViewCollator",
     "RawImageCollator",
+    "SingleSourceBatchSampler",
     "TextPairCollator",
     "UnsupervisedSimCSECollator",
     "check_batch_size",

@@ -86,7 +86,12 @@ class NegativeArguments:
 
     def changed(self) -> dict[str, Any]:
         """The flags that differ from their defaults (for the model card)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != f.default}
+        return changed_flags(self)
+
+
+def changed_flags(arguments: Any) -> dict[str, Any]:
+    """The fields of an argument dataclass that differ from their defaults."""
+    return {f.name: getattr(arguments, f.name) for f in fields(arguments) if getattr(arguments, f.name) != f.default}
 
 
 def _numbers(text: str | None, flag: str) -> tuple[float, ...]:

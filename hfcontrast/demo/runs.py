@@ -95,10 +95,12 @@ def finish_run(
     metric_key: str | None,
     title: str,
     scatter: tuple[Sequence[float], Sequence[float]] | None = None,
+    export: bool = True,
     **card_kwargs: Any,
 ) -> None:
     """Write ``eval_results.json``, ``training.png`` and the model card (main process), then export the
-    encoder on every process (``save_model`` also pushes with ``--push_to_hub``)."""
+    encoder on every process (``save_model`` also pushes with ``--push_to_hub``) unless ``export`` is off
+    (e.g. a LoRA adapter saved alone)."""
     out = str(trainer.args.output_dir)
     if trainer.rejected_rows:
         results["train_rejected_rows"] = float(trainer.rejected_rows)
@@ -112,4 +114,5 @@ def finish_run(
             trainer, family=family, method=method, hyperparameters=hyperparameters, eval_results=results,
             train_dataset_name=train_dataset_name, base_model=base_model, **card_kwargs,
         )  # fmt: skip
-    trainer.save_model(out)
+    if export:
+        trainer.save_model(out)

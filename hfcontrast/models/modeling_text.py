@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from transformers import AutoModel, PreTrainedModel
+from transformers import AutoConfig, AutoModel, PreTrainedModel
 
 from .configuration_text import ContrastiveTextConfig
 from .heads import MLPHead
@@ -49,9 +49,16 @@ class ContrastiveTextModel(PreTrainedModel):
                 torch.nn.init.zeros_(module.bias)
 
     @classmethod
-    def from_backbone_pretrained(cls, backbone_name_or_path: str, **config_kwargs: Any) -> ContrastiveTextModel:
-        """Wrap a pretrained ``AutoModel`` checkpoint (BERT, RoBERTa, MiniLM, ...) with fresh heads."""
-        backbone = AutoModel.from_pretrained(backbone_name_or_path)
+    def from_backbone_pretrained(
+        cls, backbone_name_or_path: str, backbone_overrides: str | None = None, **config_kwargs: Any
+    ) -> ContrastiveTextModel:
+        """Wrap a pretrained ``AutoModel`` checkpoint (BERT, RoBERTa, MiniLM, ...) with fresh heads.
+        ``backbone_overrides`` (e.g. ``"num_hidden_layers=2"``) changes its config first: a smaller student
+        keeps the first layers' weights."""
+        config = AutoConfig.from_pretrained(backbone_name_or_path)
+        if backbone_overrides:
+            config.update_from_string(backbone_overrides)
+        backbone = AutoModel.from_pretrained(backbone_name_or_path, config=config)
         model = cls(cls.config_class(backbone_config=backbone.config.to_dict(), **config_kwargs))
         copy_backbone(model.backbone, backbone, f"backbone {backbone_name_or_path}")
         return model

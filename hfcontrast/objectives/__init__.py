@@ -5,6 +5,7 @@ from .byol import BYOL
 from .clip import CLIP, SigLIP
 from .config import NegativeConfig
 from .contrast import InfoNCEObjective
+from .distill import InBatchKL, MarginMSE
 from .moco import MoCo
 from .simclr import SimCLR
 from .simcse import SimCSE
@@ -16,8 +17,10 @@ __all__ = [
     "CLIP",
     "ContrastiveObjective",
     "Encoder",
+    "InBatchKL",
     "InfoNCEObjective",
     "KeyQueue",
+    "MarginMSE",
     "MoCo",
     "MomentumEncoder",
     "NegativeConfig",

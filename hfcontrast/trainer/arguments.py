@@ -61,6 +61,18 @@ class ContrastiveTrainingArguments(TrainingArguments):
         metadata={"help": "Processes for the row check before training (default: up to 8 for large data)."},
     )
 
+    multi_dataset_policy: str = field(
+        default="proportional",
+        metadata={
+            "help": "Several training datasets (every batch from one): proportional (each batch of each "
+            "dataset once per epoch) | round_robin (in turn, until the smallest runs out) | temperature "
+            "(p ∝ size^(1/T), see --multi_dataset_temperature)."
+        },
+    )
+    multi_dataset_temperature: float = field(
+        default=2.0, metadata={"help": "T of --multi_dataset_policy temperature (1: proportional; large: uniform)."}
+    )
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.dataloader_pin_memory and not torch.cuda.is_available():
@@ -73,6 +85,10 @@ class ContrastiveTrainingArguments(TrainingArguments):
             raise ValueError(f"--max_nan_skips must be >= 0, got {self.max_nan_skips}")
         if self.nan_policy == "skip" and self.max_nan_skips == 0:
             raise ValueError("--nan_policy skip needs --max_nan_skips N (N >= 1 steps may be skipped)")
+        if self.multi_dataset_policy not in ("proportional", "round_robin", "temperature"):
+            raise ValueError(f"--multi_dataset_policy must be proportional, round_robin or temperature, got {self.multi_dataset_policy!r}")
+        if self.multi_dataset_temperature <= 0:
+            raise ValueError(f"--multi_dataset_temperature must be > 0, got {self.multi_dataset_temperature}")
         if self.bad_rows not in BAD_ROW_POLICIES:
             raise ValueError(f"--bad_rows must be one of {BAD_ROW_POLICIES}, got {self.bad_rows!r}")
         if self.fp16 and self.device.type == "cpu":

@@ -14,6 +14,7 @@ from transformers import Trainer
 from transformers.trainer_utils import EvalLoopOutput, IntervalStrategy
 
 from ..collators.checks import check_rows
+from ..collators.multi_source import MultiSourceDataset
 from ..distributed import all_reduce_mean, equal_batches, world_size
 from ..evaluation import Evaluator
 from ..hub.model_card import CARD_NAME, is_hfcontrast_card, write_model_card
@@ -31,6 +32,12 @@ from .checkpoints import (
 )
 from .gradcache import gradcache_training_step
 from .guards import NonFiniteGuard, check_finite_model
+from .multi_source import (
+    SamplerStateCallback,
+    check_multi_source_rows,
+    check_sampler_on_resume,
+    multi_source_dataloader,
+)
 from .outputs import claim_output_dir
 from .sharding import check_sharding
 from .views import embed_views, embed_views_chunked, split_views
@@ -116,6 +123,8 @@ class ContrastiveTrainer(Trainer):
         self.add_callback(ObjectiveStepCallback(self))
         self.add_callback(ObjectiveCheckpointCallback(self.objective))
         self.add_callback(self.nan_guard)
+        self.add_callback(SamplerStateCallback(self))
+        self.sampler: Any = None  # the multi-dataset batch sampler, once the dataloader is built
 
     def _all_trainable_parameters(self) -> list[nn.Parameter]:
         assert self.model is not None
@@ -138,6 +147,13 @@ class ContrastiveTrainer(Trainer):
             optimizer.add_param_group({"params": extra, "weight_decay": 0.0})
         self.nan_guard.guard_optimizer(optimizer)
         return optimizer
+
+    def get_train_dataloader(self) -> Any:
+        """Trainer's dataloader; for a :class:`~hfcontrast.collators.MultiSourceDataset`, single-source
+        batches (:mod:`hfcontrast.trainer.multi_source`)."""
+        if isinstance(self.train_dataset, MultiSourceDataset):
+            return multi_source_dataloader(self)
+        return super().get_train_dataloader()
 
     def build_views(self, inputs: dict[str, Any], training: bool) -> dict[str, Any]:
         """Draw the views on the device (``device_views``, e.g. kornia from raw images), seeded by the
@@ -234,16 +250,17 @@ class ContrastiveTrainer(Trainer):
         ``rejected_rows.jsonl`` (``"skip"``). A dataset smaller than one global batch is an error."""
         if self._rows_checked or self.train_dataset is None:
             return
-        result = check_rows(
-            self.train_dataset,
-            self.data_collator,
-            source=self.train_source or "the training dataset",
-            policy=self.args.bad_rows,
-            num_proc=self.args.preprocessing_num_workers,
-            rejected_path=os.path.join(str(self.args.output_dir), "rejected_rows.jsonl"),
-            is_main_process=self.is_world_process_zero(),
-        )
-        self.train_dataset, self.rejected_rows = result.dataset, result.rejected
+        settings: dict[str, Any] = {
+            "policy": self.args.bad_rows, "num_proc": self.args.preprocessing_num_workers,
+            "rejected_path": os.path.join(str(self.args.output_dir), "rejected_rows.jsonl"),
+            "is_main_process": self.is_world_process_zero(),
+        }  # fmt: skip
+        if isinstance(self.train_dataset, MultiSourceDataset):
+            self.train_dataset, self.rejected_rows = check_multi_source_rows(self, **settings)
+        else:
+            source = self.train_source or "the training dataset"
+            result = check_rows(self.train_dataset, self.data_collator, source=source, **settings)
+            self.train_dataset, self.rejected_rows = result.dataset, result.rejected
         rows = len(self.train_dataset) if hasattr(self.train_dataset, "__len__") else None
         batch = self.args.per_device_train_batch_size * world_size()
         if rows is not None and rows < batch:
@@ -269,6 +286,7 @@ class ContrastiveTrainer(Trainer):
             assert self.model is not None
             reload_converted_weights(self.model, resume)
             load_objective_state(self.objective, resume)
+            check_sampler_on_resume(self, resume)
             self._loaded_checkpoint = resume
         return resume
 

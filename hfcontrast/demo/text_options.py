@@ -1,0 +1,162 @@
+"""The text recipe's techniques as flags: prompts, Matryoshka evaluation and export, distillation, LoRA.
+
+Each flag group becomes library calls: prompts go to the collator and the model config
+(``ContrastiveTextConfig.prompts``), Matryoshka widths to the config and to one STS evaluator per width,
+a teacher to :class:`~hfcontrast.objectives.InBatchKL` / :class:`~hfcontrast.objectives.MarginMSE`
+(embeddings ahead of time through :func:`hfcontrast.distillation.add_teacher_embeddings`, or on the fly),
+LoRA to :mod:`hfcontrast.lora`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from transformers import AutoConfig, AutoTokenizer
+
+from ..collators.text import check_prompts, prompt_token_ids
+from ..distillation import add_teacher_embeddings
+from ..evaluation import STSEvaluator
+from ..lora import add_lora, merge_lora, save_adapter
+from ..models import ContrastiveTextConfig, ContrastiveTextModel
+from ..objectives import InBatchKL, MarginMSE, NegativeConfig
+from .arguments import changed_flags
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TextTechniqueArguments:
+    """``--prompts``, ``--truncate_dim``, ``--teacher_model_name_or_path`` ... of the text recipe."""
+
+    prompts: str | None = field(
+        default=None,
+        metadata={"help": 'Instructions per view (E5/BGE), JSON: \'{"anchor": "query: ", "positive": "passage: "}\'.'},
+    )
+    pool_prompt_tokens: bool = field(
+        default=True, metadata={"help": "Whether prompt tokens count in mean/max pooling (false: pool the text only)."}
+    )
+    truncate_dim: int | None = field(
+        default=None, metadata={"help": "Export embeddings cut to this width (a Matryoshka prefix)."}
+    )
+    eval_dims: str | None = field(
+        default=None, metadata={"help": "Also evaluate STS at these widths, e.g. 64,32 (default: the Matryoshka widths)."}
+    )
+    teacher_model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Distill from this embedding model (hfcontrast text model or a backbone)."}
+    )
+    distillation: str = field(
+        default="kl", metadata={"help": "kl (in-batch KL of the similarity matrices) | margin_mse (needs negatives)."}
+    )
+    teacher_temperature: float = field(default=0.05, metadata={"help": "Teacher softmax temperature (kl)."})
+    teacher_on_the_fly: bool = field(
+        default=False,
+        metadata={"help": "Run the teacher at every step (same tokenizer) instead of once ahead of time (cached)."},
+    )
+    teacher_margin_column: str | None = field(
+        default=None, metadata={"help": "margin_mse from this teacher-score column (no teacher model needed)."}
+    )
+    teacher_cache_dir: str = field(
+        default="outputs/teacher-cache", metadata={"help": "Where teacher embeddings computed ahead of time are kept."}
+    )
+    lora_r: int = field(default=0, metadata={"help": "LoRA rank (Hu et al. 2021) on the backbone; 0 = full fine-tuning."})
+    lora_alpha: float = field(default=16.0, metadata={"help": "LoRA alpha (the update is scaled by alpha / r)."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA input."})
+    lora_target_modules: str | None = field(
+        default=None, metadata={"help": "Comma-separated linear layers to adapt, e.g. query,value (default: peft's)."}
+    )
+    save_adapter_only: bool = field(
+        default=False, metadata={"help": "Export the LoRA adapter alone (peft format) instead of the merged model."}
+    )
+
+    def __post_init__(self) -> None:
+        try:
+            self.view_prompts = check_prompts(json.loads(self.prompts) if self.prompts else None)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"--prompts {self.prompts!r}: not JSON ({error})") from error
+        if self.distillation not in ("kl", "margin_mse"):
+            raise ValueError(f"--distillation must be kl or margin_mse, got {self.distillation!r}")
+        if self.save_adapter_only and not self.lora_r:
+            raise ValueError("--save_adapter_only needs --lora_r > 0")
+
+    def changed(self) -> dict[str, Any]:
+        """The flags that differ from their defaults (for the model card)."""
+        return changed_flags(self)
+
+    @property
+    def distills(self) -> bool:
+        return self.teacher_model_name_or_path is not None or self.teacher_margin_column is not None
+
+
+def load_text_encoder(path: str, **head: Any) -> ContrastiveTextModel:
+    """An hfcontrast text checkpoint as it is, or a backbone (BERT, MiniLM ...) with a fresh ``head``."""
+    if isinstance(AutoConfig.from_pretrained(path), ContrastiveTextConfig):
+        return ContrastiveTextModel.from_pretrained(path)
+    return ContrastiveTextModel.from_backbone_pretrained(path, **head)
+
+
+def configure_text_model(model: ContrastiveTextModel, tokenizer: Any, args: TextTechniqueArguments, negatives: NegativeConfig) -> None:
+    """Prompts and Matryoshka widths into the config (they are exported with it); LoRA adapters."""
+    if args.view_prompts:
+        model.config.prompts = args.view_prompts
+        model.config.prompt_token_ids = prompt_token_ids(tokenizer, args.view_prompts)
+        model.config.pool_prompt_tokens = args.pool_prompt_tokens
+    if negatives.matryoshka_dims:
+        if model.config.mlp_only_train:
+            raise ValueError("--matryoshka_dims trains the head's output; with --mlp_only_train the export has no head")
+        model.config.matryoshka_dims = list(negatives.matryoshka_dims)
+    if args.lora_r:
+        add_lora(model, r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout,
+                 target_modules=args.lora_target_modules)  # fmt: skip
+
+
+def sts_evaluators(path: str, tokenizer: Any, args: TextTechniqueArguments, negatives: NegativeConfig) -> list[STSEvaluator]:
+    """STS on ``path`` (with the anchor's prompt), and at each Matryoshka width (or ``--eval_dims``):
+    ``sts_dim_<d>``."""
+    prompt = args.view_prompts.get("anchor", "")
+    dims = [int(d) for d in args.eval_dims.split(",")] if args.eval_dims else list(negatives.matryoshka_dims[1:])
+    main = STSEvaluator.from_file(path, tokenizer, name="sts", max_length=128, prompt=prompt)
+    return [main] + [
+        STSEvaluator(main.sentences1, main.sentences2, main.scores, tokenizer, name=f"sts_dim_{d}", prompt=prompt, truncate_dim=d)
+        for d in dims
+    ]
+
+
+def distillation_objective(
+    args: TextTechniqueArguments, train: Any, columns: tuple[str, ...], tokenizer: Any, temperature: float
+) -> tuple[Any, Any, dict[str, Any]]:
+    """``(objective, train dataset, collator keywords)`` for ``--distillation``: teacher embeddings of the
+    ``columns`` computed once and cached (or the teacher run on the fly)."""
+    if args.teacher_margin_column is not None:
+        return MarginMSE(), train, {"teacher_margin_column": args.teacher_margin_column}
+    path = args.teacher_model_name_or_path
+    assert path is not None
+    teacher, teacher_tokenizer = load_text_encoder(path, pooler="mean"), AutoTokenizer.from_pretrained(path)
+    kwargs: dict[str, Any] = {}
+    extra: dict[str, Any]
+    if args.teacher_on_the_fly:
+        if teacher_tokenizer.get_vocab() != tokenizer.get_vocab():
+            raise ValueError("--teacher_on_the_fly runs the teacher on the student's tokens: the tokenizers differ")
+        extra = {"teacher": teacher}
+    else:
+        name = os.path.abspath(path) if os.path.exists(path) else path
+        train = add_teacher_embeddings(train, teacher, teacher_tokenizer, columns, teacher_name=name, cache_dir=args.teacher_cache_dir)
+        kwargs, extra = {"teacher_embeddings": True}, {}
+    if args.distillation == "margin_mse":
+        return MarginMSE(**extra), train, kwargs
+    return InBatchKL(temperature, teacher_temperature=args.teacher_temperature, **extra), train, kwargs
+
+
+def export_text_model(trainer: Any, args: TextTechniqueArguments) -> None:
+    """Before the export: ``truncate_dim`` into the config; LoRA merged, or the adapter saved alone."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if args.truncate_dim:
+        model.config.truncate_dim = args.truncate_dim
+    if args.save_adapter_only and trainer.is_world_process_zero():
+        files = save_adapter(model, str(trainer.args.output_dir))
+        logger.info("saved the LoRA adapter alone: %s", files)
+    if args.lora_r:
+        merge_lora(model)
