@@ -19,7 +19,7 @@ from transformers import HfArgumentParser, VisionTextDualEncoderProcessor
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
 from hfcontrast.collators import CollatorEpochCallback, ImageTextCollator
-from hfcontrast.demo.arguments import NegativeArguments, epochs_replace_steps
+from hfcontrast.demo.arguments import NegativeArguments, epochs_replace_steps, record_matryoshka
 from hfcontrast.demo.clip import (
     build_dual_encoder,
     image_processor_for,
@@ -141,6 +141,7 @@ def main() -> None:
         text_pooler=model_args.text_pooler, vision_pooler=model_args.vision_pooler,
         learnable_logit_scale=model_args.learnable_logit_scale,
     )  # fmt: skip
+    record_matryoshka(model, negative_args.config)
     model.lock_tower("text", model_args.text_trainable_layers)
     processor = image_processor_for(model, pretrained_vision)
     train_view, eval_view = image_views(model, processor, data_args.augment)

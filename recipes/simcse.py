@@ -39,7 +39,7 @@ from hfcontrast.demo.text_options import (
     distillation_objective,
     export_text_model,
     load_text_encoder,
-    sts_evaluators,
+    sts_evaluator,
 )
 from hfcontrast.objectives import SimCSE
 from hfcontrast.trainer import ContrastiveTrainer, ContrastiveTrainingArguments
@@ -199,11 +199,11 @@ def main() -> None:
         (train,), (collator,) = sources.values(), collators.values()  # type: ignore[assignment]
 
     validation_file = data_args.validation_file or data_file(STSB_DEV)
-    evaluators = sts_evaluators(validation_file, tokenizer, techniques, negatives)
+    evaluator = sts_evaluator(validation_file, tokenizer, techniques, negatives)
     if training_args.eval_strategy != "no" and training_args.metric_for_best_model is None:
         training_args.metric_for_best_model = "eval_sts_spearman"
     trainer = ContrastiveTrainer(
-        model=model, args=training_args, objective=objective, evaluators=evaluators, train_dataset=train,
+        model=model, args=training_args, objective=objective, evaluators=[evaluator], train_dataset=train,
         train_source=", ".join(names), data_collator=collator, processing_class=tokenizer,
     )  # fmt: skip
 
@@ -214,7 +214,7 @@ def main() -> None:
         for key in sorted(k for k in results if k.startswith("eval_sts_dim_") and k.endswith("spearman")):
             print(f"  {key[len('eval_'):]}: {results[key]:.4f}")
     export_text_model(trainer, techniques)
-    predictions = evaluators[0].last_predictions
+    predictions = evaluator.last_predictions
     method = f"SimCSE ({mode})" if not techniques.distills else f"distillation ({techniques.distillation})"
     finish_run(
         trainer, results, family="text", method=method,
@@ -222,7 +222,7 @@ def main() -> None:
         train_dataset_name=", ".join(Path(n).name for n in names),
         base_model=model_args.model_name_or_path or model_args.config_name or "all-MiniLM-L6-v2",
         metric_key="eval_sts_spearman", title=method,
-        scatter=(evaluators[0].scores, predictions.tolist()) if predictions is not None else None,
+        scatter=(evaluator.scores, predictions.tolist()) if predictions is not None else None,
         export=not techniques.save_adapter_only,
     )  # fmt: skip
 

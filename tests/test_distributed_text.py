@@ -53,3 +53,18 @@ def test_two_processes_equal_one_process(tmp_path: Path, dtype_flag: str | None,
         assert int(dump["objective"]["keys.queue.filled"]) == 10
         assert _max_diff(dump["objective"], single["objective"]) <= rtol * 10
     assert torch.equal(rank0["objective"]["keys.queue.embeddings"], rank1["objective"]["keys.queue.embeddings"])
+
+
+@pytest.mark.parametrize("objective", ["matryoshka", "kl"])
+def test_matryoshka_and_in_batch_kl_two_processes_equal_one_process(tmp_path: Path, objective: str) -> None:
+    """Matryoshka over gathered positives and hard negatives; in-batch KL over gathered student and teacher
+    documents (teacher on the fly): 2 processes x 4 rows equal 1 process x 8, in float64."""
+    common = ["--steps", "2", "--float64", "--objective", objective]
+    accelerate_launch(SCRIPT, "--out", str(tmp_path / "ddp"), "--batch", "4", *common)
+    run_python(SCRIPT, "--out", str(tmp_path / "single"), "--batch", "8", *common)
+    rank0, rank1, single = (torch.load(tmp_path / d / f"rank{r}.pt") for d, r in (("ddp", 0), ("ddp", 1), ("single", 0)))
+    assert [(a + b) / 2 for a, b in zip(rank0["losses"], rank1["losses"])] == pytest.approx(single["losses"], rel=1e-12)
+    assert rank0["losses"] != rank1["losses"]
+    for step, reference in enumerate(single["grads"]):
+        for dump in (rank0, rank1):
+            assert _max_diff(dump["grads"][step], reference) <= 1e-12 * _scale(reference)

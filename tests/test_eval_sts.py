@@ -107,6 +107,24 @@ def test_sts_evaluator_matches_naive_loop() -> None:
     assert evaluator(model) == pytest.approx(result)  # the metric is reused
 
 
+def test_prompt_and_matryoshka_widths_from_one_pass() -> None:
+    """``dims`` scores each prefix width from the same forward pass; ``prompt`` prefixes every sentence."""
+    tokenizer = tiny_tokenizer()
+    model = MeanPooledBert(len(tokenizer)).eval()
+    s1, s2, scores = random_pairs(12, seed=1)
+    evaluator = STSEvaluator(s1, s2, scores, tokenizer, name="dev", dims=(8,), prompt="the ")
+    result = evaluator(model)
+    assert len(model.calls) == math.ceil(len(set(s1 + s2)) / 64)  # one pass for both widths
+    naive = []
+    with torch.no_grad():
+        for a, b in zip(s1, s2):
+            ea = model(**tokenizer(["the " + a], return_tensors="pt")).embeddings[:, :8]
+            eb = model(**tokenizer(["the " + b], return_tensors="pt")).embeddings[:, :8]
+            naive.append(float(F.cosine_similarity(ea, eb)[0]))
+    assert result["dev_dim_8_spearman"] == pytest.approx(spearmanr(naive, scores)[0], abs=1e-6)
+    assert result["dev_dim_8_spearman"] != pytest.approx(result["dev_spearman"], abs=1e-6)
+
+
 def test_sts_evaluator_validates_inputs() -> None:
     tokenizer = tiny_tokenizer()
     with pytest.raises(ValueError, match="one entry per pair"):

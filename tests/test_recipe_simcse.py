@@ -56,3 +56,58 @@ def test_simcse_recipe_two_processes(tmp_path: Path, mode: str) -> None:
     with torch.no_grad():
         emb = model(**tokenizer()(["a red cat", "the sea"], padding=True, return_tensors="pt")).embeddings
     assert emb.shape == (2, 32) and torch.isfinite(emb).all()
+
+
+def test_two_datasets_matryoshka_prompts_and_truncated_export(tmp_path: Path) -> None:
+    """Two files with their own columns, Matryoshka with an STS evaluator per width, prompts kept out of
+    pooling, a 16-d export: what AutoModel and sentence-transformers (with prompt_name) load."""
+    from sentence_transformers import SentenceTransformer
+
+    config_dir, sts, triplets = _files(tmp_path)
+    out = tmp_path / "out"
+    stdout = accelerate_launch(
+        RECIPE, "--config_name", str(config_dir), "--tokenizer_name", default_text_model(),
+        "--train_file", str(tmp_path / "train.txt"), str(triplets), "--multi_dataset_policy", "round_robin",
+        "--validation_file", str(sts), "--output_dir", str(out), "--max_steps", "4", "--per_device_train_batch_size", "8",
+        "--eval_steps", "4", "--max_seq_length", "16", "--matryoshka_dims", "32,16,8",
+        "--prompts", '{"anchor": "query: ", "positive": "passage: "}', "--pool_prompt_tokens", "false",
+        "--truncate_dim", "16", "--pooler", "mean",
+    )  # fmt: skip
+    assert "sts_dim_16_spearman" in stdout and "sts_dim_8_spearman" in stdout
+    config = json.loads((out / "config.json").read_text())
+    assert config["matryoshka_dims"] == [32, 16, 8] and config["truncate_dim"] == 16
+    assert config["prompts"] == {"anchor": "query: ", "positive": "passage: "} and not config["pool_prompt_tokens"]
+    model = AutoModel.from_pretrained(out).eval()
+    st = SentenceTransformer(str(out), device="cpu")
+    with torch.no_grad():
+        want = model(**tokenizer()(["query: a red cat"], return_tensors="pt")).embeddings
+    got = st.encode(["a red cat"], prompt_name="query", convert_to_tensor=True)
+    assert want.shape == (1, 16)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_lora_with_momentum_and_distillation_recipes(tmp_path: Path) -> None:
+    """LoRA + momentum queue: the merged export loads with AutoModel; distillation from a saved teacher:
+    teacher embeddings cached once, reused by a second run."""
+    from tests.launch import run_python
+    from tests.tiny import text_model
+
+    config_dir, sts, triplets = _files(tmp_path)
+    common = ["--config_name", str(config_dir), "--tokenizer_name", default_text_model(), "--validation_file", str(sts),
+              "--max_steps", "2", "--per_device_train_batch_size", "8", "--eval_steps", "2", "--max_seq_length", "16",
+              "--train_file", str(triplets)]  # fmt: skip
+    run_python(RECIPE, *common, "--output_dir", str(tmp_path / "lora"), "--lora_r", "2", "--lora_target_modules",
+               "query,value", "--momentum", "0.9", "--queue_size", "16")  # fmt: skip
+    merged = AutoModel.from_pretrained(tmp_path / "lora")
+    assert not any("lora" in name for name in merged.state_dict())
+    teacher = tmp_path / "teacher"
+    text_model(pooler="mean").save_pretrained(teacher)
+    tokenizer().save_pretrained(teacher)
+    for run in ("kl1", "kl2"):
+        stdout = run_python(RECIPE, *common, "--output_dir", str(tmp_path / run), "--teacher_model_name_or_path",
+                            str(teacher), "--teacher_cache_dir", str(tmp_path / "cache"))  # fmt: skip
+        assert "Spearman before:" in stdout
+    assert len(list((tmp_path / "cache").glob("teacher-*.safetensors"))) == 3  # sent0, sent1, hard_neg: once
+    run_python(RECIPE, *common, "--output_dir", str(tmp_path / "mse"), "--teacher_model_name_or_path", str(teacher),
+               "--distillation", "margin_mse", "--teacher_on_the_fly")  # fmt: skip
+    assert (tmp_path / "mse" / "model.safetensors").is_file()

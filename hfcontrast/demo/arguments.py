@@ -89,6 +89,12 @@ class NegativeArguments:
         return changed_flags(self)
 
 
+def record_matryoshka(model: Any, config: NegativeConfig) -> None:
+    """The Matryoshka widths go into the exported model config (``matryoshka_dims``)."""
+    if config.matryoshka_dims:
+        model.config.matryoshka_dims = list(config.matryoshka_dims)
+
+
 def changed_flags(arguments: Any) -> dict[str, Any]:
     """The fields of an argument dataclass that differ from their defaults."""
     return {f.name: getattr(arguments, f.name) for f in fields(arguments) if getattr(arguments, f.name) != f.default}

@@ -23,7 +23,7 @@ from ..evaluation import STSEvaluator
 from ..lora import add_lora, merge_lora, save_adapter
 from ..models import ContrastiveTextConfig, ContrastiveTextModel
 from ..objectives import InBatchKL, MarginMSE, NegativeConfig
-from .arguments import changed_flags
+from .arguments import changed_flags, record_matryoshka
 
 logger = logging.getLogger(__name__)
 
@@ -107,22 +107,17 @@ def configure_text_model(model: ContrastiveTextModel, tokenizer: Any, args: Text
     if negatives.matryoshka_dims:
         if model.config.mlp_only_train:
             raise ValueError("--matryoshka_dims trains the head's output; with --mlp_only_train the export has no head")
-        model.config.matryoshka_dims = list(negatives.matryoshka_dims)
+        record_matryoshka(model, negatives)
     if args.lora_r:
         add_lora(model, r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout,
                  target_modules=args.lora_target_modules)  # fmt: skip
 
 
-def sts_evaluators(path: str, tokenizer: Any, args: TextTechniqueArguments, negatives: NegativeConfig) -> list[STSEvaluator]:
-    """STS on ``path`` (with the anchor's prompt), and at each Matryoshka width (or ``--eval_dims``):
-    ``sts_dim_<d>``."""
-    prompt = args.view_prompts.get("anchor", "")
+def sts_evaluator(path: str, tokenizer: Any, args: TextTechniqueArguments, negatives: NegativeConfig) -> STSEvaluator:
+    """STS on ``path`` (with the anchor's prompt), also at each Matryoshka width (or ``--eval_dims``):
+    ``sts_dim_<d>``, from the same embeddings."""
     dims = [int(d) for d in args.eval_dims.split(",")] if args.eval_dims else list(negatives.matryoshka_dims[1:])
-    main = STSEvaluator.from_file(path, tokenizer, name="sts", max_length=128, prompt=prompt)
-    return [main] + [
-        STSEvaluator(main.sentences1, main.sentences2, main.scores, tokenizer, name=f"sts_dim_{d}", prompt=prompt, truncate_dim=d)
-        for d in dims
-    ]
+    return STSEvaluator.from_file(path, tokenizer, name="sts", max_length=128, prompt=args.view_prompts.get("anchor", ""), dims=dims)
 
 
 def distillation_objective(

@@ -23,7 +23,7 @@ from ..evaluation import KNNEvaluator
 from ..models import ContrastiveVisionConfig, ContrastiveVisionModel
 from ..objectives import ContrastiveObjective
 from ..trainer import ContrastiveTrainer, ContrastiveTrainingArguments
-from .arguments import NegativeArguments
+from .arguments import NegativeArguments, record_matryoshka
 from .fashion_mnist import FASHION_MNIST_MEAN, FASHION_MNIST_STD
 from .images import (
     demo_backbone_config,
@@ -189,6 +189,7 @@ def run_vision_recipe(
         training_args.metric_for_best_model = "eval_knn_top1"
 
     model = build_vision_model(model_args)
+    record_matryoshka(model, negative_args.config)
     trainer = ContrastiveTrainer(
         model=model,
         args=training_args,

@@ -112,8 +112,9 @@ class STSEvaluator:
     Each unique sentence is embedded once (``model(**inputs).embeddings``), in batches sorted by
     length, with the model in eval mode under ``torch.inference_mode()`` on the model's device.
     ``last_predictions`` keeps the cosine of every pair from the latest call (CPU float tensor).
-    ``prompt`` is prepended to every sentence (E5 / BGE instructions, e.g. ``"query: "``);
-    ``truncate_dim`` keeps the first values of each embedding (a Matryoshka prefix).
+    ``prompt`` is prepended to every sentence (E5 / BGE instructions, e.g. ``"query: "``); each width in
+    ``dims`` is also scored on the embeddings' first ``d`` values (Matryoshka prefixes, from the same
+    forward pass): ``<name>_dim_<d>_spearman``.
     """
 
     def __init__(
@@ -128,7 +129,7 @@ class STSEvaluator:
         max_length: int = 128,
         show_progress_bar: bool = False,
         prompt: str = "",
-        truncate_dim: int | None = None,
+        dims: Sequence[int] = (),
     ) -> None:
         if not len(sentences1) == len(sentences2) == len(scores):
             raise ValueError(
@@ -147,7 +148,7 @@ class STSEvaluator:
         self.batch_size = batch_size
         self.max_length = max_length
         self.show_progress_bar = show_progress_bar
-        self.prompt, self.truncate_dim = prompt, truncate_dim
+        self.prompt, self.dims = prompt, tuple(int(d) for d in dims)
         unique = list(dict.fromkeys(self.sentences1 + self.sentences2))
         self._unique = sorted(unique, key=len, reverse=True)
         position = {s: i for i, s in enumerate(self._unique)}
@@ -172,10 +173,10 @@ class STSEvaluator:
             self._metric = load_metric("sts_correlation")
         return self._metric
 
-    def predict(self, model: nn.Module) -> torch.Tensor:
-        """Cosine similarity of every pair, ``[num_pairs]`` float32 on CPU."""
+    def embed(self, model: nn.Module) -> torch.Tensor:
+        """The embeddings of the unique sentences (prompted), float32 on CPU."""
         with evaluating(model):
-            embeddings = encode_texts(
+            return encode_texts(
                 model,
                 self.tokenizer,
                 [self.prompt + text for text in self._unique] if self.prompt else self._unique,
@@ -184,17 +185,26 @@ class STSEvaluator:
                 max_length=self.max_length,
                 show_progress_bar=self.show_progress_bar,
                 desc=f"{self.name}: encoding",
-            )
-            if self.truncate_dim is not None:
-                embeddings = embeddings[:, : self.truncate_dim]
-            embeddings = cosine_normalize(embeddings).cpu()
-            return (embeddings[self._index1] * embeddings[self._index2]).sum(-1)
+            ).cpu()
+
+    def cosines(self, embeddings: torch.Tensor, width: int | None = None) -> torch.Tensor:
+        """Cosine of every pair, on the first ``width`` values of each embedding (all by default)."""
+        embeddings = cosine_normalize(embeddings if width is None else embeddings[:, :width])
+        return (embeddings[self._index1] * embeddings[self._index2]).sum(-1)
+
+    def predict(self, model: nn.Module) -> torch.Tensor:
+        """Cosine similarity of every pair, ``[num_pairs]`` float32 on CPU."""
+        return self.cosines(self.embed(model))
+
+    def _correlations(self, predictions: torch.Tensor, prefix: str) -> dict[str, float]:
+        result = self.metric.compute(predictions=predictions.tolist(), references=self.scores)
+        return {f"{prefix}_spearman": float(result["spearman"]), f"{prefix}_pearson": float(result["pearson"])}
 
     def __call__(self, model: nn.Module) -> dict[str, float]:
-        predictions = self.predict(model).clone()
+        embeddings = self.embed(model)
+        predictions = self.cosines(embeddings)
         self.last_predictions = predictions
-        result = self.metric.compute(predictions=predictions.tolist(), references=self.scores)
-        return {
-            f"{self.name}_spearman": float(result["spearman"]),
-            f"{self.name}_pearson": float(result["pearson"]),
-        }
+        metrics = self._correlations(predictions, self.name)
+        for width in self.dims:
+            metrics.update(self._correlations(self.cosines(embeddings, width), f"{self.name}_dim_{width}"))
+        return metrics

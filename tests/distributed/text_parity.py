@@ -18,7 +18,7 @@ from hfcontrast import ContrastiveTextConfig, ContrastiveTextModel
 from hfcontrast.collators import TextPairCollator
 from hfcontrast.demo import default_text_model
 from hfcontrast.distributed import rank
-from hfcontrast.objectives import SimCSE
+from hfcontrast.objectives import ContrastiveObjective, InBatchKL, NegativeConfig, SimCSE
 from hfcontrast.trainer import ContrastiveTrainer, ContrastiveTrainingArguments
 
 WORDS = "red blue green cat dog bird runs sleeps eats big small old new fast slow tree car road".split()
@@ -62,6 +62,7 @@ def main() -> None:
     parser.add_argument("--symmetric", action="store_true")
     parser.add_argument("--pooler", default="mean")
     parser.add_argument("--float64", action="store_true")
+    parser.add_argument("--objective", default="simcse", choices=["simcse", "matryoshka", "kl"])
     args = parser.parse_args()
 
     torch.manual_seed(0)
@@ -74,7 +75,13 @@ def main() -> None:
     if args.float64:
         model = model.double()
     train = datasets.Dataset.from_dict(rows(64))
-    objective = SimCSE(0.05, hard_negative_weight=0.3, symmetric=args.symmetric, queue_size=args.queue_size, encoder=model)
+    negatives = NegativeConfig(matryoshka_dims=(32, 16, 8), matryoshka_weights=(1.0, 0.5, 0.25)) if args.objective == "matryoshka" else None
+    objective: ContrastiveObjective = SimCSE(
+        0.05, hard_negative_weight=0.3, symmetric=args.symmetric, queue_size=args.queue_size, encoder=model, negatives=negatives
+    )
+    if args.objective == "kl":  # in-batch KL from a frozen teacher (another random model) run on the fly
+        teacher = ContrastiveTextModel(ContrastiveTextConfig(backbone_config=backbone, pooler="cls", mlp_head=False))
+        objective = InBatchKL(0.1, teacher_temperature=0.05, teacher=teacher.double() if args.float64 else teacher)
     training_args = ContrastiveTrainingArguments(
         output_dir=args.out, per_device_train_batch_size=args.batch, gradient_accumulation_steps=args.grad_accum,
         max_steps=args.steps, learning_rate=0.1, optim="sgd", lr_scheduler_type="constant", max_grad_norm=0.0,
