@@ -3,13 +3,13 @@
     python benchmarks/text_techniques.py              # all three, about 40 min on 2 CPU cores
     python benchmarks/text_techniques.py matryoshka   # one of: matryoshka, mining, distillation
 
-* **matryoshka**: supervised SimCSE from MiniLM on the SNLI triplets, with and without
+* **matryoshka**: supervised SimCSE from MiniLM on the SNLI triplets (2 epochs), with and without
   ``--matryoshka_dims 384,256,128,64,32``; STS-B dev Spearman at 384 and at 64 dimensions.
-* **mining**: supervised SimCSE from MiniLM on (premise, entailment) pairs, in-batch negatives only vs
+* **mining** (3 seeds): supervised SimCSE from MiniLM on (premise, entailment) pairs, in-batch negatives only vs
   one negative mined (``recipes/mine_negatives.py``, rank window 10-100, ``max_score_ratio`` 0.95) from
   the SNLI sentence pool.
 * **distillation**: a 2-layer student cut from MiniLM on the Wikipedia sentences: unsupervised SimCSE vs
-  in-batch KL distillation from MiniLM (teacher embeddings ahead of time), same steps.
+  in-batch KL distillation from MiniLM (teacher embeddings ahead of time; tau = tau_t = 1), same steps.
 
 Each run is a recipe under ``outputs/bench-text/`` and its ``eval_results.json`` gives the numbers; the
 table prints at the end (and to ``outputs/bench-text/results.md``).
@@ -25,20 +25,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "outputs" / "bench-text"
 SNLI = ROOT / "hfcontrast" / "demo" / "data" / "nli" / "snli_dev_triplets.csv"
-COMMON = ["--per_device_train_batch_size", "64", "--eval_strategy", "no", "--seed", "42", "--overwrite_output_dir"]
+COMMON = ["--per_device_train_batch_size", "64", "--eval_strategy", "no", "--overwrite_output_dir"]
+SEEDS = (42, 1, 2)
 
 
-def recipe(name: str, *args: str) -> dict[str, float]:
-    out = OUT / name
+def recipe(name: str, *args: str, seed: int = 42) -> dict[str, float]:
+    out = OUT / (name if seed == 42 else f"{name}-seed{seed}")
     if not (out / "eval_results.json").is_file():
-        cmd = [sys.executable, str(ROOT / "recipes" / "simcse.py"), "--output_dir", str(out), *COMMON, *args]
+        cmd = [sys.executable, str(ROOT / "recipes" / "simcse.py"), "--output_dir", str(out), *COMMON,
+               "--seed", str(seed), *args]  # fmt: skip
         print("$", " ".join(cmd[1:]), flush=True)
         subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     return json.loads((out / "eval_results.json").read_text())
 
 
 def matryoshka() -> list[list[str]]:
-    steps = ["--demo", "supervised", "--max_steps", "46", "--learning_rate", "2e-5", "--eval_dims", "64"]
+    steps = ["--demo", "supervised", "--num_train_epochs", "2", "--learning_rate", "5e-5", "--eval_dims", "64"]
     plain = recipe("matryoshka-off", *steps)
     nested = recipe("matryoshka-on", *steps, "--matryoshka_dims", "384,256,128,64,32")
     return [
@@ -60,10 +62,18 @@ def mining() -> list[list[str]]:
         subprocess.run([sys.executable, str(ROOT / "recipes" / "mine_negatives.py"), "--output_file", str(mined),
                         "--range_min", "10", "--range_max", "100", "--max_score_ratio", "0.95"], check=True, cwd=ROOT)  # fmt: skip
     steps = ["--max_steps", "46", "--learning_rate", "2e-5"]
-    in_batch = recipe("mining-off", "--train_file", str(pairs), *steps)
-    with_mined = recipe("mining-on", "--train_file", str(mined), *steps)
-    return [[name, f"{r['before_sts_spearman']:.4f}", f"{r['eval_sts_spearman']:.4f}"]
-            for name, r in (("in-batch negatives", in_batch), ("+ 1 mined negative", with_mined))]  # fmt: skip
+    rows = []
+    for name, train in (("in-batch negatives", pairs), ("+ 1 mined negative", mined)):
+        runs = [recipe(f"mining-{'on' if train == mined else 'off'}", "--train_file", str(train), *steps, seed=s) for s in SEEDS]
+        after = [r["eval_sts_spearman"] for r in runs]
+        rows.append([name, f"{runs[0]['before_sts_spearman']:.4f}", mean_sd(after), " / ".join(f"{a:.4f}" for a in after)])
+    return rows
+
+
+def mean_sd(values: list[float]) -> str:
+    mean = sum(values) / len(values)
+    sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return f"{mean:.4f} ± {sd:.4f}"
 
 
 def distillation() -> list[list[str]]:
@@ -71,15 +81,15 @@ def distillation() -> list[list[str]]:
     from hfcontrast.demo import default_text_model
 
     simcse = recipe("distill-off", *steps)
-    kl = recipe("distill-on", *steps, "--teacher_model_name_or_path", default_text_model(),
-                "--teacher_cache_dir", str(OUT / "teacher-cache"))  # fmt: skip
+    kl = recipe("distill-on", *steps, "--teacher_model_name_or_path", default_text_model(), "--temperature", "1.0",
+                "--teacher_temperature", "1.0", "--teacher_cache_dir", str(OUT / "teacher-cache"))  # fmt: skip
     return [[name, f"{r['before_sts_spearman']:.4f}", f"{r['eval_sts_spearman']:.4f}"]
-            for name, r in (("unsupervised SimCSE", simcse), ("in-batch KL from MiniLM", kl))]  # fmt: skip
+            for name, r in (("unsupervised SimCSE", simcse), ("in-batch KL from MiniLM (tau 1)", kl))]  # fmt: skip
 
 
 TABLES = {
-    "matryoshka": (matryoshka, ["run (SNLI, 46 steps of 64)", "STS 384-d", "STS 64-d", "64-d / 384-d"]),
-    "mining": (mining, ["run (SNLI pairs, 46 steps of 64)", "STS before", "STS after"]),
+    "matryoshka": (matryoshka, ["run (SNLI, 2 epochs, batch 64)", "STS 384-d", "STS 64-d", "64-d / 384-d"]),
+    "mining": (mining, ["run (SNLI pairs, 46 steps of 64)", "STS before", "STS after (3 seeds)", "seeds 42 / 1 / 2"]),
     "distillation": (distillation, ["2-layer student (Wikipedia, 186 steps of 64)", "STS before", "STS after"]),
 }
 

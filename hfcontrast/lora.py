@@ -27,8 +27,12 @@ def _peft() -> Any:
 
 
 def has_lora(model: nn.Module) -> bool:
-    """True when the encoder's backbone carries peft adapters."""
-    return hasattr(getattr(model, "backbone", None), "peft_config")
+    """True when the encoder's backbone is wrapped by peft (adapters not merged yet)."""
+    try:
+        import peft
+    except ImportError:
+        return False
+    return isinstance(getattr(model, "backbone", None), peft.PeftModel)
 
 
 def add_lora(
