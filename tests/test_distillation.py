@@ -87,3 +87,14 @@ def test_collator_passes_teacher_columns_and_checks_them() -> None:
     bad = [*rows, {**rows[0], "teacher_p": [float("nan"), 1.0]}]
     with pytest.raises(BadRowsError, match=r"row 1, column 'teacher_p'"):
         check_rows(bad, collator, source="t.jsonl")
+
+
+def test_gradcache_equals_uncached_step_with_in_batch_kl() -> None:
+    from tests.test_gradcache import assert_same, cached, text_batch, uncached
+
+    torch.manual_seed(0)
+    model = text_model(pooler="mean", dropout=0.1).train()
+    teacher = text_model(pooler="mean", dropout=0.0)
+    objective = InBatchKL(0.2, teacher_temperature=0.1, gather=False, teacher=teacher)
+    batch = text_batch()
+    assert_same(cached(model, objective, batch, chunk=5), uncached(model, objective, batch, chunk=5), 1e-5)
