@@ -8,6 +8,7 @@ implementation of the InfoNCE family; :func:`info_nce`, :func:`nt_xent`, :func:`
 from __future__ import annotations
 
 from .clip import clip_loss
+from .clustering import dino_loss, kmeans, proto_nce_term, sinkhorn_knopp, swapped_prediction_loss
 from .distillation import in_batch_kl_loss, margin_mse_loss, pair_scores
 from .engine import FNCLMode, contrastive_from_logits, contrastive_loss
 from .infonce import info_nce, nt_xent, nt_xent_roles, similarity_matrix
@@ -44,12 +45,14 @@ __all__ = [
     "contrastive_loss",
     "dcl_loss",
     "debiased_info_nce",
+    "dino_loss",
     "draw_mochi",
     "duplicate_mask",
     "fncl_false_negatives",
     "hard_negative_log_weights",
     "in_batch_kl_loss",
     "info_nce",
+    "kmeans",
     "margin_mse_loss",
     "masked_logsumexp",
     "matryoshka_loss",
@@ -58,11 +61,14 @@ __all__ = [
     "nt_xent",
     "nt_xent_roles",
     "pair_scores",
+    "proto_nce_term",
     "same_label_mask",
     "siglip_loss",
     "similarity_matrix",
     "simsiam_loss",
+    "sinkhorn_knopp",
     "supcon_loss",
+    "swapped_prediction_loss",
     "text_ids",
     "top1_accuracy",
     "uniformity",
