@@ -7,6 +7,7 @@ from .config import NegativeConfig
 from .contrast import InfoNCEObjective
 from .distill import InBatchKL, MarginMSE
 from .moco import MoCo
+from .nnclr import NNCLR
 from .simclr import SimCLR
 from .simcse import SimCSE
 from .simsiam import SimSiam
@@ -15,6 +16,7 @@ from .state import KeyQueue, MomentumEncoder
 __all__ = [
     "BYOL",
     "CLIP",
+    "NNCLR",
     "ContrastiveObjective",
     "Encoder",
     "InBatchKL",
