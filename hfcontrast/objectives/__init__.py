@@ -12,6 +12,7 @@ from .simclr import SimCLR
 from .simcse import SimCSE
 from .simsiam import SimSiam
 from .state import KeyQueue, MomentumEncoder
+from .swav import SwAV
 
 __all__ = [
     "BYOL",
@@ -31,6 +32,7 @@ __all__ = [
     "SimCLR",
     "SimCSE",
     "SimSiam",
+    "SwAV",
     "encode",
     "pair_stats",
 ]
