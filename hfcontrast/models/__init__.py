@@ -9,7 +9,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedMode
 from .configuration_dual import ContrastiveDualEncoderConfig
 from .configuration_text import ContrastiveTextConfig
 from .configuration_vision import ContrastiveVisionConfig
-from .heads import MLPHead, Predictor
+from .heads import DINOHead, MLPHead, Predictor
 from .modeling_dual import ContrastiveDualEncoder
 from .modeling_text import ContrastiveTextModel
 from .modeling_vision import ContrastiveVisionModel
@@ -41,6 +41,7 @@ __all__ = [
     "ContrastiveTextModel",
     "ContrastiveVisionConfig",
     "ContrastiveVisionModel",
+    "DINOHead",
     "DualEncoderOutput",
     "MLPHead",
     "Predictor",

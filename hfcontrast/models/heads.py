@@ -53,3 +53,23 @@ class Predictor(nn.Sequential):
         """Predict both views in one batch (one set of BatchNorm statistics); return the two halves."""
         out = self(torch.cat([first, second]))
         return out[: first.shape[0]], out[first.shape[0] :]
+
+
+class DINOHead(nn.Module):
+    """DINO's projection head (Caron et al. 2021): a 3-layer GELU MLP to a bottleneck, L2 normalisation, then
+    a linear layer without bias to ``out_dim`` prototype logits. A training head held by the objective (the
+    student's; the teacher keeps an EMA copy). The paper's weight normalisation of the last layer is left
+    out."""
+
+    def __init__(self, dim: int, out_dim: int, hidden_dim: int = 2048, bottleneck_dim: int = 256) -> None:
+        super().__init__()
+        if min(dim, out_dim, hidden_dim, bottleneck_dim) < 1:
+            raise ValueError("DINO head widths must be >= 1")
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, hidden_dim), nn.GELU(),
+            nn.Linear(hidden_dim, bottleneck_dim),
+        )  # fmt: skip
+        self.last = nn.Linear(bottleneck_dim, out_dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.last(nn.functional.normalize(self.mlp(x), dim=-1))

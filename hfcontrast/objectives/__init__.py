@@ -5,6 +5,7 @@ from .byol import BYOL
 from .clip import CLIP, SigLIP
 from .config import NegativeConfig
 from .contrast import InfoNCEObjective
+from .dino import DINO
 from .distill import InBatchKL, MarginMSE
 from .moco import MoCo
 from .nnclr import NNCLR
@@ -17,6 +18,7 @@ from .swav import SwAV
 __all__ = [
     "BYOL",
     "CLIP",
+    "DINO",
     "NNCLR",
     "ContrastiveObjective",
     "Encoder",
