@@ -40,10 +40,14 @@ def _faiss() -> Any:
     return faiss
 
 
+def _share(state: PartialState, n: int) -> slice:
+    """This process's contiguous share of ``n`` rows (the shares of all processes, in order, cover them)."""
+    return slice(n * state.process_index // state.num_processes, n * (state.process_index + 1) // state.num_processes)
+
+
 def _embed_shared(state: PartialState, model: Any, tokenizer: Any, texts: list[str], **kwargs: Any) -> torch.Tensor:
     """Every process embeds its contiguous share; all get the whole ``[N, D]`` (normalised, CPU)."""
-    bounds = [len(texts) * r // state.num_processes for r in range(state.num_processes + 1)]
-    mine = texts[bounds[state.process_index] : bounds[state.process_index + 1]]
+    mine = texts[_share(state, len(texts))]
     part = F.normalize(embed_texts(model, tokenizer, mine, **kwargs), dim=-1).cpu() if mine else None
     if state.num_processes == 1:
         assert part is not None
@@ -159,8 +163,7 @@ def mine_hard_negatives(
     positive_scores = (query_emb * corpus_emb[torch.tensor([where[p] for p in positives])]).sum(-1)
     excluded = torch.tensor([[where[p], where.get(a, -1)] for a, p in zip(anchors, positives)], dtype=torch.long)
     # Each process searches a contiguous share of the anchors; the shares are gathered in order.
-    bounds = [len(anchors) * r // state.num_processes for r in range(state.num_processes + 1)]
-    rows = slice(bounds[state.process_index], bounds[state.process_index + 1])
+    rows = _share(state, len(anchors))
     chosen = torch.empty((0, num_negatives), dtype=torch.long)
     if rows.stop > rows.start:
         scores, indices = top_candidates(

@@ -16,12 +16,12 @@ import os
 from dataclasses import dataclass, field
 
 from accelerate import PartialState
-from transformers import AutoConfig, AutoTokenizer, HfArgumentParser
+from transformers import AutoTokenizer, HfArgumentParser
 
-from hfcontrast import ContrastiveTextConfig, ContrastiveTextModel
 from hfcontrast.collators import TextPairCollator
 from hfcontrast.demo import SNLI_TRIPLETS, data_file, default_text_model, load_text_dataset
 from hfcontrast.demo.runs import use_all_cpu_cores_when_alone
+from hfcontrast.demo.text_options import load_text_encoder
 from hfcontrast.mining import mine_hard_negatives
 
 logger = logging.getLogger("mine_negatives")
@@ -61,24 +61,21 @@ def main() -> None:
     if suffix not in (".jsonl", ".csv", ".parquet"):
         raise ValueError(f"--output_file {args.output_file}: expected .jsonl, .csv or .parquet")
     train_file = args.train_file or data_file(SNLI_TRIPLETS)
-    pairs = load_text_dataset(train_file, max_samples=args.max_train_samples)
+    table = load_text_dataset(train_file)
+    pairs = table.select(range(min(args.max_train_samples, len(table)))) if args.max_train_samples else table
     columns = TextPairCollator.from_column_names(
         None, pairs.column_names, anchor_column=args.anchor_column, positive_column=args.positive_column  # type: ignore[arg-type]
     ).columns
     anchor, positive = columns[0], columns[1]
-    pairs = pairs.select_columns([anchor, positive])
     corpus: list[str] = []
     if args.corpus_file:
-        table = load_text_dataset(args.corpus_file, flag="--corpus_file")
-        corpus = list(table[args.corpus_column or table.column_names[0]])
-    elif args.train_file is None:  # the demo: every SNLI sentence is a candidate
-        corpus = list(dict.fromkeys(load_text_dataset(train_file).flatten_indices()["hard_neg"]))
+        extra = load_text_dataset(args.corpus_file, flag="--corpus_file")
+        corpus = list(extra[args.corpus_column or extra.column_names[0]])
+    elif args.train_file is None:  # the demo: every SNLI sentence is a candidate (all rows' contradictions too)
+        corpus = list(dict.fromkeys(table["hard_neg"]))
+    pairs = pairs.select_columns([anchor, positive])
     path = args.model_name_or_path or default_text_model()
-    if isinstance(AutoConfig.from_pretrained(path), ContrastiveTextConfig):
-        model = ContrastiveTextModel.from_pretrained(path)
-    else:
-        model = ContrastiveTextModel.from_backbone_pretrained(path, pooler="mean")
-    model.to(state.device)
+    model = load_text_encoder(path, pooler="mean").to(state.device)
     mined = mine_hard_negatives(
         pairs, model, AutoTokenizer.from_pretrained(path), anchor_column=anchor, positive_column=positive,
         corpus=corpus, num_negatives=args.num_negatives, range_min=args.range_min, range_max=args.range_max,

@@ -179,12 +179,13 @@ def main() -> None:
     if techniques.distills:
         if objective_args.queue_size or objective_args.momentum is not None or negatives.active:
             raise ValueError("distillation follows the teacher's scores: drop --queue_size, --momentum and the negative flags")
-        objective = None
-        for name, collator in collators.items():
-            objective, sources[name], extra = distillation_objective(
-                techniques, sources[name], collator.columns, tokenizer, objective_args.temperature
-            )
-            collators[name] = source_collator(tokenizer, sources[name].column_names, data_args, **columns, **extra)
+        text_columns = {name: collator.columns for name, collator in collators.items()}
+        objective, sources, extra = distillation_objective(
+            techniques, sources, text_columns, tokenizer, objective_args.temperature
+        )
+        collators = {
+            name: source_collator(tokenizer, d.column_names, data_args, **columns, **extra) for name, d in sources.items()
+        }
     else:
         objective = SimCSE(
             objective_args.temperature, hard_negative_weight=objective_args.hard_negative_weight,

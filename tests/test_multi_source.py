@@ -27,13 +27,14 @@ SIZES = [40, 120, 80]
 
 
 def test_every_batch_and_every_group_is_single_source() -> None:
+    dataset = MultiSourceDataset({str(i): range(n) for i, n in enumerate(SIZES)})
     for policy in ("proportional", "round_robin", "temperature"):
         sampler = SingleSourceBatchSampler(SIZES, 4, policy=policy, group=2, seed=1)
         batches = list(sampler)
         assert len(batches) == len(sampler) and all(len(b) == 4 for b in batches)
-        source = [MultiSourceDataset({str(i): range(n) for i, n in enumerate(SIZES)}).locate(b[0])[0] for b in batches]
+        source = [dataset.locate(b[0])[0] for b in batches]
         for batch, s in zip(batches, source):
-            assert {MultiSourceDataset({str(i): range(n) for i, n in enumerate(SIZES)}).locate(i)[0] for i in batch} == {s}
+            assert {dataset.locate(i)[0] for i in batch} == {s}
         # accelerate gives process r the batches r, r + 2, ...: at each step both processes share a source
         assert all(source[i] == source[i + 1] for i in range(0, len(source), 2)), policy
 

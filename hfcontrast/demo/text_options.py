@@ -121,12 +121,17 @@ def sts_evaluator(path: str, tokenizer: Any, args: TextTechniqueArguments, negat
 
 
 def distillation_objective(
-    args: TextTechniqueArguments, train: Any, columns: tuple[str, ...], tokenizer: Any, temperature: float
-) -> tuple[Any, Any, dict[str, Any]]:
-    """``(objective, train dataset, collator keywords)`` for ``--distillation``: teacher embeddings of the
-    ``columns`` computed once and cached (or the teacher run on the fly)."""
+    args: TextTechniqueArguments,
+    sources: dict[str, Any],
+    columns: dict[str, tuple[str, ...]],
+    tokenizer: Any,
+    temperature: float,
+) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """``(objective, training datasets, collator keywords)`` for ``--distillation``: the teacher is loaded
+    once; each dataset's text ``columns`` get teacher embeddings computed once and cached (or the teacher
+    runs on the fly)."""
     if args.teacher_margin_column is not None:
-        return MarginMSE(), train, {"teacher_margin_column": args.teacher_margin_column}
+        return MarginMSE(), sources, {"teacher_margin_column": args.teacher_margin_column}
     path = args.teacher_model_name_or_path
     assert path is not None
     teacher, teacher_tokenizer = load_text_encoder(path, pooler="mean"), AutoTokenizer.from_pretrained(path)
@@ -138,11 +143,16 @@ def distillation_objective(
         extra = {"teacher": teacher}
     else:
         name = os.path.abspath(path) if os.path.exists(path) else path
-        train = add_teacher_embeddings(train, teacher, teacher_tokenizer, columns, teacher_name=name, cache_dir=args.teacher_cache_dir)
+        sources = {
+            source: add_teacher_embeddings(
+                train, teacher, teacher_tokenizer, columns[source], teacher_name=name, cache_dir=args.teacher_cache_dir
+            )
+            for source, train in sources.items()
+        }
         kwargs, extra = {"teacher_embeddings": True}, {}
     if args.distillation == "margin_mse":
-        return MarginMSE(**extra), train, kwargs
-    return InBatchKL(temperature, teacher_temperature=args.teacher_temperature, **extra), train, kwargs
+        return MarginMSE(**extra), sources, kwargs
+    return InBatchKL(temperature, teacher_temperature=args.teacher_temperature, **extra), sources, kwargs
 
 
 def export_text_model(trainer: Any, args: TextTechniqueArguments) -> None:
