@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 
 class ObjectiveStepCallback(TrainerCallback):
     """Before each optimizer step: average the objective's own gradients over processes (DDP only
-    wraps the model). After it: let the objective update momentum encoders and flush queues."""
+    wraps the model). After it: clear those gradients and let the objective update momentum encoders and
+    flush queues."""
 
     def __init__(self, trainer: ContrastiveTrainer) -> None:
         self.trainer = trainer
@@ -33,5 +34,9 @@ class ObjectiveStepCallback(TrainerCallback):
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
+        # Trainer zeroes the model's gradients only (``model.zero_grad()``): without this the objective's
+        # own parameters (predictors, prototypes, heads) would sum their gradients over every step.
+        for param in self.trainer.objective.trainable_parameters():
+            param.grad = None
         model = self.trainer.accelerator.unwrap_model(self.trainer.model)
         self.trainer.objective.after_optimizer_step(model, state.global_step, state.max_steps)
