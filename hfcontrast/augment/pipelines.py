@@ -237,6 +237,16 @@ def byol_pipelines(
     return ViewPipeline.from_params(first, seed=seed), ViewPipeline.from_params(second, seed=other_seed)
 
 
+def local_crop_pipeline(
+    global_pipeline: ViewPipeline, size: int, crop_scale: tuple[float, float] = (0.05, 0.4)
+) -> ViewPipeline:
+    """A multi-crop local view (Caron et al. 2020, SwAV): the global pipeline's augmentation at the smaller
+    ``size``, cropping a smaller area fraction ``crop_scale`` (SwAV / DINO: 96 px, 0.05-0.4 of 224 px)."""
+    if global_pipeline.params is None:
+        raise ValueError("local_crop_pipeline needs a pipeline built from ViewParams (ViewPipeline.from_params)")
+    return ViewPipeline.from_params(replace(global_pipeline.params, size=size, crop_scale=crop_scale))
+
+
 def eval_pipeline(
     size: int = 224,
     mean: Sequence[float] = IMAGENET_MEAN,

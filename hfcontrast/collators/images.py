@@ -266,6 +266,27 @@ class MultiViewCollator(SeededCollator):
         self.index_column = index_column
         self._init_randomness(seed)
 
+    @classmethod
+    def multi_crop(
+        cls,
+        global_pipeline: ViewPipeline | Sequence[ViewPipeline],
+        local_pipeline: ViewPipeline,
+        local_crops: int,
+        image_column: str = "image",
+        **kwargs: Any,
+    ) -> MultiViewCollator:
+        """Multi-crop (Caron et al. 2020): the global views ``query`` and ``key`` plus ``local_0 ..
+        local_{V-1}`` from ``local_pipeline`` (a smaller size, see
+        :func:`~hfcontrast.augment.local_crop_pipeline`). The trainer embeds each resolution in one forward."""
+        if isinstance(local_crops, bool) or not isinstance(local_crops, int) or local_crops < 0:
+            raise ValueError(f"local_crops must be an integer >= 0, got {local_crops!r}")
+        globals_ = [global_pipeline] * 2 if isinstance(global_pipeline, ViewPipeline) else list(global_pipeline)
+        if len(globals_) != 2:
+            raise ValueError(f"multi-crop has 2 global views: pass one pipeline or two, got {len(globals_)}")
+        names = ("query", "key", *(f"local_{i}" for i in range(local_crops)))
+        pipelines = [*globals_, *[local_pipeline] * local_crops]
+        return cls(image_column, len(names), names, pipelines, **kwargs)
+
     def row_spec(self) -> RowSpec:
         """What a row must hold: a readable image, and integer labels / ids / row indices."""
         return image_row_spec(self.image_column, self.label_column, self.id_column, self.index_column)

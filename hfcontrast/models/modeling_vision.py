@@ -5,6 +5,7 @@ Copied into checkpoints for ``trust_remote_code``: only single-dot relative impo
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
@@ -50,6 +51,9 @@ class ContrastiveVisionModel(PreTrainedModel):
             )
         elif config.projection == "linear":
             self.projection = MLPHead(config.pooled_dim, config.projection_dim, kind="linear")
+        size = getattr(config.backbone_config, "image_size", None)
+        self._native_size = (size, size) if isinstance(size, int) else tuple(size or ())
+        self._interpolates = "interpolate_pos_encoding" in inspect.signature(self.backbone.forward).parameters
         self.post_init()
 
     @property
@@ -101,6 +105,9 @@ class ContrastiveVisionModel(PreTrainedModel):
         """Embed ``pixel_values [B, C, H, W]``. ``use_head`` (the projection head) defaults to
         ``self.training or config.use_projection_at_inference``; extra kwargs (e.g.
         ``interpolate_pos_encoding``) go to the backbone."""
+        if self._interpolates and "interpolate_pos_encoding" not in kwargs:
+            # multi-crop's local crops (and any other size) through a ViT: interpolated position embeddings
+            kwargs["interpolate_pos_encoding"] = tuple(pixel_values.shape[-2:]) != self._native_size
         outputs = self.backbone(pixel_values=pixel_values, return_dict=True, **kwargs)
         pooled = pool_image(self.config.pooler, outputs.last_hidden_state, getattr(outputs, "pooler_output", None))
         if use_head is None:

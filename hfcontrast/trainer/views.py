@@ -38,14 +38,24 @@ def _concat(group: list[dict[str, Tensor]]) -> dict[str, Tensor]:
     return merged
 
 
+_TOKEN_KEYS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
+
+
+def _group_key(view: Mapping[str, Tensor]) -> tuple[Any, ...]:
+    """Views stack when they have the same inputs and, except for token lengths (padded), the same
+    shapes: multi-crop's global and local crops (two resolutions) are two groups, two forwards."""
+    return tuple((key, None if key in _TOKEN_KEYS else tuple(view[key].shape[1:])) for key in sorted(view))
+
+
 def group_views(views: Mapping[str, Mapping[str, Tensor]]) -> list[tuple[list[str], dict[str, Tensor], list[int]]]:
-    """Group views with the same input names (one encoder) and concatenate each group along the batch.
+    """Group views with the same input names (one encoder) and image size, and concatenate each group
+    along the batch.
 
     Returns ``[(view_names, concatenated_inputs, rows_per_view), ...]`` in first-seen order.
     """
-    groups: dict[tuple[str, ...], list[str]] = {}
+    groups: dict[tuple[Any, ...], list[str]] = {}
     for name, view in views.items():
-        groups.setdefault(tuple(sorted(view)), []).append(name)
+        groups.setdefault(_group_key(view), []).append(name)
     result = []
     for names in groups.values():
         sizes = [next(iter(views[name].values())).shape[0] for name in names]
@@ -84,7 +94,6 @@ def model_embeddings(model: nn.Module, inputs: Mapping[str, Tensor]) -> Tensor:
 
 
 # ----------------------------------------------------------------------------- chunking (GradCache)
-_TOKEN_KEYS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
 
 
 def trim_padding(inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
