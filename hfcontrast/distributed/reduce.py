@@ -28,6 +28,16 @@ def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
     return all_reduce_sum(value) / dist.get_world_size()
 
 
+def broadcast_tensor(value: torch.Tensor, source: int = 0) -> torch.Tensor:
+    """Process ``source``'s tensor on every process (same shape and dtype everywhere), on the collective's
+    device; identity on one process."""
+    if not is_distributed():
+        return value
+    value = on_collective_device(value.detach()).clone()
+    dist.broadcast(value, src=source)
+    return value
+
+
 def broadcast_object(value: T, source: int = 0) -> T:
     """Process ``source``'s ``value`` on every process (a decision one process makes for all of them);
     identity on one process."""

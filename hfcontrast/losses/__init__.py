@@ -8,7 +8,14 @@ implementation of the InfoNCE family; :func:`info_nce`, :func:`nt_xent`, :func:`
 from __future__ import annotations
 
 from .clip import clip_loss
-from .clustering import dino_loss, kmeans, proto_nce_term, sinkhorn_knopp, swapped_prediction_loss
+from .clustering import (
+    concentration,
+    dino_loss,
+    kmeans,
+    proto_nce_term,
+    sinkhorn_knopp,
+    swapped_prediction_loss,
+)
 from .distillation import in_batch_kl_loss, margin_mse_loss, pair_scores
 from .engine import FNCLMode, contrastive_from_logits, contrastive_loss
 from .infonce import info_nce, nt_xent, nt_xent_roles, similarity_matrix
@@ -41,6 +48,7 @@ __all__ = [
     "chunked_info_nce",
     "clip_loss",
     "collapse_std",
+    "concentration",
     "contrastive_from_logits",
     "contrastive_loss",
     "dcl_loss",

@@ -108,8 +108,9 @@ def kmeans(x: Tensor, k: int, *, iterations: int = 20, seed: int = 0) -> tuple[T
     x = F.normalize(x.double(), dim=-1)
     generator = torch.Generator(device="cpu").manual_seed(seed)
     chosen = [int(torch.randint(x.shape[0], (1,), generator=generator))]
-    for _ in range(1, k):
-        distance = (1 - x @ x[chosen].T).clamp_min(0).min(dim=1).values
+    distance = torch.full((x.shape[0],), float("inf"), dtype=x.dtype, device=x.device)
+    for _ in range(1, k):  # distance to the nearest chosen centre, updated with the newest one: O(N k D)
+        distance = torch.minimum(distance, (1 - x @ x[chosen[-1]]).clamp_min(0))
         weights = distance.cpu() + 1e-12
         chosen.append(int(torch.multinomial(weights / weights.sum(), 1, generator=generator)))
     centroids = x[chosen].clone()

@@ -9,6 +9,7 @@ from .dino import DINO
 from .distill import InBatchKL, MarginMSE
 from .moco import MoCo
 from .nnclr import NNCLR
+from .pcl import PCL
 from .simclr import SimCLR
 from .simcse import SimCSE
 from .simsiam import SimSiam
@@ -20,6 +21,7 @@ __all__ = [
     "CLIP",
     "DINO",
     "NNCLR",
+    "PCL",
     "ContrastiveObjective",
     "Encoder",
     "InBatchKL",
