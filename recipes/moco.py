@@ -1,11 +1,12 @@
-"""MoCo v2 / v3 (He et al. 2020; Chen et al. 2020b, 2021), BYOL (Grill et al. 2020), SimSiam (Chen & He 2021).
+"""MoCo v2 / v3 (He et al. 2020; Chen et al. 2020b, 2021), BYOL (Grill et al. 2020), SimSiam (Chen & He 2021),
+PCL / ProtoNCE (Li et al. 2021).
 
     accelerate launch recipes/moco.py                    # offline demo: MoCo v2, small ResNet, Fashion-MNIST
-    accelerate launch recipes/moco.py --method mocov3    # or byol, simsiam
+    accelerate launch recipes/moco.py --method mocov3    # or byol, simsiam, pcl
     accelerate launch recipes/moco.py --train_file train_dir/ --validation_file val_dir/ \
         --model_name_or_path microsoft/resnet-50 --image_size 224 --queue_size 65536 --momentum 0.999
 
-The momentum (key / target) encoder, the queue and the predictor belong to the objective: they are
+The momentum (key / target) encoder, the queue, the predictor and PCL's clusters belong to the objective: they are
 saved in every checkpoint and restored on resume, never exported. Wiring only: arguments ->
 ``hfcontrast.demo.vision.run_vision_recipe`` (dataset -> collator -> model -> objective ->
 ContrastiveTrainer -> exported model, eval_results.json, training.png, model card).
@@ -15,26 +16,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from transformers import HfArgumentParser
-
 from hfcontrast import ContrastiveVisionModel
-from hfcontrast.demo.arguments import NegativeArguments, epochs_replace_steps
+from hfcontrast.demo.arguments import NegativeArguments
 from hfcontrast.demo.vision import (
-    VisionDataArguments,
     VisionDemoTrainingArguments,
-    VisionModelArguments,
+    parse_vision_arguments,
     run_vision_recipe,
 )
-from hfcontrast.objectives import BYOL, ContrastiveObjective, MoCo, SimSiam
+from hfcontrast.objectives import BYOL, PCL, ContrastiveObjective, MoCo, SimSiam
 
-METHODS = {"mocov2": "MoCo v2", "mocov3": "MoCo v3", "byol": "BYOL", "simsiam": "SimSiam"}
+METHODS = {"mocov2": "MoCo v2", "mocov3": "MoCo v3", "byol": "BYOL", "simsiam": "SimSiam", "pcl": "PCL"}
 # Paper augmentation of each method, for data other than the demo's (which uses "light").
-AUGMENTATIONS = {"mocov2": "mocov2", "mocov3": "byol", "byol": "byol", "simsiam": "mocov2"}
+AUGMENTATIONS = {"mocov2": "mocov2", "mocov3": "byol", "byol": "byol", "simsiam": "mocov2", "pcl": "mocov2"}
 
 
 @dataclass
 class ObjectiveArguments:
-    method: str = field(default="mocov2", metadata={"help": "mocov2 | mocov3 | byol | simsiam"})
+    method: str = field(default="mocov2", metadata={"help": "mocov2 | mocov3 | byol | simsiam | pcl"})
     temperature: float = field(default=0.2, metadata={"help": "MoCo softmax temperature tau."})
     queue_size: int = field(default=4096, metadata={"help": "MoCo v2: queued negative keys."})
     momentum: float = field(default=0.99, metadata={"help": "Key / target encoder EMA momentum (start)."})
@@ -42,6 +40,12 @@ class ObjectiveArguments:
         default=None, metadata={"help": "End of the cosine momentum schedule (default: 1 for v3/BYOL, constant for v2)."}
     )
     predictor_hidden_dim: int = field(default=512, metadata={"help": "MoCo v3 / BYOL / SimSiam predictor width."})
+    num_clusters: str = field(default="100,200,400", metadata={"help": "PCL: k of each k-means clustering."})
+    cluster_every_steps: int | None = field(
+        default=200, metadata={"help": "PCL: re-cluster every N optimizer steps (0: at each epoch's start)."}
+    )
+    cluster_start_step: int = field(default=100, metadata={"help": "PCL: InfoNCE only before this step (warm-up)."})
+    prototype_weight: float = field(default=1.0, metadata={"help": "PCL: weight of the prototype term."})
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -53,9 +57,17 @@ class MoCoTrainingArguments(VisionDemoTrainingArguments):
     output_dir: str | None = field(default="outputs/moco")
 
 
-def build_objective(args: ObjectiveArguments, model: ContrastiveVisionModel, options: NegativeArguments) -> ContrastiveObjective:
+def build_objective(
+    args: ObjectiveArguments, model: ContrastiveVisionModel, options: NegativeArguments, rows: int
+) -> ContrastiveObjective:
     if args.method in ("byol", "simsiam") and options.config.active:
         raise ValueError(f"--method {args.method} has no negatives: the negative-handling options do not apply")
+    if args.method == "pcl":
+        return PCL(
+            model, num_rows=rows, num_clusters=[int(k) for k in args.num_clusters.split(",")],
+            prototype_weight=args.prototype_weight, temperature=args.temperature, queue_size=args.queue_size,
+            momentum=args.momentum, final_momentum=args.final_momentum, negatives=options.config,
+        )  # fmt: skip
     if args.method == "simsiam":
         return SimSiam(predictor_hidden_dim=args.predictor_hidden_dim, encoder=model)
     final = args.final_momentum if args.final_momentum is not None else 1.0
@@ -70,16 +82,17 @@ def build_objective(args: ObjectiveArguments, model: ContrastiveVisionModel, opt
 
 
 def main() -> None:
-    parser = HfArgumentParser(
-        (VisionModelArguments, VisionDataArguments, ObjectiveArguments, NegativeArguments, MoCoTrainingArguments)
+    model_args, data_args, objective_args, negative_args, training_args = parse_vision_arguments(
+        ObjectiveArguments, training=MoCoTrainingArguments
     )
-    model_args, data_args, objective_args, negative_args, training_args = parser.parse_args_into_dataclasses()
-    epochs_replace_steps(training_args)
     run_vision_recipe(
         model_args, data_args, negative_args, training_args,
         method=METHODS[objective_args.method], paper_augmentation=AUGMENTATIONS[objective_args.method],
-        build_objective=lambda model: build_objective(objective_args, model, negative_args),
+        build_objective=lambda model, rows: build_objective(objective_args, model, negative_args, rows),
         hyperparameters=vars(objective_args),
+        cluster_refresh={
+            "every_n_steps": objective_args.cluster_every_steps or None, "start_step": objective_args.cluster_start_step,
+        },
     )  # fmt: skip
 
 

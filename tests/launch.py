@@ -88,3 +88,28 @@ def run_failing(command: list[str], timeout: int = 600) -> str:
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     assert result.returncode != 0, f"{' '.join(command)} succeeded:\n{result.stdout[-3000:]}"
     return result.stdout + result.stderr
+
+
+def assert_same_run(
+    ranks: list[dict], reference: dict, name: str, *, steps: int, loss_rel: float, rel: float, atol: float
+) -> None:
+    """Dumps of a parity script (tests/distributed/*_parity.py): the processes' local losses average to the
+    single process's, micro-batch by micro-batch, and every process's gradients, weights and objective state
+    equal the single process's (``rtol=rel``, ``atol``)."""
+    import pytest
+    import torch
+
+    assert not reference["ddp"] and all(dump["ddp"] for dump in ranks)
+    local = [dump["losses"] for dump in ranks]
+    assert local[0] != local[1]  # the ranks really held different rows
+    assert [(a + b) / 2 for a, b in zip(*local)] == pytest.approx(reference["losses"], rel=loss_rel), name
+    assert len(reference["grads"]) == steps
+    for dump in ranks:
+        for got, want in zip(dump["grads"], reference["grads"], strict=True):
+            assert got.keys() == want.keys()
+            for key, value in want.items():
+                torch.testing.assert_close(got[key], value, rtol=rel, atol=atol, msg=f"{name} {key}")
+        for part in ("weights", "objective"):
+            assert dump[part].keys() == reference[part].keys()
+            for key, value in reference[part].items():
+                torch.testing.assert_close(dump[part][key], value, rtol=rel, atol=atol, msg=f"{name} {part} {key}")

@@ -12,7 +12,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 from PIL import Image
-from transformers import ConvNextImageProcessorPil, PreTrainedConfig, ResNetConfig
+from transformers import ConvNextImageProcessorPil, PreTrainedConfig, ResNetConfig, ViTConfig
 
 from ..augment import (
     ViewParams,
@@ -185,9 +185,16 @@ def knn_subset(rows: Sequence[dict] | datasets.Dataset, size: int | None, seed: 
     return rows.select(order) if isinstance(rows, datasets.Dataset) else [rows[int(i)] for i in order]
 
 
-def demo_backbone_config() -> PreTrainedConfig:
-    """The demo's small ResNet: a 32-channel stem, basic blocks, one per stage, widths 32/64/128/256,
-    RGB input (a 256-d pooled feature)."""
+def demo_backbone_config(kind: str = "resnet") -> PreTrainedConfig:
+    """The demo's small backbones. ``resnet``: a 32-channel stem, basic blocks, one per stage, widths
+    32/64/128/256 (a 256-d pooled feature); ``vit``: 28 px, 4 px patches, 4 layers, 4 heads, width 64."""
+    if kind == "vit":
+        return ViTConfig(
+            image_size=28, patch_size=4, num_channels=3, hidden_size=64, num_hidden_layers=4, num_attention_heads=4,
+            intermediate_size=256,
+        )  # fmt: skip
+    if kind != "resnet":
+        raise ValueError(f"demo backbone must be resnet or vit, got {kind!r}")
     return ResNetConfig(
         num_channels=3, embedding_size=32, hidden_sizes=[32, 64, 128, 256], depths=[1, 1, 1, 1], layer_type="basic"
     )

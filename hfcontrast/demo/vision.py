@@ -12,18 +12,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from transformers import AutoConfig
+from transformers import AutoConfig, HfArgumentParser
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
-from ..augment import IMAGENET_MEAN, IMAGENET_STD
+from ..augment import IMAGENET_MEAN, IMAGENET_STD, ViewPipeline, local_crop_pipeline
 from ..augment.device_views import DeviceViews
 from ..collators import ImageEvalCollator, MultiViewCollator, RawImageCollator
 from ..collators.seeding import CollatorEpochCallback
 from ..evaluation import KNNEvaluator
 from ..models import ContrastiveVisionConfig, ContrastiveVisionModel
-from ..objectives import ContrastiveObjective
+from ..objectives import PCL, ContrastiveObjective
 from ..trainer import ContrastiveTrainer, ContrastiveTrainingArguments
-from .arguments import NegativeArguments, record_matryoshka
+from ..trainer.clusters import ClusterRefreshCallback
+from .arguments import NegativeArguments, epochs_replace_steps, record_matryoshka
 from .fashion_mnist import FASHION_MNIST_MEAN, FASHION_MNIST_STD
 from .images import (
     demo_backbone_config,
@@ -48,6 +49,9 @@ class VisionModelArguments:
     config_overrides: str | None = field(
         default=None, metadata={"help": "Backbone config changes, e.g. 'embedding_size=32,hidden_act=gelu'."}
     )
+    demo_backbone: str = field(default="resnet", metadata={"help": "Random-init default: resnet | vit (small, patch 4)."})
+    pooler: str = field(default="auto", metadata={"help": "auto | cls | mean (see ContrastiveVisionConfig)."})
+    projection: str = field(default="mlp", metadata={"help": "Projection head: mlp | linear | none."})
     projection_dim: int = field(default=128, metadata={"help": "Output width of the projection head."})
     projection_hidden_dim: int | None = field(default=None, metadata={"help": "Hidden width (default: backbone's)."})
 
@@ -75,6 +79,11 @@ class VisionDataArguments:
         },
     )
     crop_min_scale: float | None = field(default=None, metadata={"help": "Smallest random-crop area fraction."})
+    local_crops: int = field(
+        default=0, metadata={"help": "Multi-crop (SwAV, DINO): local views besides the 2 global ones."}
+    )
+    local_image_size: int = field(default=12, metadata={"help": "Side of the multi-crop local views."})
+    local_crop_scale: str = field(default="0.05,0.35", metadata={"help": "Local views' crop area fraction: min,max."})
     jitter_strength: float = field(default=0.5, metadata={"help": "'light': brightness/contrast jitter strength."})
     eval_crop_fraction: float | None = field(
         default=None, metadata={"help": "Centre-crop fraction of the eval view (default: 1 for the demo, else 0.875)."}
@@ -108,14 +117,32 @@ class VisionDemoTrainingArguments(ContrastiveTrainingArguments):
     dataloader_drop_last: bool = field(default=True)
 
 
+def parse_vision_arguments(
+    objective: type,
+    *,
+    model: type = VisionModelArguments,
+    data: type = VisionDataArguments,
+    training: type = VisionDemoTrainingArguments,
+) -> tuple[Any, ...]:
+    """An image recipe's command line: ``(model, data, objective, negative, training)`` arguments, with
+    ``--num_train_epochs`` replacing the demo's ``max_steps`` when given."""
+    classes: Any = (model, data, objective, NegativeArguments, training)
+    parsed = HfArgumentParser(classes).parse_args_into_dataclasses()
+    epochs_replace_steps(parsed[-1])
+    return tuple(parsed)
+
+
 def build_vision_model(args: VisionModelArguments) -> ContrastiveVisionModel:
     """A pretrained hfcontrast model, a pretrained backbone + new head, or a random backbone from a config."""
-    head: dict[str, Any] = {"projection_dim": args.projection_dim, "projection_hidden_dim": args.projection_hidden_dim}
+    head: dict[str, Any] = {
+        "projection_dim": args.projection_dim, "projection_hidden_dim": args.projection_hidden_dim,
+        "projection": args.projection, "pooler": args.pooler,
+    }  # fmt: skip
     if args.model_name_or_path:
         if isinstance(AutoConfig.from_pretrained(args.model_name_or_path), ContrastiveVisionConfig):
             return ContrastiveVisionModel.from_pretrained(args.model_name_or_path)
         return ContrastiveVisionModel.from_backbone_pretrained(args.model_name_or_path, **head)
-    backbone = AutoConfig.from_pretrained(args.config_name) if args.config_name else demo_backbone_config()
+    backbone = AutoConfig.from_pretrained(args.config_name) if args.config_name else demo_backbone_config(args.demo_backbone)
     if args.config_overrides:
         backbone.update_from_string(args.config_overrides)
     return ContrastiveVisionModel(ContrastiveVisionConfig(backbone_config=backbone, **head))
@@ -129,13 +156,17 @@ def run_vision_recipe(
     *,
     method: str,
     paper_augmentation: str,
-    build_objective: Callable[[ContrastiveVisionModel], ContrastiveObjective],
+    build_objective: Callable[[ContrastiveVisionModel, int], ContrastiveObjective],
     hyperparameters: dict[str, Any],
+    cluster_refresh: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """Train ``method`` with kNN top-1 (and a linear probe) before and after; write the artefacts.
 
-    Writes the exported encoder, ``eval_results.json``, ``training.png`` (loss, kNN curve) and a model
-    card to ``training_args.output_dir``. Returns the results (empty on processes other than the first).
+    ``build_objective(model, training_rows)``; a clustering objective (PCL) is refreshed by a
+    :class:`~hfcontrast.trainer.clusters.ClusterRefreshCallback` with ``cluster_refresh`` (its
+    ``every_n_steps``, ``start_step``). Writes the exported encoder, ``eval_results.json``, ``training.png``
+    (loss, kNN curve) and a model card to ``training_args.output_dir``. Returns the results (empty on
+    processes other than the first).
     """
     start_run(training_args)
 
@@ -154,21 +185,20 @@ def run_vision_recipe(
         augmentation, size, mean, std, crop_min_scale=data_args.crop_min_scale,
         jitter_strength=data_args.jitter_strength,
     )  # fmt: skip
+    model = build_vision_model(model_args)
+    record_matryoshka(model, negative_args.config)
+    objective = build_objective(model, len(splits.train))
     masking = negative_args.false_negative_masking
     columns: dict[str, Any] = {
         "index_column": INDEX_COLUMN, "label_column": negative_args.supcon_label_column,
         "id_column": (negative_args.duplicate_id_column or INDEX_COLUMN) if masking else None,
     }  # fmt: skip
+    if isinstance(objective, PCL):  # clusters are looked up by dataset row
+        columns["id_column"] = INDEX_COLUMN
+    collator = _train_collator(data_args, training_args, pipelines, columns, objective)
     device_views = None
-    collator: MultiViewCollator | RawImageCollator
-    if data_args.augmentation_device:
-        if torch.device(data_args.augmentation_device).type != training_args.device.type:
-            raise ValueError(f"--augmentation_device {data_args.augmentation_device}: the views must be drawn on "
-                             f"the training device ({training_args.device.type})")  # fmt: skip
-        collator = RawImageCollator(data_args.image_column, size, **columns)
+    if isinstance(collator, RawImageCollator):
         device_views = DeviceViews(pipelines, seed=training_args.seed)  # seeds (seed, step, micro-batch, view)
-    else:  # per-row seeds (seed, epoch, row index, view): the augmentations of a resumed run are the same
-        collator = MultiViewCollator(data_args.image_column, pipeline=pipelines, seed=training_args.seed, **columns)
     train = with_index_column(splits.train, INDEX_COLUMN)
 
     crop = data_args.eval_crop_fraction or (1.0 if splits.demo else 0.875)
@@ -188,19 +218,21 @@ def run_vision_recipe(
     elif training_args.eval_strategy != "no" and training_args.metric_for_best_model is None:
         training_args.metric_for_best_model = "eval_knn_top1"
 
-    model = build_vision_model(model_args)
-    record_matryoshka(model, negative_args.config)
+    callbacks: list[Any] = [CollatorEpochCallback(collator)] if isinstance(collator, MultiViewCollator) else []
+    if isinstance(objective, PCL):
+        features = ImageEvalCollator(data_args.image_column, None, eval_pipeline)
+        callbacks.append(ClusterRefreshCallback(objective, train, features, **(cluster_refresh or {})))
     trainer = ContrastiveTrainer(
         model=model,
         args=training_args,
-        objective=build_objective(model),
+        objective=objective,
         evaluators=evaluators,
         train_dataset=train,
         train_source=data_args.train_file or data_args.dataset_name or splits.name,
         data_collator=collator,
         device_views=device_views,
         processing_class=image_processor,
-        callbacks=[CollatorEpochCallback(collator)] if isinstance(collator, MultiViewCollator) else None,
+        callbacks=callbacks,
     )
     trainer.prepare_run()  # resume, output folder, row checks: fail before the first evaluation
     # The full evaluations run on the main process only (the other waits in the first collective).
@@ -217,6 +249,7 @@ def run_vision_recipe(
     finish_run(
         trainer, results, family="vision", method=method,
         hyperparameters=hyperparameters | {"augmentation": augmentation, "image_size": size} | negative_args.changed()
+        | ({"local_crops": data_args.local_crops, "local_image_size": data_args.local_image_size} if data_args.local_crops else {})
         | ({"augmentation_device": data_args.augmentation_device} if data_args.augmentation_device else {}),
         train_dataset_name=data_args.dataset_name or splits.name,
         base_model=model_args.model_name_or_path or model_args.config_name,
@@ -224,3 +257,30 @@ def run_vision_recipe(
         eval_datasets={"knn": data_args.dataset_name or splits.name}, eval_splits={"knn": "test"} if splits.demo else None,
     )  # fmt: skip
     return results if trainer.is_world_process_zero() else {}
+
+
+def _train_collator(
+    data_args: VisionDataArguments,
+    training_args: ContrastiveTrainingArguments,
+    pipelines: list[ViewPipeline],
+    columns: dict[str, Any],
+    objective: ContrastiveObjective,
+) -> MultiViewCollator | RawImageCollator:
+    """Views drawn in the dataloader, per-row seeds (seed, epoch, row index, view): the augmentations of a
+    resumed run are the same; or raw images for views drawn on the training device (kornia)."""
+    if data_args.local_crops and not objective.multi_crop:
+        raise ValueError(f"--local_crops: {type(objective).__name__} takes the two global views only (SwAV and DINO take local crops)")
+    if data_args.augmentation_device:
+        if data_args.local_crops:
+            raise ValueError("--local_crops needs views drawn in the dataloader: drop --augmentation_device")
+        if torch.device(data_args.augmentation_device).type != training_args.device.type:
+            raise ValueError(f"--augmentation_device {data_args.augmentation_device}: the views must be drawn on "
+                             f"the training device ({training_args.device.type})")  # fmt: skip
+        return RawImageCollator(data_args.image_column, data_args.image_size, **columns)
+    if data_args.local_crops:
+        low, high = (float(v) for v in data_args.local_crop_scale.split(","))
+        local = local_crop_pipeline(pipelines[0], data_args.local_image_size, (low, high))
+        return MultiViewCollator.multi_crop(
+            pipelines, local, data_args.local_crops, data_args.image_column, seed=training_args.seed, **columns
+        )
+    return MultiViewCollator(data_args.image_column, pipeline=pipelines, seed=training_args.seed, **columns)

@@ -68,6 +68,7 @@ class ContrastiveObjective(nn.Module):
     """
 
     online_views: tuple[str, ...] | None = None
+    multi_crop: bool = False  # takes multi-crop's local views (``local_*``) besides ``query`` and ``key``
 
     def forward(self, embeddings: dict[str, Tensor], batch: Mapping[str, Any]) -> ObjectiveOutput:
         raise NotImplementedError

@@ -43,6 +43,7 @@ class DINO(ContrastiveObjective):
     """
 
     online_views = None
+    multi_crop = True
 
     def __init__(
         self,
@@ -89,7 +90,7 @@ class DINO(ContrastiveObjective):
         tau_t = self.teacher_temperature_at(int(self.steps_done.item()))
         out = dino_loss(student, teacher, self.center, student_temperature=self.student_temperature, teacher_temperature=tau_t)
         if self.training:
-            outputs = torch.cat(teacher).float()
+            outputs = torch.cat(teacher).to(self.center.dtype)
             self._pending.append(torch.cat([outputs.sum(0), outputs.new_tensor([outputs.shape[0]])]))
         stats = pair_stats(embeddings["query"], embeddings["key"], None, None) | out.stats
         stats["teacher_temperature"] = torch.tensor(tau_t, device=student[0].device)

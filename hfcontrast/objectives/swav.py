@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..distributed import all_reduce_sum
+from ..distributed import all_reduce_sum, rank
 from ..losses import sinkhorn_knopp, swapped_prediction_loss
 from .base import ContrastiveObjective, ObjectiveOutput, embedding_width, pair_stats
 from .state import KeyQueue
@@ -44,6 +44,7 @@ class SwAV(ContrastiveObjective):
     """
 
     online_views = None
+    multi_crop = True
 
     def __init__(
         self,
@@ -75,10 +76,12 @@ class SwAV(ContrastiveObjective):
             self.queues.append(queue)
 
     def codes(self, scores: Tensor, index: int) -> Tensor:
-        """Sinkhorn codes of global crop ``index``'s scores, with its queue's scores in front when full."""
+        """Sinkhorn codes of global crop ``index``'s scores, with its queue's scores in front when full. The
+        queue is the same on every process, so it enters the all-reduced sums once: on the first process."""
         rows = scores.shape[0]
         with torch.no_grad():
-            stored = self.queues[index].negatives() if self.queues and self.queues[index].queue.is_full else None
+            full = bool(self.queues) and self.queues[index].queue.is_full and rank() == 0
+            stored = self.queues[index].negatives() if full else None
             if stored is not None:
                 scores = torch.cat([stored.to(scores.dtype) @ self.prototypes.weight.T.to(scores.dtype), scores])
             codes = sinkhorn_knopp(scores.detach(), epsilon=self.epsilon, iterations=self.iterations, all_reduce=_summed)

@@ -66,6 +66,18 @@ class SequentialTrainer(ContrastiveTrainer):
         return loss
 
 
+def record(trainer: SequentialTrainer, recorder: Recorder) -> dict[str, Any]:
+    """What the parity tests compare: losses, gradients, weights, objective state, and whether DDP ran."""
+    assert trainer.model is not None
+    return {
+        "losses": trainer.losses,
+        "grads": recorder.grads,
+        "weights": {n: p.detach().clone() for n, p in trainer.model.named_parameters()},
+        "objective": {k: v.clone() for k, v in trainer.objective.state_dict().items()},
+        "ddp": isinstance(trainer.model_wrapped, DistributedDataParallel),
+    }
+
+
 def text_family() -> tuple[Any, ContrastiveObjective, datasets.Dataset, Any]:
     backbone = BertConfig(vocab_size=TOKENIZER.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                           intermediate_size=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
@@ -136,13 +148,7 @@ def main() -> None:
                                     data_collator=collate, callbacks=[recorder])
         trainer.losses = []
         trainer.train()
-        dump[family] = {
-            "losses": trainer.losses,
-            "grads": recorder.grads,
-            "weights": {n: p.detach().clone() for n, p in model.named_parameters()},
-            "objective": {k: v.clone() for k, v in objective.state_dict().items()},
-            "ddp": isinstance(trainer.model_wrapped, DistributedDataParallel),
-        }
+        dump[family] = record(trainer, recorder)
     os.makedirs(args.out, exist_ok=True)
     torch.save(dump, os.path.join(args.out, f"rank{rank()}.pt"))
 

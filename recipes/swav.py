@@ -1,0 +1,66 @@
+"""SwAV (Caron et al. 2020): swapped prediction of Sinkhorn-Knopp cluster codes, with multi-crop.
+
+    accelerate launch recipes/swav.py      # offline demo: small ResNet, Fashion-MNIST, 2 x 28 px + 4 x 12 px crops
+    accelerate launch recipes/swav.py --train_file train_dir/ --validation_file val_dir/ \
+        --model_name_or_path microsoft/resnet-50 --image_size 224 --local_image_size 96 --local_crops 6 \
+        --num_prototypes 3000 --queue_size 3840
+
+The prototypes (normalised after every step, frozen for ``--freeze_prototypes_steps``) and the optional
+queue belong to the objective: saved in every checkpoint, never exported. The codes are computed over the
+global batch (Sinkhorn sums all-reduced across processes). Wiring only: arguments ->
+``hfcontrast.demo.vision.run_vision_recipe``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hfcontrast.demo.vision import (
+    VisionDataArguments,
+    VisionDemoTrainingArguments,
+    parse_vision_arguments,
+    run_vision_recipe,
+)
+from hfcontrast.objectives import SwAV
+
+
+@dataclass
+class ObjectiveArguments:
+    num_prototypes: int = field(default=300, metadata={"help": "K learnable prototypes (paper: 3000 on ImageNet)."})
+    temperature: float = field(default=0.1, metadata={"help": "Temperature of the prototype softmax."})
+    epsilon: float = field(default=0.05, metadata={"help": "Sinkhorn-Knopp entropy weight."})
+    sinkhorn_iterations: int = field(default=3, metadata={"help": "Sinkhorn-Knopp iterations."})
+    freeze_prototypes_steps: int = field(default=100, metadata={"help": "Optimizer steps with frozen prototypes."})
+    queue_size: int = field(default=0, metadata={"help": "Queued embeddings per global crop for the codes (small batches)."})
+
+
+@dataclass
+class SwAVDataArguments(VisionDataArguments):
+    local_crops: int = field(default=4, metadata={"help": "Multi-crop local views besides the 2 global ones."})
+
+
+@dataclass
+class SwAVTrainingArguments(VisionDemoTrainingArguments):
+    output_dir: str | None = field(default="outputs/swav")
+
+
+def main() -> None:
+    model_args, data_args, objective_args, negative_args, training_args = parse_vision_arguments(
+        ObjectiveArguments, data=SwAVDataArguments, training=SwAVTrainingArguments
+    )
+    if negative_args.config.active:
+        raise ValueError("SwAV contrasts cluster codes, not negatives: the negative-handling options do not apply")
+    run_vision_recipe(
+        model_args, data_args, negative_args, training_args,
+        method="SwAV", paper_augmentation="byol",
+        build_objective=lambda model, rows: SwAV(
+            model, num_prototypes=objective_args.num_prototypes, temperature=objective_args.temperature,
+            epsilon=objective_args.epsilon, sinkhorn_iterations=objective_args.sinkhorn_iterations,
+            freeze_prototypes_steps=objective_args.freeze_prototypes_steps, queue_size=objective_args.queue_size,
+        ),
+        hyperparameters=vars(objective_args),
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

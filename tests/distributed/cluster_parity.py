@@ -1,0 +1,99 @@
+"""Train a tiny ViT a few steps with SwAV (multi-crop, queue), DINO (multi-crop), NNCLR and PCL, and dump
+losses, gradients, weights and objective state per process.
+
+Run under ``accelerate launch`` (2 processes, local batch 4) and as a plain single process over the
+concatenated batch (8); tests/test_cluster_distributed.py compares the dumps. fp64, dropout off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+import datasets
+import torch
+from gradcache_parity import Recorder, SequentialTrainer, image, record
+from transformers import ViTConfig
+
+from hfcontrast import ContrastiveVisionConfig, ContrastiveVisionModel
+from hfcontrast.distributed import rank
+from hfcontrast.objectives import DINO, NNCLR, PCL, SwAV
+from hfcontrast.objectives.base import ContrastiveObjective
+from hfcontrast.trainer import ContrastiveTrainingArguments
+from hfcontrast.trainer.clusters import ClusterRefreshCallback
+
+ROWS = 48
+
+
+def vit(projection: str = "linear") -> ContrastiveVisionModel:
+    backbone = ViTConfig(image_size=16, patch_size=8, hidden_size=12, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=24)
+    config = ContrastiveVisionConfig(backbone_config=backbone, projection=projection, projection_dim=8, pooler="cls")
+    return ContrastiveVisionModel(config).double()
+
+
+def collate(rows: list[dict[str, int]]) -> dict[str, Any]:
+    """Two global 16 px crops, one local 8 px crop (a slice of a third), row ids."""
+    views = {name: torch.stack([image(row["idx"], seed) for row in rows]) for name, seed in (("query", 1), ("key", 2))}
+    batch: dict[str, Any] = {name: {"pixel_values": value} for name, value in views.items()}
+    batch["local_0"] = {"pixel_values": torch.stack([image(row["idx"], 3)[:, :8, :8] for row in rows])}
+    batch["ids"] = torch.tensor([row["idx"] for row in rows])
+    return batch
+
+
+def two_views(rows: list[dict[str, int]]) -> dict[str, Any]:
+    return {k: v for k, v in collate(rows).items() if k != "local_0"}
+
+
+def features(rows: list[dict[str, int]]) -> dict[str, Any]:
+    return {"pixel_values": torch.stack([image(row["idx"], 4) for row in rows])}
+
+
+def family(name: str) -> tuple[ContrastiveVisionModel, ContrastiveObjective, Any]:
+    if name == "swav":
+        model = vit()
+        return model, SwAV(model, num_prototypes=6, queue_size=8, freeze_prototypes_steps=1).double(), collate
+    if name == "dino":
+        model = vit("none")
+        objective = DINO(model, out_dim=10, hidden_dim=16, bottleneck_dim=6, warmup_teacher_temperature=0.02,
+                         warmup_steps=2, momentum=0.9)
+        return model, objective.double(), collate
+    if name == "nnclr":
+        model = vit()
+        return model, NNCLR(0.2, support_size=8, encoder=model).double(), two_views
+    model = vit()
+    return model, PCL(model, num_rows=ROWS, num_clusters=(3, 5), queue_size=8, momentum=0.9).double(), two_views
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--batch", type=int, required=True)
+    args = parser.parse_args()
+    dump: dict[str, Any] = {}
+    for name in ("swav", "dino", "nnclr", "pcl"):
+        torch.manual_seed(0)
+        model, objective, views = family(name)
+        training_args = ContrastiveTrainingArguments(
+            output_dir=os.path.join(args.out, name), per_device_train_batch_size=args.batch,
+            gradient_accumulation_steps=2, max_steps=3, learning_rate=0.1, optim="sgd", lr_scheduler_type="constant",
+            max_grad_norm=0.0, report_to=[], save_strategy="no", logging_steps=1, use_cpu=True, seed=0,
+            disable_tqdm=True, dataloader_drop_last=True,
+        )  # fmt: skip
+        recorder = Recorder()
+        rows = datasets.Dataset.from_dict({"idx": list(range(ROWS))})
+        callbacks: list[Any] = [recorder]
+        if isinstance(objective, PCL):
+            callbacks.append(ClusterRefreshCallback(objective, rows, features, every_n_steps=1, start_step=1, batch_size=5))
+        trainer = SequentialTrainer(model=model, args=training_args, objective=objective, train_dataset=rows,
+                                    data_collator=views, callbacks=callbacks)  # fmt: skip
+        trainer.losses = []
+        trainer.train()
+        dump[name] = record(trainer, recorder)
+    os.makedirs(args.out, exist_ok=True)
+    torch.save(dump, os.path.join(args.out, f"rank{rank()}.pt"))
+
+
+if __name__ == "__main__":
+    main()
