@@ -1,6 +1,6 @@
 """Smoke runs of the clustering / self-distillation / nearest-neighbour recipes on Fashion-MNIST:
 ``recipes/swav.py`` and ``recipes/dino.py`` (multi-crop) and ``recipes/moco.py --method pcl`` through
-``accelerate launch`` with 2 processes, ``recipes/simclr.py --method nnclr`` in one; the exported encoder
+``accelerate launch`` with 2 processes, ``recipes/simclr.py --method nnclr`` in one process; the exported encoder
 loads with ``AutoModel`` and carries no training state."""
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ def test_recipe_two_processes(tmp_path: Path, name: str) -> None:
     assert config["backbone_config"]["model_type"] == ("vit" if name == "dino" else "resnet")
 
 
+@pytest.mark.distributed  # launches a process (and reads the export with AutoImageProcessor, as the others)
 @needs_data
 def test_nnclr_recipe(tmp_path: Path) -> None:
     out = tmp_path / "out"

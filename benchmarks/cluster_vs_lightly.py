@@ -1,0 +1,307 @@
+"""SwAV, DINO and NNCLR on Fashion-MNIST: hfcontrast vs lightly (its losses, heads, transforms, plain loop).
+
+    python benchmarks/cluster_vs_lightly.py --quick      # ~15 min on 2 idle CPU cores
+    python benchmarks/cluster_vs_lightly.py --methods nnclr
+
+The peer runs in its own virtual environment (``--peer-python``, see benchmarks/README.md), as for
+``image_vs_lightly.py``, whose data preparation and kNN scoring this script reuses.
+
+Same for both: the backbone (the small ``transformers`` ResNet of ``image_setup.py``) with the same initial
+weights, the projection (SwAV, NNCLR: Linear-BN-ReLU-Linear 256 -> 256 -> 128, same initial weights), the
+crops (SwAV: 2 x 28 px, scale 0.14-1, + 4 x 12 px, 0.05-0.14; DINO: 2 x 28 px, 0.4-1, + 4 x 12 px, 0.05-0.4;
+NNCLR: 2 x 28 px, 0.08-1), jitter strength 0.5, grayscale 0.2, flip 0.5, no blur or solarisation, batch,
+steps, seed, optimizer (AdamW, constant lr, no weight decay, no clipping), and the hyperparameters: SwAV 100
+prototypes (same initial weights), tau 0.1, eps 0.05, 3 Sinkhorn iterations; DINO head 256 -> 512 -> 64 ->
+1024, tau_s 0.1, tau_t 0.04, centre momentum 0.9, teacher momentum 0.99 -> 1 (cosine); NNCLR tau 0.1,
+support 4096, no predictor.
+
+* peer: lightly's ``SwaVTransform`` / ``DINOTransform`` / ``SimCLRTransform``, ``SwaVLoss`` +
+  ``SwaVPrototypes`` (normalised each step), ``DINOLoss`` + ``DINOProjectionHead`` (weight-normalised last
+  layer, as in the paper) + ``update_momentum``, ``NTXentLoss`` + ``NNMemoryBankModule``, a plain loop;
+* ours: ``MultiViewCollator.multi_crop`` / ``MultiViewCollator`` -> ``ContrastiveVisionModel`` -> ``SwAV`` /
+  ``DINO`` / ``NNCLR`` -> ``ContrastiveTrainer``.
+
+Throughput: images/s after the warm-up steps. Quality: weighted kNN (cosine, k 200, T 0.1) of the backbone
+features of both, scored here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (
+    LoopTimer,
+    base_parser,
+    format_table,
+    machine_info,
+    peak_rss_mb,
+    ratio,
+    run_worker,
+    save_results,
+    step_timer_callback,
+    write_result,
+)
+from image_setup import (
+    IMAGE_SIZE,
+    MEAN,
+    RESNET,
+    STD,
+    build_backbone,
+    build_head,
+    calibrate,
+    embed_eval_arrays,
+    load_init,
+)
+from image_vs_lightly import DEFAULT_PEER_PYTHON, baseline_embeddings, knn_top1, prepare
+
+NAME = "cluster_vs_lightly"
+METHODS = ("swav", "dino", "nnclr")
+LOCAL_SIZE, LOCAL_CROPS, PROTOTYPES, DINO_OUT, SUPPORT = 12, 4, 100, 1024, 4096
+CROPS = {"swav": ((0.14, 1.0), (0.05, 0.14)), "dino": ((0.4, 1.0), (0.05, 0.4)), "nnclr": ((0.08, 1.0), None)}
+TARGET_THROUGHPUT, TARGET_KNN_DELTA = 1.0, -1.0
+
+
+def prototypes_init(seed: int) -> Any:
+    import torch
+
+    return torch.nn.functional.normalize(torch.randn(PROTOTYPES, 128, generator=torch.Generator().manual_seed(seed)), dim=1)
+
+
+def ours_worker(a: argparse.Namespace) -> dict[str, Any]:
+    import torch
+    from transformers import ResNetConfig, set_seed
+
+    from hfcontrast import ContrastiveVisionConfig, ContrastiveVisionModel
+    from hfcontrast.augment import ViewParams, ViewPipeline, local_crop_pipeline
+    from hfcontrast.collators import MultiViewCollator
+    from hfcontrast.demo.fashion_mnist import load_fashion_mnist
+    from hfcontrast.objectives import DINO, NNCLR, SwAV
+    from hfcontrast.trainer import ContrastiveTrainer, ContrastiveTrainingArguments
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    calib = calibrate(a.threads)
+    set_seed(a.seed)
+    head = "none" if a.method == "dino" else "mlp"
+    config = ContrastiveVisionConfig(backbone_config=ResNetConfig(**RESNET), projection=head, projection_dim=128,
+                                     projection_hidden_dim=256)  # fmt: skip
+    model = ContrastiveVisionModel(config)
+    backbone, projection = load_init(a.init)
+    model.backbone.load_state_dict(backbone)
+    if model.projection is not None:
+        model.projection.layers.load_state_dict(projection)
+    global_scale, local_scale = CROPS[a.method]
+    saturation = 0.2 if a.method == "dino" else 0.4
+    params = ViewParams(size=IMAGE_SIZE, crop_scale=global_scale, brightness=0.4, contrast=0.4, saturation=saturation,
+                        hue=0.1, blur_p=0.0, mean=MEAN, std=STD)  # fmt: skip
+    view = ViewPipeline.from_params(params)
+    objective: Any
+    if a.method == "nnclr":
+        collator = MultiViewCollator("image", pipeline=view, seed=a.seed)
+        objective = NNCLR(0.1, support_size=SUPPORT, encoder=model)
+    else:
+        local = local_crop_pipeline(view, LOCAL_SIZE, local_scale)
+        collator = MultiViewCollator.multi_crop(view, local, LOCAL_CROPS, "image", seed=a.seed)
+        if a.method == "swav":
+            objective = SwAV(model, num_prototypes=PROTOTYPES, temperature=0.1)
+            objective.prototypes.weight.data.copy_(prototypes_init(a.seed))
+        else:
+            objective = DINO(model, out_dim=DINO_OUT, hidden_dim=512, bottleneck_dim=64, momentum=0.99, final_momentum=1.0)
+    timer = LoopTimer()
+    with tempfile.TemporaryDirectory() as scratch:
+        trainer = ContrastiveTrainer(
+            model=model, objective=objective, train_dataset=load_fashion_mnist("train", max_samples=a.train_samples),
+            args=ContrastiveTrainingArguments(
+                output_dir=scratch, per_device_train_batch_size=a.batch_size, learning_rate=a.lr, max_steps=a.steps,
+                seed=a.seed, data_seed=a.seed, lr_scheduler_type="constant", weight_decay=0.0, warmup_steps=0,
+                logging_steps=10, save_strategy="no", report_to="none", disable_tqdm=True, dataloader_drop_last=True,
+                dataloader_num_workers=a.num_workers, use_cpu=True, max_grad_norm=0.0,
+            ),
+            data_collator=collator, callbacks=[step_timer_callback(timer)],
+        )  # fmt: skip
+        result = trainer.train()
+    rss = peak_rss_mb()
+    model.eval()
+    embed_eval_arrays(lambda x: model(pixel_values=x).pooled, a.eval_dir, a.prefix)
+    return {"lib": "ours", "peak_rss_mb": rss, "train_loss": float(result.training_loss), "calib_s": calib,
+            "torch": torch.__version__, **timer.throughput(a.warmup, a.batch_size)}  # fmt: skip
+
+
+def lightly_worker(a: argparse.Namespace) -> dict[str, Any]:
+    """lightly's documented pattern (examples/pytorch/swav.py, dino.py, nnclr.py), without the predictor of
+    its NNCLR example (ours has none) and with the settings of the module docstring."""
+    import copy
+
+    import numpy as np
+    import torch
+    from lightly.loss import DINOLoss, NTXentLoss, SwaVLoss
+    from lightly.models.modules import DINOProjectionHead, NNMemoryBankModule, SwaVPrototypes
+    from lightly.models.utils import deactivate_requires_grad, update_momentum
+    from lightly.transforms import DINOTransform, SimCLRTransform, SwaVTransform
+    from lightly.utils.scheduler import cosine_schedule
+    from PIL import Image
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    calib = calibrate(a.threads)
+    torch.manual_seed(a.seed)
+    np.random.seed(a.seed)
+    common = {"cj_strength": 0.5, "normalize": {"mean": list(MEAN), "std": list(STD)}}
+    global_scale, local_scale = CROPS[a.method]
+    if a.method == "swav":
+        transform: Any = SwaVTransform(
+            crop_sizes=(IMAGE_SIZE, LOCAL_SIZE), crop_counts=(2, LOCAL_CROPS), crop_min_scales=(global_scale[0], local_scale[0]),
+            crop_max_scales=(global_scale[1], local_scale[1]), gaussian_blur=0.0, **common,
+        )  # fmt: skip
+    elif a.method == "dino":
+        transform = DINOTransform(
+            global_crop_size=IMAGE_SIZE, global_crop_scale=global_scale, local_crop_size=LOCAL_SIZE,
+            local_crop_scale=local_scale, n_local_views=LOCAL_CROPS, gaussian_blur=(0.0, 0.0, 0.0),
+            solarization_prob=0.0, **common,
+        )  # fmt: skip
+    else:
+        transform = SimCLRTransform(input_size=IMAGE_SIZE, min_scale=global_scale[0], gaussian_blur=0.0, **common)
+    images = np.load(Path(a.eval_dir) / "train_images.npy")[: a.train_samples]
+
+    class Images(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return len(images)
+
+        def __getitem__(self, i: int) -> Any:
+            return transform(Image.fromarray(images[i], mode="L").convert("RGB"))
+
+    loader = torch.utils.data.DataLoader(Images(), batch_size=a.batch_size, shuffle=True, drop_last=True,
+                                         num_workers=a.num_workers, generator=torch.Generator().manual_seed(a.seed))  # fmt: skip
+    backbone, head = build_backbone(), build_head()
+    backbone_state, head_state = load_init(a.init)
+    backbone.load_state_dict(backbone_state)
+    head.load_state_dict(head_state)
+
+    def features(net: Any, x: Any) -> Any:
+        return net(pixel_values=x).pooler_output.flatten(1)
+
+    params = list(backbone.parameters())
+    if a.method == "swav":
+        prototypes = SwaVPrototypes(128, PROTOTYPES)
+        prototypes.heads[0].weight.data.copy_(prototypes_init(a.seed))
+        criterion: Any = SwaVLoss(temperature=0.1, sinkhorn_iterations=3, sinkhorn_epsilon=0.05)
+        params += list(head.parameters()) + list(prototypes.parameters())
+    elif a.method == "dino":
+        head = DINOProjectionHead(256, 512, 64, DINO_OUT)
+        teacher, teacher_head = copy.deepcopy(backbone), DINOProjectionHead(256, 512, 64, DINO_OUT)
+        teacher_head.load_state_dict(head.state_dict())  # weight norm cannot be deep-copied
+        deactivate_requires_grad(teacher)
+        deactivate_requires_grad(teacher_head)
+        criterion = DINOLoss(output_dim=DINO_OUT, warmup_teacher_temp=0.04, teacher_temp=0.04,
+                             warmup_teacher_temp_epochs=0, student_temp=0.1, center_momentum=0.9)  # fmt: skip
+        params += [p for p in head.parameters() if p.requires_grad]
+    else:
+        bank = NNMemoryBankModule(size=(SUPPORT, 128))
+        criterion = NTXentLoss(temperature=0.1)
+        params += list(head.parameters())
+    optimizer = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.0)
+    timer, step, losses = LoopTimer(), 0, []
+    backbone.train()
+    head.train()
+    while step < a.steps:
+        for views in loader:
+            if a.method == "swav":
+                prototypes.normalize()
+                crops = [prototypes(torch.nn.functional.normalize(head(features(backbone, v)), dim=1)) for v in views]
+                loss = criterion(crops[:2], crops[2:])
+            elif a.method == "dino":
+                momentum = cosine_schedule(step, a.steps, 0.99, 1.0)
+                update_momentum(backbone, teacher, m=momentum)
+                update_momentum(head, teacher_head, m=momentum)
+                with torch.no_grad():
+                    targets = [teacher_head(features(teacher, v)) for v in views[:2]]
+                loss = criterion(targets, [head(features(backbone, v)) for v in views])
+            else:
+                z0, z1 = head(features(backbone, views[0])), head(features(backbone, views[1]))
+                nn0, nn1 = bank(z0.detach(), update=False), bank(z1.detach(), update=True)
+                loss = 0.5 * (criterion(nn0, z1) + criterion(nn1, z0))
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            losses.append(float(loss.detach()))
+            timer.mark()
+            step += 1
+            if step >= a.steps:
+                break
+    rss = peak_rss_mb()
+    backbone.eval()
+    embed_eval_arrays(lambda x: features(backbone, x), a.eval_dir, a.prefix)
+    return {"lib": "lightly", "peak_rss_mb": rss, "train_loss": sum(losses) / len(losses), "calib_s": calib,
+            "torch": torch.__version__, **timer.throughput(a.warmup, a.batch_size)}  # fmt: skip
+
+
+def main() -> None:
+    parser = base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--worker", choices=("ours", "lightly"))
+    parser.add_argument("--method", choices=METHODS)
+    parser.add_argument("--methods", nargs="*", default=list(METHODS))
+    for flag in ("--init", "--eval-dir", "--prefix", "--result"):
+        parser.add_argument(flag)
+    parser.add_argument("--peer-python", default=DEFAULT_PEER_PYTHON)
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--num-workers", type=int, default=0)
+    parser.add_argument("--train-samples", type=int, default=60000)
+    parser.add_argument("--bank-size", type=int, default=10000)
+    a = parser.parse_args()
+    if a.worker:
+        return write_result(a.result, (ours_worker if a.worker == "ours" else lightly_worker)(a))
+    a.steps = a.steps or (150 if a.quick else 400)
+    if not Path(a.peer_python).exists():
+        raise SystemExit(f"peer python {a.peer_python} not found: create the lightly venv (benchmarks/README.md)")
+    tmp = Path(tempfile.mkdtemp(prefix="bench_cluster_"))
+    runs: list[dict[str, Any]] = []
+    try:
+        prepare(tmp, a.bank_size, a.seed)
+        baseline_embeddings(tmp)
+        before = knn_top1(tmp, "init", 200, 0.1)
+        for method in a.methods:
+            for lib in ("lightly", "ours"):
+                prefix = f"{method}-{lib}"
+                argv = [__file__, "--worker", lib, "--method", method, "--init", str(tmp / "init.safetensors"),
+                        "--eval-dir", str(tmp), "--prefix", prefix]  # fmt: skip
+                for flag in ("steps", "warmup", "batch_size", "lr", "seed", "threads", "num_workers", "train_samples"):
+                    argv += [f"--{flag.replace('_', '-')}", str(getattr(a, flag))]
+                run = run_worker(argv, python=a.peer_python if lib == "lightly" else sys.executable)
+                run.update(method=method, images_per_s=run["samples_per_s"], knn_top1=knn_top1(tmp, prefix, 200, 0.1))
+                runs.append(run)
+                print(f"[{method} {lib:7s}] {run['images_per_s']:.1f} images/s, kNN {run['knn_top1']:.2f}, "
+                      f"loss {run['train_loss']:.3f}, calib {run['calib_s'] * 1000:.0f} ms", flush=True)  # fmt: skip
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    summary, rows = {}, []
+    for method in a.methods:
+        peer, ours = (next(r for r in runs if r["method"] == method and r["lib"] == lib) for lib in ("lightly", "ours"))
+        entry = {"lightly": peer, "ours": ours, "throughput_ratio": ratio(ours["images_per_s"], peer["images_per_s"]),
+                 "calib_ratio": ratio(peer["calib_s"], ours["calib_s"]), "knn_delta": ours["knn_top1"] - peer["knn_top1"]}  # fmt: skip
+        met = entry["throughput_ratio"] >= TARGET_THROUGHPUT and entry["knn_delta"] >= TARGET_KNN_DELTA
+        entry["target"] = "MET" if met else "MISSED"
+        summary[method] = entry
+        rows.append([method, peer["images_per_s"], ours["images_per_s"], entry["throughput_ratio"], entry["calib_ratio"],
+                     peer["knn_top1"], ours["knn_top1"], entry["knn_delta"], entry["target"]])  # fmt: skip
+    settings = {k: getattr(a, k) for k in ("quick", "steps", "batch_size", "lr", "seed", "threads", "train_samples", "bank_size")}
+    save_results(Path(a.results_dir), NAME, {"name": NAME, "machine": machine_info(), "settings": settings,
+                                             "knn_top1_at_init": before, "summary": summary, "runs": runs})  # fmt: skip
+    print(f"\n{NAME}: kNN top-1 of the shared initial weights {before:.2f}; target images/s >= {TARGET_THROUGHPUT}x "
+          f"lightly at kNN delta >= {TARGET_KNN_DELTA} points; one run each")
+    print(format_table(["method", "lightly img/s", "ours img/s", "ratio", "calib", "lightly kNN", "ours kNN",
+                        "delta (pts)", "target"], rows))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
