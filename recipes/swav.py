@@ -26,7 +26,9 @@ from hfcontrast.objectives import SwAV
 
 @dataclass
 class ObjectiveArguments:
-    num_prototypes: int = field(default=300, metadata={"help": "K learnable prototypes (paper: 3000 on ImageNet)."})
+    num_prototypes: int = field(
+        default=30, metadata={"help": "K learnable prototypes (paper: 3000 on ImageNet; demo: 30 at 128 images a step)."}
+    )
     temperature: float = field(default=0.1, metadata={"help": "Temperature of the prototype softmax."})
     epsilon: float = field(default=0.05, metadata={"help": "Sinkhorn-Knopp entropy weight."})
     sinkhorn_iterations: int = field(default=3, metadata={"help": "Sinkhorn-Knopp iterations."})
