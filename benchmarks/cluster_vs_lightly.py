@@ -57,6 +57,8 @@ from image_setup import (
     calibrate,
     embed_eval_arrays,
     load_init,
+    peer_loader,
+    plain_loop,
 )
 from image_vs_lightly import DEFAULT_PEER_PYTHON, baseline_embeddings, knn_top1, prepare
 
@@ -145,7 +147,6 @@ def lightly_worker(a: argparse.Namespace) -> dict[str, Any]:
     from lightly.models.utils import deactivate_requires_grad, update_momentum
     from lightly.transforms import DINOTransform, SimCLRTransform, SwaVTransform
     from lightly.utils.scheduler import cosine_schedule
-    from PIL import Image
 
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -167,17 +168,7 @@ def lightly_worker(a: argparse.Namespace) -> dict[str, Any]:
         )  # fmt: skip
     else:
         transform = SimCLRTransform(input_size=IMAGE_SIZE, min_scale=global_scale[0], gaussian_blur=0.0, **common)
-    images = np.load(Path(a.eval_dir) / "train_images.npy")[: a.train_samples]
-
-    class Images(torch.utils.data.Dataset):
-        def __len__(self) -> int:
-            return len(images)
-
-        def __getitem__(self, i: int) -> Any:
-            return transform(Image.fromarray(images[i], mode="L").convert("RGB"))
-
-    loader = torch.utils.data.DataLoader(Images(), batch_size=a.batch_size, shuffle=True, drop_last=True,
-                                         num_workers=a.num_workers, generator=torch.Generator().manual_seed(a.seed))  # fmt: skip
+    loader = peer_loader(transform, a)
     backbone, head = build_backbone(), build_head()
     backbone_state, head_state = load_init(a.init)
     backbone.load_state_dict(backbone_state)
@@ -206,34 +197,25 @@ def lightly_worker(a: argparse.Namespace) -> dict[str, Any]:
         criterion = NTXentLoss(temperature=0.1)
         params += list(head.parameters())
     optimizer = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.0)
-    timer, step, losses = LoopTimer(), 0, []
+    def loss_of(views: Any, step: int) -> Any:
+        if a.method == "swav":
+            prototypes.normalize()
+            crops = [prototypes(torch.nn.functional.normalize(head(features(backbone, v)), dim=1)) for v in views]
+            return criterion(crops[:2], crops[2:])
+        if a.method == "dino":
+            momentum = cosine_schedule(step, a.steps, 0.99, 1.0)
+            update_momentum(backbone, teacher, m=momentum)
+            update_momentum(head, teacher_head, m=momentum)
+            with torch.no_grad():
+                targets = [teacher_head(features(teacher, v)) for v in views[:2]]
+            return criterion(targets, [head(features(backbone, v)) for v in views])
+        z0, z1 = head(features(backbone, views[0])), head(features(backbone, views[1]))
+        nn0, nn1 = bank(z0.detach(), update=False), bank(z1.detach(), update=True)
+        return 0.5 * (criterion(nn0, z1) + criterion(nn1, z0))
+
     backbone.train()
     head.train()
-    while step < a.steps:
-        for views in loader:
-            if a.method == "swav":
-                prototypes.normalize()
-                crops = [prototypes(torch.nn.functional.normalize(head(features(backbone, v)), dim=1)) for v in views]
-                loss = criterion(crops[:2], crops[2:])
-            elif a.method == "dino":
-                momentum = cosine_schedule(step, a.steps, 0.99, 1.0)
-                update_momentum(backbone, teacher, m=momentum)
-                update_momentum(head, teacher_head, m=momentum)
-                with torch.no_grad():
-                    targets = [teacher_head(features(teacher, v)) for v in views[:2]]
-                loss = criterion(targets, [head(features(backbone, v)) for v in views])
-            else:
-                z0, z1 = head(features(backbone, views[0])), head(features(backbone, views[1]))
-                nn0, nn1 = bank(z0.detach(), update=False), bank(z1.detach(), update=True)
-                loss = 0.5 * (criterion(nn0, z1) + criterion(nn1, z0))
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-            losses.append(float(loss.detach()))
-            timer.mark()
-            step += 1
-            if step >= a.steps:
-                break
+    timer, losses = plain_loop(loader, optimizer, a.steps, loss_of)
     rss = peak_rss_mb()
     backbone.eval()
     embed_eval_arrays(lambda x: features(backbone, x), a.eval_dir, a.prefix)

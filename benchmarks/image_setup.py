@@ -76,3 +76,45 @@ def embed_eval_arrays(encode: Any, folder: str, prefix: str) -> None:
             for start in range(0, images.shape[0], 512):
                 chunks.append(encode(torch.from_numpy(np.array(images[start : start + 512]))))
         np.save(os.path.join(folder, f"{prefix}_{split}.npy"), torch.cat(chunks).float().numpy())
+
+
+def peer_loader(transform: Any, a: Any) -> Any:
+    """The peers' documented data path: the training images (``train_images.npy`` in ``a.eval_dir``, the first
+    ``a.train_samples``) through ``transform`` in a shuffled, seeded ``DataLoader``."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    images = np.load(os.path.join(a.eval_dir, "train_images.npy"))[: a.train_samples]
+
+    class Images(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return len(images)
+
+        def __getitem__(self, i: int) -> Any:
+            return transform(Image.fromarray(images[i], mode="L").convert("RGB"))
+
+    return torch.utils.data.DataLoader(
+        Images(), batch_size=a.batch_size, shuffle=True, drop_last=True, num_workers=a.num_workers,
+        generator=torch.Generator().manual_seed(a.seed),
+    )  # fmt: skip
+
+
+def plain_loop(loader: Any, optimizer: Any, steps: int, loss_of: Any) -> tuple[Any, list[float]]:
+    """A plain PyTorch loop over ``loader`` (re-iterated until ``steps``): ``loss_of(views, step)``, backward,
+    optimizer step, zero grad, a timer mark per step. Returns ``(timer, losses)``."""
+    from common import LoopTimer
+
+    timer, step, losses = LoopTimer(), 0, []
+    while step < steps:
+        for views in loader:
+            loss = loss_of(views, step)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            losses.append(float(loss.detach()))
+            timer.mark()
+            step += 1
+            if step >= steps:
+                break
+    return timer, losses

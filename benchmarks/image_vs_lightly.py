@@ -66,6 +66,8 @@ from image_setup import (
     calibrate,
     embed_eval_arrays,
     load_init,
+    peer_loader,
+    plain_loop,
 )
 
 NAME = "image_vs_lightly"
@@ -141,7 +143,6 @@ def lightly_worker(a: argparse.Namespace) -> dict[str, Any]:
     from lightly.loss import NTXentLoss
     from lightly.models.utils import deactivate_requires_grad, update_momentum
     from lightly.transforms import MoCoV2Transform, SimCLRTransform
-    from PIL import Image
 
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -154,19 +155,7 @@ def lightly_worker(a: argparse.Namespace) -> dict[str, Any]:
                                          cj_strength=spec["jitter"], gaussian_blur=0.0)
     else:
         transform = MoCoV2Transform(input_size=IMAGE_SIZE, min_scale=spec["min_scale"], gaussian_blur=0.0)
-    images = np.load(os.path.join(a.eval_dir, "train_images.npy"))[: a.train_samples]
-
-    class Images(torch.utils.data.Dataset):
-        def __len__(self) -> int:
-            return len(images)
-
-        def __getitem__(self, i: int) -> Any:
-            return transform(Image.fromarray(images[i], mode="L").convert("RGB"))
-
-    loader = torch.utils.data.DataLoader(
-        Images(), batch_size=a.batch_size, shuffle=True, drop_last=True, num_workers=a.num_workers,
-        generator=torch.Generator().manual_seed(a.seed),
-    )
+    loader = peer_loader(transform, a)
     backbone, head = build_backbone(), build_head()
     backbone_state, head_state = load_init(a.init)
     backbone.load_state_dict(backbone_state)
@@ -184,29 +173,20 @@ def lightly_worker(a: argparse.Namespace) -> dict[str, Any]:
     def embed(net: Any, projector: Any, x: Any) -> Any:
         return projector(net(pixel_values=x).pooler_output.flatten(1))
 
-    timer, step, losses = LoopTimer(), 0, []
+    def loss_of(views: Any, step: int) -> Any:
+        x0, x1 = views[0], views[1]
+        if a.method == "moco":
+            update_momentum(backbone, backbone_m, m=MOCO_MOMENTUM)
+            update_momentum(head, head_m, m=MOCO_MOMENTUM)
+            query = embed(backbone, head, x0)
+            with torch.no_grad():
+                key = embed(backbone_m, head_m, x1).detach()
+            return criterion(query, key)
+        return criterion(embed(backbone, head, x0), embed(backbone, head, x1))
+
     backbone.train()
     head.train()
-    while step < a.steps:
-        for views in loader:
-            x0, x1 = views[0], views[1]
-            if a.method == "moco":
-                update_momentum(backbone, backbone_m, m=MOCO_MOMENTUM)
-                update_momentum(head, head_m, m=MOCO_MOMENTUM)
-                query = embed(backbone, head, x0)
-                with torch.no_grad():
-                    key = embed(backbone_m, head_m, x1).detach()
-                loss = criterion(query, key)
-            else:
-                loss = criterion(embed(backbone, head, x0), embed(backbone, head, x1))
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-            losses.append(float(loss.detach()))
-            timer.mark()
-            step += 1
-            if step >= a.steps:
-                break
+    timer, losses = plain_loop(loader, optimizer, a.steps, loss_of)
     rss = peak_rss_mb()
     backbone.eval()
     embed_eval_arrays(lambda x: backbone(pixel_values=x).pooler_output.flatten(1), a.eval_dir, a.prefix)
