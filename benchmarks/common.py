@@ -285,6 +285,15 @@ def save_results(results_dir: str | os.PathLike[str], name: str, payload: dict[s
     return path
 
 
+def mean_sd(values: Sequence[float], digits: int = 4) -> str:
+    """``mean ± sd`` (sample standard deviation; ``± n/a`` for one value)."""
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return f"{mean:.{digits}f} ± n/a"
+    sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return f"{mean:.{digits}f} ± {sd:.{digits}f}"
+
+
 def verdict(value: float, target: float) -> str:
     return "MET" if value >= target else "MISSED"
 

@@ -22,6 +22,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import mean_sd
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "outputs" / "bench-text"
 SNLI = ROOT / "hfcontrast" / "demo" / "data" / "nli" / "snli_dev_triplets.csv"
@@ -68,12 +71,6 @@ def mining() -> list[list[str]]:
         after = [r["eval_sts_spearman"] for r in runs]
         rows.append([name, f"{runs[0]['before_sts_spearman']:.4f}", mean_sd(after), " / ".join(f"{a:.4f}" for a in after)])
     return rows
-
-
-def mean_sd(values: list[float]) -> str:
-    mean = sum(values) / len(values)
-    sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
-    return f"{mean:.4f} ± {sd:.4f}"
 
 
 def distillation() -> list[list[str]]:

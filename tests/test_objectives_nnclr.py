@@ -1,6 +1,6 @@
 """NNCLR against its formula written out: the nearest neighbour of each embedding in the support queue is
-the row, the other view's embeddings the columns, both directions; the queue fills after the step and is
-objective state."""
+the row, the other view's embeddings the columns (the paper's eq. 2) or, by default, SimCLR's NT-Xent over
+the neighbours and the other view; both directions; the queue fills after the step and is objective state."""
 
 from __future__ import annotations
 
@@ -17,24 +17,40 @@ def randn(*shape: int, seed: int = 0) -> torch.Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
+def nearest(z: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
+    sims = [float(F.cosine_similarity(z, s, dim=0)) for s in support]
+    return support[max(range(len(sims)), key=sims.__getitem__)]
+
+
 def naive(rows_from: torch.Tensor, other: torch.Tensor, support: torch.Tensor, tau: float) -> float:
     total = 0.0
     for i in range(rows_from.shape[0]):
-        sims = [float(F.cosine_similarity(rows_from[i], s, dim=0)) for s in support]
-        nn = support[max(range(len(sims)), key=sims.__getitem__)]
+        nn = nearest(rows_from[i], support)
         logits = [float(F.cosine_similarity(nn, other[k], dim=0)) / tau for k in range(other.shape[0])]
         total -= logits[i] - math.log(sum(math.exp(x) for x in logits))
     return total / rows_from.shape[0]
 
 
-def test_loss_matches_pseudo_code_with_a_filled_support_queue() -> None:
-    objective = NNCLR(0.1, support_size=12, embedding_dim=6, gather=False)
+def naive_nt_xent(rows_from: torch.Tensor, other: torch.Tensor, support: torch.Tensor, tau: float) -> float:
+    """SimCLR's NT-Xent over ``[NN(z_1..N); p_1..N]``: each of the 2N rows against the 2N - 1 others."""
+    views = [nearest(z, support) for z in rows_from] + list(other)
+    n, total = rows_from.shape[0], 0.0
+    for i, anchor in enumerate(views):
+        logits = {j: float(F.cosine_similarity(anchor, v, dim=0)) / tau for j, v in enumerate(views) if j != i}
+        total -= logits[(i + n) % (2 * n)] - math.log(sum(math.exp(x) for x in logits.values()))
+    return total / (2 * n)
+
+
+@pytest.mark.parametrize("loss", ["nt_xent", "cross_view"])
+def test_loss_matches_pseudo_code_with_a_filled_support_queue(loss: str) -> None:
+    objective = NNCLR(0.1, loss=loss, support_size=12, embedding_dim=6, gather=False)  # type: ignore[arg-type]
     support = randn(12, 6, seed=3)
     objective.support.queue.enqueue(support.float())
     query, key = randn(5, 6, seed=1), randn(5, 6, seed=2)
     out = objective({"query": query, "key": key}, {})
     queued = objective.support.negatives().double()
-    want = 0.5 * (naive(query, key, queued, 0.1) + naive(key, query, queued, 0.1))
+    reference = naive_nt_xent if loss == "nt_xent" else naive
+    want = 0.5 * (reference(query, key, queued, 0.1) + reference(key, query, queued, 0.1))
     assert float(out.loss) == pytest.approx(want, rel=1e-5)
 
 
@@ -49,3 +65,27 @@ def test_gradient_reaches_the_columns_only_and_the_queue_fills_after_the_step() 
     assert len(objective.support) == 4 and "support.queue.embeddings" in objective.state_dict()
     objective.after_optimizer_step(torch.nn.Linear(1, 1), 2, 10)
     assert len(objective.support) == 4  # staged once, flushed once
+
+
+def test_an_unknown_loss_is_refused() -> None:
+    with pytest.raises(ValueError, match="nt_xent"):
+        NNCLR(0.1, loss="infonce", embedding_dim=4)  # type: ignore[arg-type]
+
+
+def test_the_predictor_maps_the_other_view_before_the_contrast_and_learns() -> None:
+    torch.manual_seed(0)
+    objective = NNCLR(0.1, loss="cross_view", support_size=12, embedding_dim=6, predictor_hidden_dim=8, gather=False)
+    objective = objective.double().train()
+    objective.support.queue.enqueue(randn(12, 6, seed=3))
+    query, key = randn(5, 6, seed=1), randn(5, 6, seed=2)
+    out = objective({"query": query, "key": key}, {})
+    out.loss.backward()
+    loss = float(out.loss.detach())
+    assert objective.predictor is not None
+    with torch.no_grad():
+        predicted_query, predicted_key = objective.predictor.both(query, key)  # the same batch statistics
+    queued = objective.support.negatives().double()
+    want = 0.5 * (naive(query, predicted_key, queued, 0.1) + naive(key, predicted_query, queued, 0.1))
+    assert loss == pytest.approx(want, rel=1e-6)
+    assert loss != pytest.approx(0.5 * (naive(query, key, queued, 0.1) + naive(key, query, queued, 0.1)))
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in objective.predictor.parameters())

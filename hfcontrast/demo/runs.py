@@ -25,9 +25,10 @@ _BOOKKEEPING = ("runtime", "per_second")
 
 def use_all_cpu_cores_when_alone() -> None:
     """A single CPU process may use every core: ``accelerate launch`` without ``--cpu`` sets
-    ``OMP_NUM_THREADS=1``, which halves a 2-core demo. Several processes keep their share."""
+    ``OMP_NUM_THREADS=1``, which halves a 2-core demo. Several processes keep their share. The cores are the
+    ones this process may run on (``taskset``, a container's cpuset), not every core of the machine."""
     if int(os.environ.get("WORLD_SIZE", "1")) == 1 and not torch.cuda.is_available():
-        torch.set_num_threads(os.cpu_count() or 1)
+        torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
 def feed_the_device(training_args: Any, argv: list[str] | None = None) -> None:

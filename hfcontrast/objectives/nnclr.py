@@ -1,9 +1,12 @@
 """NNCLR (Dwibedi et al. 2021, "With a Little Help from My Friends: Nearest-Neighbor Contrastive Learning
 of Visual Representations"): the positive is replaced by its nearest neighbour in a support queue.
 
-``L_i = -log e^{NN(z_i) . p_i^+ / tau} / sum_k e^{NN(z_i) . p_k^+ / tau}``, symmetrised over the two views,
-with ``NN(z) = argmax_{q in Q} cos(z, q)`` from the support queue ``Q`` (no gradient), ``z`` the view's
-embedding and ``p^+`` the other view's, gathered from every process (with gradient). The support queue
+``L_i = -log e^{NN(z_i) . p_i^+ / tau} / sum_k e^{NN(z_i) . p_k^+ / tau}`` (``loss="cross_view"``, the paper's
+eq. 2), symmetrised over the two views, with ``NN(z) = argmax_{q in Q} cos(z, q)`` from the support queue ``Q``
+(no gradient), ``z`` the view's embedding and ``p^+`` the other view's, gathered from every process (with
+gradient). The default ``loss="nt_xent"`` is SimCLR's NT-Xent over ``[NN(z); p^+]`` (as lightly's NNCLR):
+the rows of each view are negatives of each other too, ``2N - 2`` per row. With ``predictor_hidden_dim`` the
+other view's embeddings go through the paper's prediction MLP first (``p^+ = g(z^+)``). The support queue
 (an :class:`~hfcontrast.objectives.KeyQueue`, saved in checkpoints) is fed with the ``query`` view's
 gathered embeddings after each optimizer step. Until it holds a batch, the embedding itself stands in.
 """
@@ -11,16 +14,18 @@ gathered embeddings after each optimizer step. Until it holds a batch, the embed
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..distributed import gather
+from ..models.heads import Predictor
 from .base import ObjectiveOutput, embedding_width
 from .config import NegativeConfig
 from .contrast import InfoNCEObjective
+from .simclr import nt_xent
 from .state import KeyQueue
 
 
@@ -35,7 +40,9 @@ class NNCLR(InfoNCEObjective):
 
     Args:
         temperature: ``tau`` (NNCLR: 0.1).
+        loss: ``"nt_xent"`` (``2N - 2`` negatives per row) or ``"cross_view"`` (the paper's ``N - 1``).
         support_size: rows of the support queue (NNCLR: 98,304).
+        predictor_hidden_dim: hidden width of the prediction MLP (NNCLR: 4096); ``None``: no predictor.
         encoder: the model being trained, to size the queue (or ``embedding_dim``).
         gather: the other view's embeddings of every process are the columns.
         negatives: :class:`NegativeConfig` (DCL, chunked loss, Matryoshka ...).
@@ -47,28 +54,38 @@ class NNCLR(InfoNCEObjective):
         self,
         temperature: float = 0.1,
         *,
+        loss: Literal["nt_xent", "cross_view"] = "nt_xent",
         support_size: int = 16384,
+        predictor_hidden_dim: int | None = None,
         encoder: nn.Module | None = None,
         embedding_dim: int | None = None,
         gather: bool = True,
         negatives: NegativeConfig | None = None,
     ) -> None:
         super().__init__("NNCLR", temperature, gather=gather, negatives=negatives)
+        if loss not in ("nt_xent", "cross_view"):
+            raise ValueError(f"loss must be 'nt_xent' or 'cross_view', got {loss!r}")
+        self.loss = loss
         if support_size < 1:
             raise ValueError(f"support_size must be >= 1, got {support_size}")
-        self.support = KeyQueue(support_size, embedding_width(encoder, embedding_dim, "NNCLR"))
+        dim = embedding_width(encoder, embedding_dim, "NNCLR")
+        self.support = KeyQueue(support_size, dim)
+        self.predictor = Predictor(dim, predictor_hidden_dim) if predictor_hidden_dim else None
 
     def _direction(self, z: Tensor, other: Tensor, support: Tensor | None, batch: Mapping[str, Any]) -> Any:
-        columns = gather(other, enabled=self.gather)
         rows = nearest_neighbours(z, support).to(z.dtype) if support is not None else z
+        if self.loss == "nt_xent":
+            return nt_xent(self, rows, other, batch)
+        columns = gather(other, enabled=self.gather)
         mine = self.examples(batch, z.shape[0], z.device)
         return self.contrast(rows, columns.tensor, self.roles(columns.labels(), mine, self.gathered(mine)))
 
     def forward(self, embeddings: dict[str, Tensor], batch: Mapping[str, Any]) -> ObjectiveOutput:
         query, key = embeddings["query"], embeddings["key"]
         support = self.support.negatives() if len(self.support) >= query.shape[0] else None
-        first = self._direction(query, key, support, batch)
-        second = self._direction(key, query, support, batch)
+        predicted_query, predicted_key = self.predictor.both(query, key) if self.predictor is not None else (query, key)
+        first = self._direction(query, predicted_key, support, batch)
+        second = self._direction(key, predicted_query, support, batch)
         if self.training:
             self.support.stage(query)
         stats = self.loss_stats(query, key, first)

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from ..distributed import gather
-from ..losses import Similarity, nt_xent_roles
+from ..losses import LossOutput, Similarity, nt_xent_roles
 from .base import ObjectiveOutput
 from .config import NegativeConfig
 from .contrast import Examples, InfoNCEObjective
@@ -55,15 +55,20 @@ class SimCLR(InfoNCEObjective):
 
     def forward(self, embeddings: dict[str, Tensor], batch: Mapping[str, Any]) -> ObjectiveOutput:
         query, key = embeddings["query"], embeddings["key"]
-        queries, keys = gather(query, enabled=self.gather), gather(key, enabled=self.gather)
-        total = queries.tensor.shape[0]
-        if key.shape[0] != query.shape[0] or keys.tensor.shape[0] != total:
-            raise ValueError(f"query and key views need the same batch size, got {query.shape[0]} and {key.shape[0]}")
-        if total < 2:
-            raise ValueError("SimCLR needs at least 2 images in the (global) batch to have negatives")
-        mine = self.examples(batch, query.shape[0], query.device)
-        layout = nt_xent_roles(query.shape[0], total, queries.offset, query.device)
-        roles = self.roles(layout.positive_index, _twice(mine), _twice(self.gathered(mine)))
-        roles = replace(roles, self_index=layout.self_index)
-        out = self.contrast(torch.cat([query, key]), torch.cat([queries.tensor, keys.tensor]), roles)
+        out = nt_xent(self, query, key, batch)
         return ObjectiveOutput(out.loss, self.loss_stats(query, key, out))
+
+
+def nt_xent(objective: InfoNCEObjective, query: Tensor, key: Tensor, batch: Mapping[str, Any]) -> LossOutput:
+    """NT-Xent of ``objective``'s engine over ``[query; key]``, both views gathered from every process."""
+    queries, keys = gather(query, enabled=objective.gather), gather(key, enabled=objective.gather)
+    total = queries.tensor.shape[0]
+    if key.shape[0] != query.shape[0] or keys.tensor.shape[0] != total:
+        raise ValueError(f"query and key views need the same batch size, got {query.shape[0]} and {key.shape[0]}")
+    if total < 2:
+        raise ValueError(f"{type(objective).__name__} needs at least 2 images in the (global) batch to have negatives")
+    mine = objective.examples(batch, query.shape[0], query.device)
+    layout = nt_xent_roles(query.shape[0], total, queries.offset, query.device)
+    roles = objective.roles(layout.positive_index, _twice(mine), _twice(objective.gathered(mine)))
+    roles = replace(roles, self_index=layout.self_index)
+    return objective.contrast(torch.cat([query, key]), torch.cat([queries.tensor, keys.tensor]), roles)
