@@ -1,6 +1,7 @@
 """SwAV, DINO and NNCLR on Fashion-MNIST: hfcontrast vs lightly (its losses, heads, transforms, plain loop).
 
-    python benchmarks/cluster_vs_lightly.py --quick      # ~15 min on 2 idle CPU cores
+    python benchmarks/cluster_vs_lightly.py --quick      # ~25 min on one idle CPU core
+    python benchmarks/cluster_vs_lightly.py --quick --seeds 42 1 2   # mean +- sd over 3 seeds (~75 min)
     python benchmarks/cluster_vs_lightly.py --methods nnclr
 
 The peer runs in its own virtual environment (``--peer-python``, see benchmarks/README.md), as for
@@ -143,6 +144,7 @@ def lightly_worker(a: argparse.Namespace) -> dict[str, Any]:
 
     import numpy as np
     import torch
+    import torch.nn.functional as F
     from lightly.loss import DINOLoss, NTXentLoss, SwaVLoss
     from lightly.models.modules import DINOProjectionHead, NNMemoryBankModule, SwaVPrototypes
     from lightly.models.utils import deactivate_requires_grad, update_momentum
@@ -201,7 +203,11 @@ def lightly_worker(a: argparse.Namespace) -> dict[str, Any]:
     def loss_of(views: Any, step: int) -> Any:
         if a.method == "swav":
             prototypes.normalize()
-            crops = [prototypes(torch.nn.functional.normalize(head(features(backbone, v)), dim=1)) for v in views]
+            if a.peer_group_crops:  # one forward per resolution, as ours and the SwAV paper's code
+                groups = [torch.cat(views[:2]), torch.cat(views[2:])]
+                crops = [c for g in groups for c in prototypes(F.normalize(head(features(backbone, g)), dim=1)).chunk(len(g) // len(views[0]))]
+            else:  # lightly's example: one forward per crop
+                crops = [prototypes(F.normalize(head(features(backbone, v)), dim=1)) for v in views]
             return criterion(crops[:2], crops[2:])
         if a.method == "dino":
             momentum = cosine_schedule(step, a.steps, 0.99, 1.0)
@@ -232,6 +238,8 @@ def main() -> None:
     for flag in ("--init", "--eval-dir", "--prefix", "--result"):
         parser.add_argument(flag)
     parser.add_argument("--peer-python", default=DEFAULT_PEER_PYTHON)
+    parser.add_argument("--peer-group-crops", action="store_true",
+                        help="SwAV: lightly's side forwards the crops of one size together (one BatchNorm batch each)")  # fmt: skip
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=128)
@@ -276,7 +284,8 @@ def main() -> None:
         rows.append([method, mean_sd([p["images_per_s"] for p, _ in pairs], 1), mean_sd([o["images_per_s"] for _, o in pairs], 1),
                      mean_sd(ratios, 2), mean_sd([p["knn_top1"] for p, _ in pairs], 2),
                      mean_sd([o["knn_top1"] for _, o in pairs], 2), mean_sd(deltas, 2), entry["target"]])  # fmt: skip
-    settings = {k: getattr(a, k) for k in ("quick", "steps", "batch_size", "lr", "threads", "train_samples", "bank_size")}
+    keys = ("quick", "steps", "batch_size", "lr", "threads", "train_samples", "bank_size", "peer_group_crops")
+    settings = {k: getattr(a, k) for k in keys}
     save_results(Path(a.results_dir), NAME, {"name": NAME, "machine": machine_info(), "settings": {**settings, "seeds": seeds},
                                              "knn_top1_at_init": before, "summary": summary, "runs": runs})  # fmt: skip
     print(f"\n{NAME}: kNN top-1 of the initial weights {mean_sd(list(before.values()), 2)}; target images/s >= "
@@ -291,6 +300,7 @@ def measure(a: argparse.Namespace, tmp: Path, method: str, lib: str, seed: int) 
             "--eval-dir", str(tmp), "--prefix", prefix, "--seed", str(seed)]  # fmt: skip
     for flag in ("steps", "warmup", "batch_size", "lr", "threads", "num_workers", "train_samples"):
         argv += [f"--{flag.replace('_', '-')}", str(getattr(a, flag))]
+    argv += ["--peer-group-crops"] if a.peer_group_crops else []
     run = run_worker(argv, python=a.peer_python if lib == "lightly" else sys.executable)
     run.update(method=method, seed=seed, images_per_s=run["samples_per_s"], knn_top1=knn_top1(tmp, prefix, 200, 0.1))
     print(f"[{method} {lib:7s} seed {seed}] {run['images_per_s']:.1f} images/s, kNN {run['knn_top1']:.2f}, "
