@@ -24,7 +24,7 @@ from hfcontrast.demo.vision import (
 )
 from hfcontrast.objectives import NNCLR, ContrastiveObjective, SimCLR
 
-# Neighbours as positives learn slower than a second view: kNN +2.8 points at 800 steps, +4.1 at 1600 (docs/images.md)
+# Neighbours as positives learn slower than a second view: kNN +2.8 at 800 steps; +3.7 (2 cores) / +4.1 (one thread) at 1600
 NNCLR_DEMO_STEPS = 1600
 
 
