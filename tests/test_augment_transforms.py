@@ -99,6 +99,20 @@ def test_random_resized_crop_output_comes_from_sampled_box() -> None:
         assert top <= out[..., 1].min() and out[..., 1].max() < top + h
 
 
+@pytest.mark.parametrize("size", [12, 28, 5])
+def test_random_resized_crop_bilinear_reads_no_pixel_outside_the_box(size: int) -> None:
+    """Up- or down-sampling, the view holds only the crop's pixels (as torchvision's crop-then-resize):
+    a black box in a white image stays black. (Resizing with Pillow's ``box=`` instead blends in the
+    neighbouring pixels at the edges: up to 112 of 255 for a 6 px box upsampled to 12 px.)"""
+    crop = RandomResizedCrop(size, scale=(0.05, 0.14))
+    for seed in range(30):
+        left, top, w, h = crop.get_params(28, 28, random.Random(seed))
+        pixels = np.full((28, 28), 255, dtype=np.uint8)
+        pixels[top : top + h, left : left + w] = 0
+        out = np.asarray(crop(Image.fromarray(pixels).convert("RGB"), random.Random(seed)))
+        assert out.shape == (size, size, 3) and out.max() == 0, (seed, (left, top, w, h), out.max())
+
+
 def test_flip_frequency_and_content() -> None:
     image, mirrored = coord_image(5, 2), np.asarray(coord_image(5, 2))[:, ::-1]
     flip, rng, n = RandomHorizontalFlip(0.3), random.Random(0), 2000

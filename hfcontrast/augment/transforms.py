@@ -98,7 +98,8 @@ class RandomResizedCrop:
 
     def __call__(self, image: Image.Image, rng: random.Random) -> Image.Image:
         left, top, w, h = self.get_params(image.width, image.height, rng)
-        return image.resize((self.size, self.size), self._resample, box=(left, top, left + w, top + h))
+        # crop, then resize: Pillow's ``resize(box=...)`` would blend in the pixels around the box at its edges
+        return image.crop((left, top, left + w, top + h)).resize((self.size, self.size), self._resample)
 
 
 class RandomHorizontalFlip:
