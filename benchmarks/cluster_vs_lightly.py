@@ -2,7 +2,7 @@
 
     python benchmarks/cluster_vs_lightly.py --quick      # ~25 min on one idle CPU core
     python benchmarks/cluster_vs_lightly.py --quick --seeds 42 1 2   # mean +- sd over 3 seeds (~75 min)
-    python benchmarks/cluster_vs_lightly.py --methods nnclr
+    python benchmarks/cluster_vs_lightly.py --methods swav --seeds 42 1 2   # 400 steps -> ..._swav_400steps.json
 
 The peer runs in its own virtual environment (``--peer-python``, see benchmarks/README.md), as for
 ``image_vs_lightly.py``, whose data preparation and kNN scoring this script reuses.
@@ -12,7 +12,8 @@ weights, the projection (SwAV, NNCLR: Linear-BN-ReLU-Linear 256 -> 256 -> 128, s
 crops (SwAV: 2 x 28 px, scale 0.14-1, + 4 x 12 px, 0.05-0.14; DINO: 2 x 28 px, 0.4-1, + 4 x 12 px, 0.05-0.4;
 NNCLR: 2 x 28 px, 0.08-1), jitter strength 0.5, grayscale 0.2, flip 0.5, no blur or solarisation, batch,
 steps, seed, optimizer (AdamW, constant lr, no weight decay, no clipping), and the hyperparameters: SwAV 100
-prototypes (same initial weights), tau 0.1, eps 0.05, 3 Sinkhorn iterations; DINO head 256 -> 512 -> 64 ->
+prototypes (same initial weights, no bias as in the paper: lightly's prototype layer has a learnable one, zeroed
+and frozen here unless ``--peer-prototype-bias``), tau 0.1, eps 0.05, 3 Sinkhorn iterations; DINO head 256 -> 512 -> 64 ->
 1024, tau_s 0.1, tau_t 0.04, centre momentum 0.9, teacher momentum 0.99 -> 1 (cosine); NNCLR tau 0.1,
 support 4096, no predictor.
 
@@ -23,7 +24,8 @@ support 4096, no predictor.
   ``DINO`` / ``NNCLR`` -> ``ContrastiveTrainer``.
 
 Throughput: images/s after the warm-up steps. Quality: weighted kNN (cosine, k 200, T 0.1) of the backbone
-features of both, scored here.
+features of both, scored here. Diagnostics (``peer_diagnostics.py``): ``--peer-views ours`` gives the peer our
+crops, ``--replay-dir x`` trains the peer on exactly our batches (ours runs first and records them).
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ from image_setup import (
     plain_loop,
 )
 from image_vs_lightly import DEFAULT_PEER_PYTHON, baseline_embeddings, knn_top1, prepare
+from peer_diagnostics import pipeline_transform, recording, replayed
 
 NAME = "cluster_vs_lightly"
 METHODS = ("swav", "dino", "nnclr")
@@ -77,12 +80,24 @@ def prototypes_init(seed: int) -> Any:
     return torch.nn.functional.normalize(torch.randn(PROTOTYPES, 128, generator=torch.Generator().manual_seed(seed)), dim=1)
 
 
+def our_view_pipelines(method: str) -> tuple[Any, Any]:
+    """Our global and local crop pipelines for ``method`` (local is None for NNCLR)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the peer's venv has no hfcontrast installed
+    from hfcontrast.augment.pipelines import ViewParams, ViewPipeline, local_crop_pipeline
+
+    global_scale, local_scale = CROPS[method]
+    saturation = 0.2 if method == "dino" else 0.4
+    params = ViewParams(size=IMAGE_SIZE, crop_scale=global_scale, brightness=0.4, contrast=0.4, saturation=saturation,
+                        hue=0.1, blur_p=0.0, mean=MEAN, std=STD)  # fmt: skip
+    view = ViewPipeline.from_params(params)
+    return view, None if local_scale is None else local_crop_pipeline(view, LOCAL_SIZE, local_scale)
+
+
 def ours_worker(a: argparse.Namespace) -> dict[str, Any]:
     import torch
     from transformers import ResNetConfig, set_seed
 
     from hfcontrast import ContrastiveVisionConfig, ContrastiveVisionModel
-    from hfcontrast.augment import ViewParams, ViewPipeline, local_crop_pipeline
     from hfcontrast.collators import MultiViewCollator
     from hfcontrast.demo.fashion_mnist import load_fashion_mnist
     from hfcontrast.objectives import DINO, NNCLR, SwAV
@@ -100,23 +115,20 @@ def ours_worker(a: argparse.Namespace) -> dict[str, Any]:
     model.backbone.load_state_dict(backbone)
     if model.projection is not None:
         model.projection.layers.load_state_dict(projection)
-    global_scale, local_scale = CROPS[a.method]
-    saturation = 0.2 if a.method == "dino" else 0.4
-    params = ViewParams(size=IMAGE_SIZE, crop_scale=global_scale, brightness=0.4, contrast=0.4, saturation=saturation,
-                        hue=0.1, blur_p=0.0, mean=MEAN, std=STD)  # fmt: skip
-    view = ViewPipeline.from_params(params)
+    view, local = our_view_pipelines(a.method)
     objective: Any
     if a.method == "nnclr":
         collator = MultiViewCollator("image", pipeline=view, seed=a.seed)
         objective = NNCLR(0.1, support_size=SUPPORT, encoder=model)
     else:
-        local = local_crop_pipeline(view, LOCAL_SIZE, local_scale)
         collator = MultiViewCollator.multi_crop(view, local, LOCAL_CROPS, "image", seed=a.seed)
         if a.method == "swav":
             objective = SwAV(model, num_prototypes=PROTOTYPES, temperature=0.1)
             objective.prototypes.weight.data.copy_(prototypes_init(a.seed))
         else:
             objective = DINO(model, out_dim=DINO_OUT, hidden_dim=512, bottleneck_dim=64, momentum=0.99, final_momentum=1.0)
+    if a.replay_dir:
+        collator = recording(collator, Path(a.replay_dir))
     timer = LoopTimer()
     with tempfile.TemporaryDirectory() as scratch:
         trainer = ContrastiveTrainer(
@@ -124,7 +136,7 @@ def ours_worker(a: argparse.Namespace) -> dict[str, Any]:
             args=ContrastiveTrainingArguments(
                 output_dir=scratch, per_device_train_batch_size=a.batch_size, learning_rate=a.lr, max_steps=a.steps,
                 seed=a.seed, data_seed=a.seed, lr_scheduler_type="constant", weight_decay=0.0, warmup_steps=0,
-                logging_steps=10, save_strategy="no", report_to="none", disable_tqdm=True, dataloader_drop_last=True,
+                logging_steps=1 if a.replay_dir else 10, save_strategy="no", report_to="none", disable_tqdm=True, dataloader_drop_last=True,
                 dataloader_num_workers=a.num_workers, use_cpu=True, max_grad_norm=0.0,
             ),
             data_collator=collator, callbacks=[step_timer_callback(timer)],
@@ -133,8 +145,9 @@ def ours_worker(a: argparse.Namespace) -> dict[str, Any]:
     rss = peak_rss_mb()
     model.eval()
     embed_eval_arrays(lambda x: model(pixel_values=x).pooled, a.eval_dir, a.prefix)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     return {"lib": "ours", "peak_rss_mb": rss, "train_loss": float(result.training_loss), "calib_s": calib,
-            "torch": torch.__version__, **timer.throughput(a.warmup, a.batch_size)}  # fmt: skip
+            "torch": torch.__version__, "losses": losses, **timer.throughput(a.warmup, a.batch_size)}  # fmt: skip
 
 
 def lightly_worker(a: argparse.Namespace) -> dict[str, Any]:
@@ -171,7 +184,9 @@ def lightly_worker(a: argparse.Namespace) -> dict[str, Any]:
         )  # fmt: skip
     else:
         transform = SimCLRTransform(input_size=IMAGE_SIZE, min_scale=global_scale[0], gaussian_blur=0.0, **common)
-    loader = peer_loader(transform, a)
+    if a.peer_views == "ours":
+        transform = pipeline_transform(*our_view_pipelines(a.method), LOCAL_CROPS, a.seed)
+    loader = peer_loader(transform, a) if not a.replay_dir else replayed(Path(a.replay_dir))
     backbone, head = build_backbone(), build_head()
     backbone_state, head_state = load_init(a.init)
     backbone.load_state_dict(backbone_state)
@@ -184,6 +199,9 @@ def lightly_worker(a: argparse.Namespace) -> dict[str, Any]:
     if a.method == "swav":
         prototypes = SwaVPrototypes(128, PROTOTYPES)
         prototypes.heads[0].weight.data.copy_(prototypes_init(a.seed))
+        if not a.peer_prototype_bias:  # lightly's prototypes are nn.Linear with a bias; the paper's have none
+            prototypes.heads[0].bias.data.zero_()
+            prototypes.heads[0].bias.requires_grad_(False)
         criterion: Any = SwaVLoss(temperature=0.1, sinkhorn_iterations=3, sinkhorn_epsilon=0.05)
         params += list(head.parameters()) + list(prototypes.parameters())
     elif a.method == "dino":
@@ -226,7 +244,7 @@ def lightly_worker(a: argparse.Namespace) -> dict[str, Any]:
     rss = peak_rss_mb()
     backbone.eval()
     embed_eval_arrays(lambda x: features(backbone, x), a.eval_dir, a.prefix)
-    return {"lib": "lightly", "peak_rss_mb": rss, "train_loss": sum(losses) / len(losses), "calib_s": calib,
+    return {"lib": "lightly", "peak_rss_mb": rss, "train_loss": sum(losses) / len(losses), "calib_s": calib, "losses": losses,
             "torch": torch.__version__, **timer.throughput(a.warmup, a.batch_size)}  # fmt: skip
 
 
@@ -240,6 +258,12 @@ def main() -> None:
     parser.add_argument("--peer-python", default=DEFAULT_PEER_PYTHON)
     parser.add_argument("--peer-group-crops", action="store_true",
                         help="SwAV: lightly's side forwards the crops of one size together (one BatchNorm batch each)")  # fmt: skip
+    parser.add_argument("--peer-views", choices=("lightly", "ours"), default="lightly",
+                        help="diagnostic: the peer's crops from its own transforms (default) or from our pipelines")  # fmt: skip
+    parser.add_argument("--peer-prototype-bias", action="store_true",
+                        help="SwAV: keep the learnable bias of lightly's prototype layer (the paper's has none)")  # fmt: skip
+    parser.add_argument("--replay-dir", default=None,
+                        help="diagnostic: ours saves its batches there, the peer then trains on exactly those")  # fmt: skip
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=128)
@@ -266,7 +290,8 @@ def main() -> None:
             baseline_embeddings(tmp)
             before[seed] = knn_top1(tmp, "init", 200, 0.1)
             for method in a.methods:
-                for lib in ("lightly", "ours") if repeat % 2 == 0 else ("ours", "lightly"):  # alternate who goes first
+                order = ("lightly", "ours") if repeat % 2 == 0 and not a.replay_dir else ("ours", "lightly")
+                for lib in order:  # alternate who goes first (ours first when the peer replays our batches)
                     runs.append(measure(a, tmp, method, lib, seed))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -284,9 +309,12 @@ def main() -> None:
         rows.append([method, mean_sd([p["images_per_s"] for p, _ in pairs], 1), mean_sd([o["images_per_s"] for _, o in pairs], 1),
                      mean_sd(ratios, 2), mean_sd([p["knn_top1"] for p, _ in pairs], 2),
                      mean_sd([o["knn_top1"] for _, o in pairs], 2), mean_sd(deltas, 2), entry["target"]])  # fmt: skip
-    keys = ("quick", "steps", "batch_size", "lr", "threads", "train_samples", "bank_size", "peer_group_crops")
+    keys = ("quick", "steps", "batch_size", "lr", "threads", "train_samples", "bank_size", "peer_group_crops", "peer_views",
+            "peer_prototype_bias")
     settings = {k: getattr(a, k) for k in keys}
-    save_results(Path(a.results_dir), NAME, {"name": NAME, "machine": machine_info(), "settings": {**settings, "seeds": seeds},
+    subset = set(a.methods) != set(METHODS)  # a subset keeps the full run's file
+    name = "_".join([NAME, *a.methods, f"{a.steps}steps"]) if subset else NAME
+    save_results(Path(a.results_dir), name, {"name": NAME, "machine": machine_info(), "settings": {**settings, "seeds": seeds},
                                              "knn_top1_at_init": before, "summary": summary, "runs": runs})  # fmt: skip
     print(f"\n{NAME}: kNN top-1 of the initial weights {mean_sd(list(before.values()), 2)}; target images/s >= "
           f"{TARGET_THROUGHPUT}x lightly at kNN delta >= {TARGET_KNN_DELTA} points (means over seeds {seeds})")  # fmt: skip
@@ -301,6 +329,8 @@ def measure(a: argparse.Namespace, tmp: Path, method: str, lib: str, seed: int) 
     for flag in ("steps", "warmup", "batch_size", "lr", "threads", "num_workers", "train_samples"):
         argv += [f"--{flag.replace('_', '-')}", str(getattr(a, flag))]
     argv += ["--peer-group-crops"] if a.peer_group_crops else []
+    argv += ["--peer-prototype-bias"] if a.peer_prototype_bias else []
+    argv += ["--peer-views", a.peer_views] + (["--replay-dir", str(tmp / f"replay-{method}-{seed}")] if a.replay_dir else [])
     run = run_worker(argv, python=a.peer_python if lib == "lightly" else sys.executable)
     run.update(method=method, seed=seed, images_per_s=run["samples_per_s"], knn_top1=knn_top1(tmp, prefix, 200, 0.1))
     print(f"[{method} {lib:7s} seed {seed}] {run['images_per_s']:.1f} images/s, kNN {run['knn_top1']:.2f}, "
