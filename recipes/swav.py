@@ -46,7 +46,7 @@ class SwAVDataArguments(VisionDataArguments):
 @dataclass
 class SwAVTrainingArguments(VisionDemoTrainingArguments):
     output_dir: str | None = field(default="outputs/swav")
-    max_steps: int = field(default=1600)  # 10 min 46 s on 2 CPU cores: kNN +2.7 (+3.4 on one thread; +2.1 at 800 steps)
+    max_steps: int = field(default=1600)  # 9 min 18 s on 2 CPU cores: kNN +3.1 (runs vary by ~0.7; +2.1 at 800 steps)
 
 
 def main() -> None:
