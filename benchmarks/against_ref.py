@@ -1,12 +1,13 @@
 """This checkout against an earlier commit, in the same run: did a change slow the hot paths down?
 
 The loss kernels (``loss_kernels.py``'s worker: InfoNCE, CLIP, SigLIP forward+backward at
-B 256/1024/4096) and one training step loop of the text benchmark (``text_vs_sentence_transformers.py``'s
-"ours" worker, MiniLM and a random 2-layer BERT) run from both trees with the same Python and
-packages, alternating A B B A so that drifting load hits both sides alike. It prints speed ratios
-"this / ref" (above 1: this checkout is faster), per round and their median.
+B 256/1024/4096), one training step loop of the text benchmark (``text_vs_sentence_transformers.py``'s
+"ours" worker, MiniLM and a random 2-layer BERT) and of the image benchmark (``image_vs_lightly.py``'s
+"ours" worker, SimCLR and MoCo v2 on Fashion-MNIST, from the same initial weights) run from both trees with
+the same Python and packages, alternating A B B A so that drifting load hits both sides alike. It prints
+speed ratios "this / ref" (above 1: this checkout is faster), per round and their median.
 
-    python benchmarks/against_ref.py --ref a00f6d8            # loss kernels and text, --reps 4
+    python benchmarks/against_ref.py --ref a00f6d8            # loss kernels, text and images, --reps 4
     python benchmarks/against_ref.py --ref HEAD~3 --only losses
 
 The ref's tree is extracted with ``git archive``; its text benchmark reads the demo data from
@@ -44,9 +45,15 @@ def timed(tree: Path, argv: list[str], key: str) -> float:
     return float(run_worker([str(tree / "benchmarks" / argv[0]), *argv[1:]], env=env, cwd=tree)[key])
 
 
-def cases(only: str, models: dict[str, str], steps: int) -> list[tuple[str, list[str], str, bool]]:
+def cases(only: str, models: dict[str, str], steps: int, images: Path | None) -> list[tuple[str, list[str], str, bool]]:
     """(name, worker argv, result key, higher is better)."""
     out: list[tuple[str, list[str], str, bool]] = []
+    if only in ("all", "images") and images is not None:
+        for method in ("simclr", "moco"):
+            out.append((f"image {method}", ["image_vs_lightly.py", "--worker", "ours", "--method", method,
+                        "--init", str(images / "init.safetensors"), "--eval-dir", str(images), "--prefix", "{export}",
+                        "--steps", str(steps + 3), "--warmup", "3", "--batch-size", "128", "--lr", "2e-3", "--seed", "42",
+                        "--threads", "1", "--num-workers", "0", "--train-samples", "20000"], "samples_per_s", True))  # fmt: skip
     if only in ("all", "losses"):
         for loss in ("info_nce", "clip", "siglip"):
             for batch in SIZES:
@@ -67,7 +74,7 @@ def cases(only: str, models: dict[str, str], steps: int) -> list[tuple[str, list
 def main() -> None:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--ref", required=True, help="the commit to compare against (any git revision)")
-    parser.add_argument("--only", choices=("all", "losses", "text"), default="all")
+    parser.add_argument("--only", choices=("all", "losses", "text", "images"), default="all")
     parser.add_argument("--steps", type=int, default=24, help="timed text steps (x5 for the random BERT)")
     a = parser.parse_args()
     reps = a.reps or 4
@@ -76,20 +83,33 @@ def main() -> None:
         tmp = Path(tmp_dir)
         trees = {"ref": extract(a.ref, tmp / "ref"), "this": REPO}
         models: dict[str, str] = {}
-        if a.only != "losses":
-            sys.path.insert(0, str(REPO))
+        sys.path.insert(0, str(REPO))
+        if a.only in ("all", "text"):
             from text_vs_sentence_transformers import make_random_bert
 
             from hfcontrast.demo import default_text_model
 
             models["minilm"] = default_text_model()
             models["random-bert"] = make_random_bert(tmp / "random-bert", models["minilm"], 42)
+        images: Path | None = None
+        if a.only in ("all", "images"):
+            from image_vs_lightly import prepare
+
+            from hfcontrast.demo import has_fashion_mnist
+
+            if has_fashion_mnist():
+                images = tmp / "images"
+                images.mkdir()
+                prepare(images, 1000, 42)  # shared initial weights and a small kNN bank (not timed)
+            else:
+                print("no Fashion-MNIST: the image cases are left out (apt-get install dataset-fashion-mnist)")
         rows, runs = [], []
-        for name, argv, key, higher in cases(a.only, models, a.steps):
+        for name, argv, key, higher in cases(a.only, models, a.steps, images):
             speeds: dict[str, list[float]] = {"ref": [], "this": []}
             for rep in range(reps):
                 for side in ("ref", "this") if rep % 2 == 0 else ("this", "ref"):
-                    args = [x.replace("{export}", str(tmp / f"export-{side}-{rep}")) for x in argv]
+                    args = [x.replace("{export}", f"export-{side}-{rep}" if name.startswith("image") else str(tmp / f"export-{side}-{rep}"))
+                            for x in argv]
                     value = timed(trees[side], args, key)
                     speeds[side].append(value if higher else 1.0 / value)
             per_round = [t / r for t, r in zip(speeds["this"], speeds["ref"], strict=True)]

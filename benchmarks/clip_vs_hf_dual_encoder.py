@@ -112,8 +112,7 @@ def train_worker(a: argparse.Namespace) -> dict[str, Any]:
     timer = LoopTimer()
     with tempfile.TemporaryDirectory() as scratch:
         if a.lib == "ours":
-            from hfcontrast.collators import CollatorEpochCallback, ImageTextCollator
-            from hfcontrast.demo.images import with_index_column
+            from hfcontrast.collators import CollatorEpochCallback, ImageTextCollator, with_index_column
             from hfcontrast.objectives import CLIP
             from hfcontrast.trainer import ContrastiveTrainer, ContrastiveTrainingArguments
 

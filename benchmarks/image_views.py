@@ -28,10 +28,10 @@ def main() -> None:
     import torch
     from PIL import Image
 
+    from hfcontrast.augment import view_pipelines
     from hfcontrast.augment.device_views import DeviceViews
     from hfcontrast.collators import MultiViewCollator, RawImageCollator
     from hfcontrast.demo.fashion_mnist import fashion_mnist_arrays, has_fashion_mnist
-    from hfcontrast.demo.images import view_pipelines
 
     count = args.images // 2 if args.quick else args.images
     if has_fashion_mnist():

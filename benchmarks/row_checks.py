@@ -40,11 +40,11 @@ def main() -> None:
         wait_until_quiet(args.wait_quiet)
     from transformers import AutoTokenizer
 
-    from hfcontrast.collators import MultiViewCollator, UnsupervisedSimCSECollator
+    from hfcontrast.augment import view_pipelines
+    from hfcontrast.collators import MultiViewCollator, UnsupervisedSimCSECollator, with_index_column
     from hfcontrast.collators.checks import check_rows
     from hfcontrast.demo import WIKI_SENTENCES, data_file, default_text_model, load_text_dataset
     from hfcontrast.demo.fashion_mnist import load_fashion_mnist
-    from hfcontrast.demo.images import view_pipelines, with_index_column
 
     images = with_index_column(load_fashion_mnist("train", max_samples=12000 if args.quick else None))
     views = MultiViewCollator(

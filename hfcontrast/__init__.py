@@ -1,13 +1,16 @@
 """hfcontrast: contrastive representation learning on the Hugging Face stack.
 
-The encoders are imported (and registered with ``AutoModel``) at once; the other subpackages are
-attributes loaded on first use: ``hfcontrast.evaluation``, ``hfcontrast.trainer``, ...
+    from hfcontrast import ContrastiveTextModel, ContrastiveTrainer, SimCSE
+
+The encoders are imported (and registered with ``AutoModel``) at once. The trainer, its arguments, the
+objectives and their configs, the collators and the evaluators are importable from here too, loaded on
+first use (PEP 562), as are the subpackages: ``hfcontrast.evaluation``, ``hfcontrast.trainer``, ...
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .models import (
     ContrastiveDualEncoder,
@@ -20,29 +23,105 @@ from .models import (
     DualEncoderOutput,
 )
 
+if TYPE_CHECKING:
+    from .collators import (
+        ImageEvalCollator,
+        ImageTextCollator,
+        MultiSourceCollator,
+        MultiSourceDataset,
+        MultiViewCollator,
+        TextPairCollator,
+        UnsupervisedSimCSECollator,
+    )
+    from .evaluation import KNNEvaluator, RetrievalEvaluator, STSEvaluator, ZeroShotEvaluator
+    from .objectives import (
+        BYOL,
+        CLIP,
+        DINO,
+        NNCLR,
+        PCL,
+        ChunkingConfig,
+        InBatchKL,
+        MarginMSE,
+        MatryoshkaConfig,
+        MoCo,
+        NegativeConfig,
+        SigLIP,
+        SimCLR,
+        SimCSE,
+        SimSiam,
+        SwAV,
+    )
+    from .trainer import ContrastiveTrainer, ContrastiveTrainingArguments
+
 __version__ = "0.1.0"
 
 SUBPACKAGES = (
-    "augment", "collators", "demo", "distributed", "evaluation", "hub", "losses", "memory", "models", "objectives",
-    "trainer",
+    "augment", "cli", "collators", "demo", "distributed", "evaluation", "hub", "losses", "memory", "models",
+    "objectives", "trainer",
 )  # fmt: skip
+#: The names importable from ``hfcontrast`` itself, by the subpackage that defines them.
+EXPORTS = {
+    "trainer": ("ContrastiveTrainer", "ContrastiveTrainingArguments"),
+    "objectives": (
+        "BYOL", "CLIP", "DINO", "NNCLR", "PCL", "ChunkingConfig", "InBatchKL", "MarginMSE", "MatryoshkaConfig", "MoCo",
+        "NegativeConfig", "SigLIP", "SimCLR", "SimCSE", "SimSiam", "SwAV",
+    ),
+    "collators": (
+        "ImageEvalCollator", "ImageTextCollator", "MultiSourceCollator", "MultiSourceDataset", "MultiViewCollator",
+        "TextPairCollator", "UnsupervisedSimCSECollator",
+    ),
+    "evaluation": ("KNNEvaluator", "RetrievalEvaluator", "STSEvaluator", "ZeroShotEvaluator"),
+}  # fmt: skip
+_HOME = {name: package for package, names in EXPORTS.items() for name in names}
 
 
 def __getattr__(name: str) -> Any:
-    """``hfcontrast.<subpackage>`` without importing it first (PEP 562)."""
+    """``hfcontrast.<subpackage>`` and ``hfcontrast.<exported class>`` without importing them first."""
     if name in SUBPACKAGES:
         return importlib.import_module(f".{name}", __name__)
+    if name in _HOME:
+        return getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
     raise AttributeError(f"module 'hfcontrast' has no attribute {name!r}")
 
 
-__all__ = [  # the encoders; everything else through its subpackage
+__all__ = [
+    "BYOL",
+    "CLIP",
+    "DINO",
+    "NNCLR",
+    "PCL",
+    "ChunkingConfig",
     "ContrastiveDualEncoder",
     "ContrastiveDualEncoderConfig",
     "ContrastiveEncoderOutput",
     "ContrastiveTextConfig",
     "ContrastiveTextModel",
+    "ContrastiveTrainer",
+    "ContrastiveTrainingArguments",
     "ContrastiveVisionConfig",
     "ContrastiveVisionModel",
     "DualEncoderOutput",
+    "ImageEvalCollator",
+    "ImageTextCollator",
+    "InBatchKL",
+    "KNNEvaluator",
+    "MarginMSE",
+    "MatryoshkaConfig",
+    "MoCo",
+    "MultiSourceCollator",
+    "MultiSourceDataset",
+    "MultiViewCollator",
+    "NegativeConfig",
+    "RetrievalEvaluator",
+    "STSEvaluator",
+    "SigLIP",
+    "SimCLR",
+    "SimCSE",
+    "SimSiam",
+    "SwAV",
+    "TextPairCollator",
+    "UnsupervisedSimCSECollator",
+    "ZeroShotEvaluator",
     "__version__",
 ]

@@ -7,14 +7,15 @@
 
 The student is the trained encoder plus a DINO head; the teacher (an EMA of both), the centre and the
 teacher-temperature schedule belong to the objective: saved in every checkpoint, never exported. The
-teacher sees the global crops only. Wiring only: arguments -> ``hfcontrast.demo.vision.run_vision_recipe``.
+teacher sees the global crops only. Wiring only: arguments -> ``hfcontrast.cli.vision.run_vision_recipe``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hfcontrast.demo.vision import (
+from hfcontrast.cli.flags import flag_errors
+from hfcontrast.cli.vision import (
     VisionDataArguments,
     VisionDemoTrainingArguments,
     VisionModelArguments,
@@ -62,23 +63,22 @@ def main() -> None:
     model_args, data_args, objective_args, negative_args, training_args = parse_vision_arguments(
         ObjectiveArguments, model=DINOModelArguments, data=DINODataArguments, training=DINOTrainingArguments
     )
-    if negative_args.config.active:
+    if negative_args.active:
         raise ValueError("DINO distils a teacher, it has no negatives: the negative-handling options do not apply")
     if model_args.demo_backbone == "resnet" and model_args.pooler == "cls":
         model_args.pooler = "auto"  # a ResNet has no class token: global average pool
     args = objective_args
-    run_vision_recipe(
-        model_args, data_args, negative_args, training_args,
-        method="DINO", paper_augmentation="byol",
-        build_objective=lambda model, rows: DINO(
-            model, out_dim=args.out_dim, hidden_dim=args.head_hidden_dim, bottleneck_dim=args.bottleneck_dim,
+    with flag_errors(ObjectiveArguments):
+        objective = DINO(
+            out_dim=args.out_dim, hidden_dim=args.head_hidden_dim, bottleneck_dim=args.bottleneck_dim,
             student_temperature=args.student_temperature, teacher_temperature=args.teacher_temperature,
             warmup_teacher_temperature=args.warmup_teacher_temperature,
             warmup_steps=args.warmup_teacher_temperature_steps, center_momentum=args.center_momentum,
             momentum=args.momentum, final_momentum=args.final_momentum,
-        ),
-        hyperparameters=vars(objective_args),
-    )  # fmt: skip
+        )  # fmt: skip
+    run_vision_recipe(
+        model_args, data_args, negative_args, training_args, objective, method="DINO", hyperparameters=vars(args)
+    )
 
 
 if __name__ == "__main__":

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from accelerate import PartialState
 from transformers import AutoTokenizer, HfArgumentParser
 
+from hfcontrast.cli.runs import use_all_cpu_cores_when_alone
+from hfcontrast.cli.text import load_text_encoder
 from hfcontrast.collators import TextPairCollator
 from hfcontrast.demo import SNLI_TRIPLETS, data_file, default_text_model, load_text_dataset
-from hfcontrast.demo.runs import use_all_cpu_cores_when_alone
-from hfcontrast.demo.text_options import load_text_encoder
 from hfcontrast.mining import mine_hard_negatives
 
 logger = logging.getLogger("mine_negatives")

@@ -8,26 +8,19 @@ PCL / ProtoNCE (Li et al. 2021).
 
 The momentum (key / target) encoder, the queue, the predictor and PCL's clusters belong to the objective: they are
 saved in every checkpoint and restored on resume, never exported. Wiring only: arguments ->
-``hfcontrast.demo.vision.run_vision_recipe`` (dataset -> collator -> model -> objective ->
-ContrastiveTrainer -> exported model, eval_results.json, training.png, model card).
+``hfcontrast.cli.vision.run_vision_recipe`` (dataset -> collator -> model -> ContrastiveTrainer, which
+binds the objective -> exported model, eval_results.json, training.png, model card).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hfcontrast import ContrastiveVisionModel
-from hfcontrast.demo.arguments import NegativeArguments
-from hfcontrast.demo.vision import (
-    VisionDemoTrainingArguments,
-    parse_vision_arguments,
-    run_vision_recipe,
-)
+from hfcontrast.cli.flags import NegativeArguments, flag_errors
+from hfcontrast.cli.vision import VisionDemoTrainingArguments, parse_vision_arguments, run_vision_recipe
 from hfcontrast.objectives import BYOL, PCL, ContrastiveObjective, MoCo, SimSiam
 
 METHODS = {"mocov2": "MoCo v2", "mocov3": "MoCo v3", "byol": "BYOL", "simsiam": "SimSiam", "pcl": "PCL"}
-# Paper augmentation of each method, for data other than the demo's (which uses "light").
-AUGMENTATIONS = {"mocov2": "mocov2", "mocov3": "byol", "byol": "byol", "simsiam": "mocov2", "pcl": "mocov2"}
 
 
 @dataclass
@@ -57,27 +50,26 @@ class MoCoTrainingArguments(VisionDemoTrainingArguments):
     output_dir: str | None = field(default="outputs/moco")
 
 
-def build_objective(
-    args: ObjectiveArguments, model: ContrastiveVisionModel, options: NegativeArguments, rows: int
-) -> ContrastiveObjective:
-    if args.method in ("byol", "simsiam") and options.config.active:
+def build_objective(args: ObjectiveArguments, options: NegativeArguments) -> ContrastiveObjective:
+    if args.method in ("byol", "simsiam") and options.active:
         raise ValueError(f"--method {args.method} has no negatives: the negative-handling options do not apply")
     if args.method == "pcl":
         return PCL(
-            model, num_rows=rows, num_clusters=[int(k) for k in args.num_clusters.split(",")],
-            prototype_weight=args.prototype_weight, temperature=args.temperature, queue_size=args.queue_size,
-            momentum=args.momentum, final_momentum=args.final_momentum, negatives=options.config,
+            num_clusters=[int(k) for k in args.num_clusters.split(",")], prototype_weight=args.prototype_weight,
+            every_n_steps=args.cluster_every_steps or None, start_step=args.cluster_start_step,
+            temperature=args.temperature, queue_size=args.queue_size, momentum=args.momentum,
+            final_momentum=args.final_momentum, **options.loss_options,
         )  # fmt: skip
     if args.method == "simsiam":
-        return SimSiam(predictor_hidden_dim=args.predictor_hidden_dim, encoder=model)
+        return SimSiam(predictor_hidden_dim=args.predictor_hidden_dim)
     final = args.final_momentum if args.final_momentum is not None else 1.0
     if args.method == "byol":
-        return BYOL(model, predictor_hidden_dim=args.predictor_hidden_dim, momentum=args.momentum, final_momentum=final)
+        return BYOL(predictor_hidden_dim=args.predictor_hidden_dim, momentum=args.momentum, final_momentum=final)
     v2 = args.method == "mocov2"
     return MoCo(
-        model, version="v2" if v2 else "v3", temperature=args.temperature, queue_size=args.queue_size if v2 else None,
+        version="v2" if v2 else "v3", temperature=args.temperature, queue_size=args.queue_size if v2 else None,
         momentum=args.momentum, final_momentum=args.final_momentum if v2 else final,
-        predictor_hidden_dim=args.predictor_hidden_dim, negatives=options.config,
+        predictor_hidden_dim=args.predictor_hidden_dim, **options.loss_options,
     )  # fmt: skip
 
 
@@ -85,14 +77,11 @@ def main() -> None:
     model_args, data_args, objective_args, negative_args, training_args = parse_vision_arguments(
         ObjectiveArguments, training=MoCoTrainingArguments
     )
+    with flag_errors(ObjectiveArguments):
+        objective = build_objective(objective_args, negative_args)
     run_vision_recipe(
-        model_args, data_args, negative_args, training_args,
-        method=METHODS[objective_args.method], paper_augmentation=AUGMENTATIONS[objective_args.method],
-        build_objective=lambda model, rows: build_objective(objective_args, model, negative_args, rows),
-        hyperparameters=vars(objective_args),
-        cluster_refresh={
-            "every_n_steps": objective_args.cluster_every_steps or None, "start_step": objective_args.cluster_start_step,
-        },
+        model_args, data_args, negative_args, training_args, objective,
+        method=METHODS[objective_args.method], hyperparameters=vars(objective_args),
     )  # fmt: skip
 
 

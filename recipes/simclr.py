@@ -7,21 +7,16 @@
         --model_name_or_path microsoft/resnet-18 --image_size 224 --augmentation simclr   # imagefolder data
     accelerate launch recipes/simclr.py --config_name resnet-config-dir --config_overrides embedding_size=32
 
-Wiring only: arguments -> ``hfcontrast.demo.vision.run_vision_recipe`` (dataset -> collator -> model ->
-objective -> ContrastiveTrainer -> exported model, eval_results.json, training.png, model card).
+Wiring only: arguments -> objective -> ``hfcontrast.cli.vision.run_vision_recipe`` (dataset -> collator ->
+model -> ContrastiveTrainer -> exported model, eval_results.json, training.png, model card).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hfcontrast import ContrastiveVisionModel
-from hfcontrast.demo.arguments import NegativeArguments, given
-from hfcontrast.demo.vision import (
-    VisionDemoTrainingArguments,
-    parse_vision_arguments,
-    run_vision_recipe,
-)
+from hfcontrast.cli.flags import NegativeArguments, flag_errors, given
+from hfcontrast.cli.vision import VisionDemoTrainingArguments, parse_vision_arguments, run_vision_recipe
 from hfcontrast.objectives import NNCLR, ContrastiveObjective, SimCLR
 
 # Neighbours as positives learn slower than a second view: kNN +2.8 at 800 steps; +3.7 (2 cores) / +4.1 (one thread) at 1600
@@ -47,14 +42,13 @@ class ObjectiveArguments:
             raise ValueError(f"--nnclr_loss must be nt_xent or cross_view, got {self.nnclr_loss!r}")
 
 
-def build_objective(args: ObjectiveArguments, model: ContrastiveVisionModel, options: NegativeArguments) -> ContrastiveObjective:
+def build_objective(args: ObjectiveArguments, options: NegativeArguments) -> ContrastiveObjective:
     if args.method == "nnclr":
         return NNCLR(
             args.temperature, loss=args.nnclr_loss, support_size=args.support_size,  # type: ignore[arg-type]
-            predictor_hidden_dim=args.predictor_hidden_dim or None,
-            encoder=model, negatives=options.config,
+            predictor_hidden_dim=args.predictor_hidden_dim or None, **options.loss_options,
         )  # fmt: skip
-    return SimCLR(args.temperature, negatives=options.config)
+    return SimCLR(args.temperature, **options.loss_options)
 
 
 @dataclass
@@ -68,11 +62,11 @@ def main() -> None:
     )
     if objective_args.method == "nnclr" and not given("--max_steps") and not given("--num_train_epochs"):
         training_args.max_steps = NNCLR_DEMO_STEPS
+    with flag_errors(ObjectiveArguments):
+        objective = build_objective(objective_args, negative_args)
     run_vision_recipe(
-        model_args, data_args, negative_args, training_args,
-        method="NNCLR" if objective_args.method == "nnclr" else "SimCLR", paper_augmentation="simclr",
-        build_objective=lambda model, rows: build_objective(objective_args, model, negative_args),
-        hyperparameters=vars(objective_args),
+        model_args, data_args, negative_args, training_args, objective,
+        method="NNCLR" if objective_args.method == "nnclr" else "SimCLR", hyperparameters=vars(objective_args),
     )  # fmt: skip
 
 

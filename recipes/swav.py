@@ -9,14 +9,15 @@
 The prototypes (normalised after every step, frozen for ``--freeze_prototypes_steps``) and the optional
 queue belong to the objective: saved in every checkpoint, never exported. The codes are computed over the
 global batch (Sinkhorn sums all-reduced across processes). Wiring only: arguments ->
-``hfcontrast.demo.vision.run_vision_recipe``.
+``hfcontrast.cli.vision.run_vision_recipe``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hfcontrast.demo.vision import (
+from hfcontrast.cli.flags import flag_errors
+from hfcontrast.cli.vision import (
     VisionDataArguments,
     VisionDemoTrainingArguments,
     parse_vision_arguments,
@@ -53,18 +54,18 @@ def main() -> None:
     model_args, data_args, objective_args, negative_args, training_args = parse_vision_arguments(
         ObjectiveArguments, data=SwAVDataArguments, training=SwAVTrainingArguments
     )
-    if negative_args.config.active:
+    if negative_args.active:
         raise ValueError("SwAV contrasts cluster codes, not negatives: the negative-handling options do not apply")
+    args = objective_args
+    with flag_errors(ObjectiveArguments):
+        objective = SwAV(
+            num_prototypes=args.num_prototypes, temperature=args.temperature, epsilon=args.epsilon,
+            sinkhorn_iterations=args.sinkhorn_iterations, freeze_prototypes_steps=args.freeze_prototypes_steps,
+            queue_size=args.queue_size,
+        )  # fmt: skip
     run_vision_recipe(
-        model_args, data_args, negative_args, training_args,
-        method="SwAV", paper_augmentation="byol",
-        build_objective=lambda model, rows: SwAV(
-            model, num_prototypes=objective_args.num_prototypes, temperature=objective_args.temperature,
-            epsilon=objective_args.epsilon, sinkhorn_iterations=objective_args.sinkhorn_iterations,
-            freeze_prototypes_steps=objective_args.freeze_prototypes_steps, queue_size=objective_args.queue_size,
-        ),
-        hyperparameters=vars(objective_args),
-    )  # fmt: skip
+        model_args, data_args, negative_args, training_args, objective, method="SwAV", hyperparameters=vars(args)
+    )
 
 
 if __name__ == "__main__":

@@ -15,8 +15,8 @@ from hfcontrast.collators import ImageEvalCollator, MultiViewCollator
 from hfcontrast.collators.seeding import CollatorEpochCallback
 from hfcontrast.objectives import DINO, NNCLR, PCL, SwAV
 from hfcontrast.objectives.base import ContrastiveObjective
+from hfcontrast.objectives.clusters import ClusterRefreshCallback
 from hfcontrast.trainer import ContrastiveTrainer, ContrastiveTrainingArguments
-from hfcontrast.trainer.clusters import ClusterRefreshCallback
 from tests.test_recipe_image import VIEW, image_rows, max_difference, tiny_model
 
 ROWS = 40

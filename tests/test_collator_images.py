@@ -234,3 +234,33 @@ def test_eval_collator() -> None:
     }
     with pytest.raises(CollatorInputError, match="batch has 0 row"):
         collator([])
+
+
+def test_the_row_check_and_the_collator_accept_the_same_image_kinds() -> None:
+    """One helper (``image_kind``) for both: a ``memoryview`` of PNG bytes passes the check before training and
+    decodes in the collator; a value of no image kind is refused by both, naming row and column."""
+    from hfcontrast.collators.checks import BadRowsError, check_rows, image_kind
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((6, 6, 3), 200, dtype=np.uint8)).save(buffer, format="PNG")
+    rows = [{"image": memoryview(buffer.getvalue())}, {"image": bytearray(buffer.getvalue())}]
+    assert [image_kind(row["image"]) for row in rows] == ["bytes", "bytes"]
+    views = MultiViewCollator("image", pipeline=eval_pipeline(6, resize_size=6))
+    assert check_rows(rows, views, source="rows.jsonl").rejected == 0
+    assert views(rows)["query"]["pixel_values"].shape == (2, 3, 6, 6)
+    bad = [rows[0], {"image": 3.5}]
+    with pytest.raises(BadRowsError, match=r"(?s)rows.jsonl: 1 of 2 rows.*row 1, column .image.: expected an image"):
+        check_rows(bad, views, source="rows.jsonl")
+    with pytest.raises(CollatorInputError, match=r"row 1, column 'image': unsupported image type float"):
+        views(bad)
+
+
+def test_a_collator_without_a_row_spec_is_an_error_unless_unchecked() -> None:
+    from hfcontrast.collators.checks import BadRowsError, check_rows
+
+    def collate(rows: list[dict]) -> dict:  # type: ignore[type-arg]
+        return {"query": {"pixel_values": torch.zeros(len(rows), 3, 2, 2)}}
+
+    with pytest.raises(BadRowsError, match=r"train.csv: the collator function has no row_spec\(\).*bad_rows='unchecked'"):
+        check_rows([{"image": None}], collate, source="train.csv")
+    assert check_rows([{"image": None}], collate, source="train.csv", policy="unchecked").rejected == 0

@@ -55,16 +55,32 @@ def test_two_processes_equal_one_process(tmp_path: Path, dtype_flag: str | None,
     assert torch.equal(rank0["objective"]["keys.queue.embeddings"], rank1["objective"]["keys.queue.embeddings"])
 
 
-@pytest.mark.parametrize("objective", ["matryoshka", "kl"])
-def test_matryoshka_and_in_batch_kl_two_processes_equal_one_process(tmp_path: Path, objective: str) -> None:
-    """Matryoshka over gathered positives and hard negatives; in-batch KL over gathered student and teacher
-    documents (teacher on the fly): 2 processes x 4 rows equal 1 process x 8, in float64."""
-    common = ["--steps", "2", "--float64", "--objective", objective]
-    accelerate_launch(SCRIPT, "--out", str(tmp_path / "ddp"), "--batch", "4", *common)
-    run_python(SCRIPT, "--out", str(tmp_path / "single"), "--batch", "8", *common)
+def _float64_parity(tmp_path: Path, common: list[str], ddp_only: tuple[str, ...] = ()) -> tuple[dict, ...]:
+    """2 processes x 4 rows (with ``ddp_only`` flags) against 1 process x 8, float64: the mean of the local
+    losses and every rank's gradients equal the single process's. Returns the three dumps."""
+    accelerate_launch(SCRIPT, "--out", str(tmp_path / "ddp"), "--batch", "4", *ddp_only, *common, "--float64")
+    run_python(SCRIPT, "--out", str(tmp_path / "single"), "--batch", "8", *common, "--float64")
     rank0, rank1, single = (torch.load(tmp_path / d / f"rank{r}.pt") for d, r in (("ddp", 0), ("ddp", 1), ("single", 0)))
     assert [(a + b) / 2 for a, b in zip(rank0["losses"], rank1["losses"])] == pytest.approx(single["losses"], rel=1e-12)
     assert rank0["losses"] != rank1["losses"]
     for step, reference in enumerate(single["grads"]):
         for dump in (rank0, rank1):
             assert _max_diff(dump["grads"][step], reference) <= 1e-12 * _scale(reference)
+    return rank0, rank1, single
+
+
+def test_short_path_two_processes_equal_one_explicit_process(tmp_path: Path) -> None:
+    """The short path (objective bound, collator and tokenizer by the trainer) with an evaluation before
+    training, on 2 processes, equals the explicit path on 1 process over the concatenated batch."""
+    common = ["--grad_accum", "2", "--steps", "2", "--queue_size", "10", "--symmetric"]
+    rank0, rank1, single = _float64_parity(tmp_path, common, ("--short_path", "--evaluate_first"))
+    for dump in (rank0, rank1):  # the same weights on both ranks: DDP synchronised them after the evaluation
+        assert _max_diff(dump["weights"], single["weights"]) <= 1e-12 * _scale(single["weights"])
+        assert _max_diff(dump["objective"], single["objective"]) <= 1e-10
+
+
+@pytest.mark.parametrize("objective", ["matryoshka", "kl"])
+def test_matryoshka_and_in_batch_kl_two_processes_equal_one_process(tmp_path: Path, objective: str) -> None:
+    """Matryoshka over gathered positives and hard negatives; in-batch KL over gathered student and teacher
+    documents (teacher on the fly): 2 processes x 4 rows equal 1 process x 8, in float64."""
+    _float64_parity(tmp_path, ["--steps", "2", "--objective", objective])

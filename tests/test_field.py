@@ -60,10 +60,7 @@ def test_card_without_a_hub_id_uses_a_clear_placeholder_and_the_precision_used(t
     from hfcontrast.hub import write_model_card
 
     trainer = make_trainer(tmp_path)
-    path = write_model_card(
-        trainer, family="text", method="SimCSE", hyperparameters={}, eval_results={}, train_dataset_name=None,
-        base_model=None,
-    )  # fmt: skip
+    path = write_model_card(trainer.summary(method="SimCSE", hyperparameters={}, eval_results={}))
     text = Path(path).read_text()
     assert 'AutoModel.from_pretrained("your-username/out")' in text and 'from_pretrained("out")' not in text
     assert "CPU" in text and ", fp32 |" in text

@@ -10,9 +10,23 @@ import numpy as np
 import pytest
 from huggingface_hub import ModelCard
 
-from hfcontrast.hub import CITATIONS, hub_id_or_none, method_tag, render_model_card, write_model_card
+from hfcontrast.hub import CITATIONS, hub_id_or_none, render_model_card, write_model_card
 from hfcontrast.hub.model_card import template_dir
-from hfcontrast.objectives import SimCSE
+from hfcontrast.objectives import (
+    BYOL,
+    CLIP,
+    DINO,
+    NNCLR,
+    PCL,
+    ContrastiveObjective,
+    InBatchKL,
+    MoCo,
+    SigLIP,
+    SimCLR,
+    SimCSE,
+    SimSiam,
+    SwAV,
+)
 from hfcontrast.trainer import ContrastiveTrainer, ContrastiveTrainingArguments
 from tests.tiny import text_model, tokenizer
 
@@ -59,12 +73,11 @@ def test_written_card_parses_with_metadata_index_and_body(tmp_path: Path) -> Non
     out = Path(trainer.args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "training.png").write_bytes(b"\x89PNG\r\n\x1a\n")
-    path = write_model_card(
-        trainer, family="text", method="SimCSE (unsupervised)",
-        hyperparameters={"temperature": 0.05, "queue_size": 8, "symmetric": False},
+    path = write_model_card(trainer.summary(
+        method="SimCSE (unsupervised)", hyperparameters={"temperature": 0.05, "queue_size": 8, "symmetric": False},
         eval_results=EVAL_RESULTS, train_dataset_name="sentence-transformers/wikipedia-en-sentences",
         base_model="all-MiniLM-L6-v2",
-    )
+    ))
     assert path == str(out / "README.md")
     card = ModelCard.load(path)
     data = card.data
@@ -110,13 +123,13 @@ def test_local_paths_stay_out_of_the_metadata(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("family", "method", "results", "pipeline_tag", "types", "citation"),
+    ("family", "tag", "results", "pipeline_tag", "types", "citation"),
     [
-        ("vision", "MoCo v3", {"eval_knn_top1": 0.5, "eval_knn_linear_probe_top1": 0.625},
+        ("vision", "moco-v3", {"eval_knn_top1": 0.5, "eval_knn_linear_probe_top1": 0.625},
          "image-feature-extraction", {("image-classification", "accuracy")}, "chen2021empirical"),
-        ("vision", "SimCLR", {"eval_knn_top1": np.float32(0.25)}, "image-feature-extraction",
+        ("vision", "simclr", {"eval_knn_top1": np.float32(0.25)}, "image-feature-extraction",
          {("image-classification", "accuracy")}, "chen2020simple"),
-        ("dual", "SigLIP", {"eval_zeroshot_top1": 0.3, "eval_zeroshot_top5": 0.9,
+        ("dual", "siglip", {"eval_zeroshot_top1": 0.3, "eval_zeroshot_top5": 0.9,
                             "eval_retrieval_image_to_text_R@1": 0.2, "eval_retrieval_text_to_image_median_rank": 4.0},
          "zero-shot-image-classification",
          {("zero-shot-image-classification", "accuracy"), ("zero-shot-image-classification", "top_5_accuracy"),
@@ -124,10 +137,10 @@ def test_local_paths_stay_out_of_the_metadata(tmp_path: Path) -> None:
     ],
 )
 def test_each_family_renders_its_pipeline_tag_metrics_and_citation(
-    family: str, method: str, results: dict, pipeline_tag: str, types: set, citation: str
+    family: str, tag: str, results: dict, pipeline_tag: str, types: set, citation: str
 ) -> None:
     card = ModelCard(str(render_model_card(
-        family=family, method=method, hyperparameters={"temperature": 0.2}, eval_results=results,
+        family=family, method=tag.upper(), tag=tag, hyperparameters={"temperature": 0.2}, eval_results=results,
         train_dataset_name="cifar10", base_model="google/vit-base-patch16-224", model_name="m", repo_id="me/m",
     )))
     assert card.data.pipeline_tag == pipeline_tag and card.data.library_name == "hfcontrast"
@@ -159,7 +172,7 @@ def test_eval_datasets_and_splits_name_each_evaluators_data() -> None:
 
 def test_no_results_gives_a_card_without_model_index() -> None:
     card = ModelCard(str(render_model_card(
-        family="vision", method="BYOL", hyperparameters={}, eval_results={}, train_dataset_name=None,
+        family="vision", method="BYOL", tag="byol", hyperparameters={}, eval_results={}, train_dataset_name=None,
         base_model=None, model_name="m",
     )))
     assert card.data.eval_results is None and "No evaluation results" in card.text
@@ -167,14 +180,17 @@ def test_no_results_gives_a_card_without_model_index() -> None:
 
 
 @pytest.mark.parametrize(
-    ("method", "tag"),
-    [("SimCSE (supervised)", "simcse"), ("MoCo v2", "moco-v2"), ("MoCo", "moco-v2"), ("moco-v3", "moco-v3"),
-     ("BYOL", "byol"), ("SimSiam", "simsiam"), ("SimCLR", "simclr"), ("CLIP", "clip"), ("SigLIP", "siglip"),
-     ("My New Loss", "my-new-loss")],
+    ("objective", "tag"),
+    [(SimCSE(), "simcse"), (MoCo(version="v2"), "moco-v2"), (MoCo(), "moco-v2"), (MoCo(version="v3"), "moco-v3"),
+     (BYOL(), "byol"), (SimSiam(), "simsiam"), (SimCLR(), "simclr"), (CLIP(), "clip"), (SigLIP(), "siglip"),
+     (NNCLR(), "nnclr"), (SwAV(), "swav"), (DINO(), "dino"), (PCL(), "pcl"), (InBatchKL(), "distillation")],
 )
-def test_method_tag(method: str, tag: str) -> None:
-    assert method_tag(method) == tag
-    assert (tag in CITATIONS) == (tag != "my-new-loss")
+def test_each_objective_declares_its_tag_and_citation(objective: ContrastiveObjective, tag: str) -> None:
+    assert objective.tag == tag
+    assert tag in CITATIONS
+    card = render_model_card(family="text", method="My New Loss", tag=objective.tag, hyperparameters={},
+                             eval_results={}, train_dataset_name=None, base_model=None, model_name="m")
+    assert tag in card.data.tags and CITATIONS[tag] in card.text
 
 
 def test_hub_id_or_none(tmp_path: Path) -> None:

@@ -111,10 +111,19 @@ FAMILIES = {
 }
 
 
+def test_every_model_type_is_registered_with_the_auto_classes() -> None:
+    """Each family's model type resolves through AutoConfig / AutoModel once hfcontrast is imported."""
+    from transformers import AutoConfig, AutoModel
+
+    assert set(FAMILIES) == REGISTERED
+    for model_type in REGISTERED:
+        config = AutoConfig.for_model(model_type)
+        assert type(AutoModel.from_config(config)).__name__.startswith("Contrastive"), model_type
+
+
 @pytest.mark.parametrize("model_type", sorted(FAMILIES))
 def test_trust_remote_code_loads_without_hfcontrast(model_type: str, tmp_path: Path) -> None:
-    if model_type not in REGISTERED:
-        pytest.skip(f"{model_type} is not registered in hfcontrast.models yet")
+    assert model_type in REGISTERED, f"{model_type} is no longer registered with AutoConfig/AutoModel"
     build, processing_class = FAMILIES[model_type]
     torch.manual_seed(0)
     model, inputs = build()

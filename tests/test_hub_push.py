@@ -97,8 +97,8 @@ def write_artefacts(trainer: ContrastiveTrainer) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval_results.json").write_text(json.dumps(EVAL_RESULTS))
     (out / "training.png").write_bytes(b"\x89PNG\r\n\x1a\n")
-    write_model_card(trainer, family="text", method="SimCSE (unsupervised)", hyperparameters={"temperature": 0.05},
-                     eval_results=EVAL_RESULTS, train_dataset_name="wiki.txt", base_model="all-MiniLM-L6-v2")
+    write_model_card(trainer.summary(method="SimCSE (unsupervised)", hyperparameters={"temperature": 0.05},
+                                     eval_results=EVAL_RESULTS, train_dataset_name="wiki.txt", base_model="all-MiniLM-L6-v2"))
 
 
 def test_push_text_model_uploads_exact_files_and_parsable_card(hub: FakeHub, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from tests.launch import REPO_ROOT
 #: Bottom first, as in docs/architecture.md.
 LAYERS = [
     "losses", "distributed", "memory", "models", "objectives", "augment", "collators", "hub", "evaluation",
-    "trainer", "demo",
+    "trainer", "demo", "cli",
 ]  # fmt: skip
 PACKAGE = REPO_ROOT / "hfcontrast"
 
@@ -51,3 +51,18 @@ def test_models_import_nothing_of_hfcontrast() -> None:
             if isinstance(node, ast.ImportFrom):
                 assert node.level in (0, 1), f"{path.name}: only single-dot relative imports ({ast.dump(node)})"
                 assert node.level == 1 or not (node.module or "").startswith("hfcontrast"), path.name
+
+
+def test_no_trainer_module_imports_the_trainer() -> None:
+    """``trainer.py`` owns the step; the helpers beside it (GradCache, callbacks, the multi-dataset loader,
+    the run summary) take explicit inputs and never import it back, not even under ``TYPE_CHECKING``."""
+    back = []
+    for path in sorted((PACKAGE / "trainer").glob("*.py")):
+        if path.name in ("trainer.py", "__init__.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[-1] == "trainer" and node.level >= 1:
+                back.append(path.name)
+            if isinstance(node, ast.ImportFrom) and node.module == "hfcontrast.trainer.trainer":
+                back.append(path.name)
+    assert not back, back

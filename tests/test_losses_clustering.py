@@ -118,3 +118,37 @@ def test_kmeans_is_deterministic_and_equals_a_naive_loop() -> None:
     assert sorted(torch.bincount(a1).tolist()) == [20, 20, 20]  # the three planted clusters
     phi = concentration(x, c1, a1)
     assert phi.shape == (3,) and bool((phi > 0).all())
+
+
+def test_concentration_is_the_papers_formula_written_out() -> None:
+    """PCL's eq. 12, ``phi_k = sum_z ||v_z - c_k||_2 / (Z log(Z + alpha))`` over the ``Z`` normalised members of
+    cluster ``k``, computed here in a float64 loop. A singleton cluster (no spread to measure) takes the median
+    of the others, and values are kept within ``[0.1, 10] x`` that median. The PCL reference code rescales
+    further (it clips to the 10th-90th percentiles and scales ``phi`` so that its mean equals the temperature);
+    this implementation keeps the paper's scale, which the last assertion pins."""
+    x = randn(9, 4, seed=7)
+    centroids = F.normalize(randn(4, 4, seed=8), dim=-1)
+    assigned = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 3])  # cluster 3 is a singleton
+    alpha = 10.0
+    members = F.normalize(x, dim=-1)
+    written = []
+    for k in range(3):
+        rows = [members[i] for i in range(9) if int(assigned[i]) == k]
+        distance = sum(float((row - centroids[k]).norm()) for row in rows)
+        written.append(distance / (len(rows) * math.log(len(rows) + alpha)))
+    median = sorted(written)[1]
+    expected = [min(max(value, 0.1 * median), 10 * median) for value in written] + [median]
+    phi = concentration(x, centroids, assigned, alpha=alpha)
+    torch.testing.assert_close(phi.double(), torch.tensor(expected, dtype=torch.float64), rtol=1e-5, atol=1e-7)
+    assert abs(float(phi.mean()) - 0.2) > 1e-3  # not rescaled to a temperature, unlike the reference code
+
+
+def test_concentration_clamps_an_outlying_cluster_to_ten_medians() -> None:
+    centroids = torch.eye(4, dtype=torch.float64)
+    tight = [centroids[0] + 1e-3 * randn(4, seed=s) for s in range(3)] + [centroids[1] + 1e-3 * randn(4, seed=10 + s) for s in range(3)]
+    loose = [centroids[2] + 1e-3 * randn(4, seed=20), centroids[2] + 1e-3 * randn(4, seed=21), -centroids[2]]  # one far member
+    x = torch.stack(tight + loose)
+    assigned = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2])
+    phi = concentration(x, centroids[:3], assigned)
+    median = float(phi.median())
+    assert float(phi[2]) == pytest.approx(10 * median, rel=1e-6)  # 2 / (3 log 13) is far more than ten medians

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from hfcontrast.losses import matryoshka_loss
-from hfcontrast.objectives import MoCo, NegativeConfig, SimCSE
+from hfcontrast.objectives import MatryoshkaConfig, MoCo, SimCSE
 from tests.test_gradcache import assert_same, cached, text_batch, uncached
 from tests.tiny import text_model
 
@@ -27,7 +27,7 @@ def naive_info_nce(q: torch.Tensor, c: torch.Tensor, tau: float) -> torch.Tensor
 def test_loss_is_weighted_sum_over_prefixes_of_naive_loss() -> None:
     g = torch.Generator().manual_seed(0)
     anchor, positive = torch.randn(6, 32, generator=g, dtype=torch.float64), torch.randn(6, 32, generator=g, dtype=torch.float64)
-    objective = SimCSE(0.1, gather=False, negatives=NegativeConfig(matryoshka_dims=DIMS, matryoshka_weights=WEIGHTS))
+    objective = SimCSE(0.1, gather=False, matryoshka=MatryoshkaConfig(DIMS, WEIGHTS))
     got = objective({"anchor": anchor, "positive": positive}, {}).loss
     want = sum(w * naive_info_nce(anchor[:, :d], positive[:, :d], 0.1) for d, w in zip(DIMS, WEIGHTS))
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
@@ -55,11 +55,11 @@ def test_pure_function_keeps_widest_stats_and_per_dim_losses() -> None:
 )
 def test_bad_settings_are_refused(dims: tuple[int, ...], weights: tuple[float, ...] | None, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        NegativeConfig(matryoshka_dims=dims, matryoshka_weights=weights)
+        MatryoshkaConfig(dims, weights)
 
 
 def test_wider_than_embedding_is_refused() -> None:
-    objective = SimCSE(0.1, gather=False, negatives=NegativeConfig(matryoshka_dims=(64, 8)))
+    objective = SimCSE(0.1, gather=False, matryoshka=MatryoshkaConfig((64, 8)))
     with pytest.raises(ValueError, match="wider than the embedding"):
         objective({"anchor": torch.randn(2, 32), "positive": torch.randn(2, 32)}, {})
 
@@ -68,8 +68,8 @@ def test_gradcache_equals_uncached_step_with_matryoshka() -> None:
     """Supervised SimCSE with hard negatives and a queue, dropout on, Matryoshka over 3 widths, fp32."""
     torch.manual_seed(0)
     model = text_model(pooler="mean", dropout=0.1).train()
-    config = NegativeConfig(matryoshka_dims=DIMS, matryoshka_weights=WEIGHTS)
-    objective = SimCSE(0.05, hard_negative_weight=0.3, queue_size=6, encoder=model, negatives=config).train()
+    config = MatryoshkaConfig(DIMS, WEIGHTS)
+    objective = SimCSE(0.05, hard_negative_weight=0.3, queue_size=6, encoder=model, matryoshka=config).train()
     assert objective.keys is not None
     objective.keys.queue.enqueue(torch.randn(6, model.config.train_embedding_dim))
     batch = text_batch()
@@ -78,7 +78,7 @@ def test_gradcache_equals_uncached_step_with_matryoshka() -> None:
 
 def test_moco_queue_with_matryoshka_truncates_queued_keys_too() -> None:
     model = text_model(pooler="mean", dropout=0.0)
-    objective = MoCo(model, version="v2", queue_size=8, temperature=0.2, negatives=NegativeConfig(matryoshka_dims=(32, 4)))
+    objective = MoCo(model, version="v2", queue_size=8, temperature=0.2, matryoshka=MatryoshkaConfig((32, 4)))
     assert objective.keys is not None
     objective.keys.queue.enqueue(torch.randn(8, 32))
     q, k = torch.randn(4, 32), torch.randn(4, 32)

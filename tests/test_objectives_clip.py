@@ -106,7 +106,11 @@ def test_clip_fixed_temperature_and_validation() -> None:
     out = CLIP(temperature=0.1)({"image": img, "text": txt}, {})
     assert out.loss.item() == pytest.approx(naive_clip(img, txt, 10.0), rel=1e-6)
     with pytest.raises(ValueError, match="logit_scale"):
-        CLIP()
+        CLIP().bind()  # built without encoder= and bound to no model with a logit_scale
+    with pytest.raises(ValueError, match="logit_scale"):
+        CLIP().bind(nn.Linear(3, 3))
+    with pytest.raises(RuntimeError, match="not bound"):
+        CLIP()({"image": img, "text": txt}, {})
     with pytest.raises(ValueError, match="learnable_logit_scale"):
         CLIP(Scales(), temperature=0.1)
     with pytest.raises(ValueError, match="queue_size"):
@@ -312,6 +316,7 @@ def fp64(collator):
         batch = collator(rows)
         batch["image"]["pixel_values"] = batch["image"]["pixel_values"].double()
         return batch
+    collate.row_spec = collator.row_spec  # the rows are still checked before training
     return collate
 
 out, batch = sys.argv[1], int(sys.argv[2])

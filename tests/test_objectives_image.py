@@ -313,6 +313,8 @@ def test_predictor_width_comes_from_encoder_or_argument() -> None:
     model = ContrastiveVisionModel(vision_config())
     assert BYOL(model, predictor_hidden_dim=8).predictor[0].in_features == 8
     with pytest.raises(ValueError, match="embedding_dim"):
-        SimSiam()
+        SimSiam().bind()  # bound to no model: the width is unknown
+    with pytest.raises(ValueError, match="embedding_dim"):
+        SimSiam().bind(nn.Linear(2, 2))
     with pytest.raises(ValueError, match="embedding_dim"):
         BYOL(nn.Linear(2, 2))

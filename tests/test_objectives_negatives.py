@@ -12,11 +12,11 @@ from torch import Tensor, nn
 from transformers import HfArgumentParser
 
 from hfcontrast import ContrastiveEncoderOutput
+from hfcontrast.cli.flags import NegativeArguments
 from hfcontrast.collators import TextPairCollator, UnsupervisedSimCSECollator
-from hfcontrast.demo.arguments import NegativeArguments
 from hfcontrast.distributed import Gathered
-from hfcontrast.losses import info_nce, supcon_loss
-from hfcontrast.objectives import CLIP, MoCo, NegativeConfig, SimCLR, SimCSE
+from hfcontrast.losses import draw_mochi, info_nce, supcon_loss
+from hfcontrast.objectives import CLIP, ChunkingConfig, MoCo, NegativeConfig, SimCLR, SimCSE
 from hfcontrast.objectives import contrast as contrast_module
 from hfcontrast.objectives import simclr as simclr_module
 
@@ -69,11 +69,12 @@ def test_options_parse_validate_and_activate() -> None:
             "16",
         ]
     )
-    config = parsed.to_config()
-    assert config.fncl == "attract" and config.mochi and config.loss_chunk_size == 16 and config.active
-    assert not NegativeArguments().to_config().active and not NegativeArguments(duplicate_id_column="id").to_config().active
-    assert NegativeArguments(supcon_label_column="label").to_config().queue_stores == "labels"
-    assert NegativeArguments(false_negative_masking=True).to_config().queue_stores == "ids"
+    config = parsed.config
+    assert config.fncl == "attract" and config.mochi and parsed.chunking == ChunkingConfig(16) and config.active
+    assert parsed.active and parsed.loss_options == {"negatives": config, "matryoshka": None, "chunking": ChunkingConfig(16)}
+    assert not NegativeArguments().active and not NegativeArguments(duplicate_id_column="id").active
+    assert NegativeArguments(supcon_label_column="label").config.queue_stores == "labels"
+    assert NegativeArguments(false_negative_masking=True).config.queue_stores == "ids"
     bad: list[tuple[dict[str, Any], str]] = [
         ({"debiased_tau_plus": 0.1, "decoupled": True}, "exclude each other"),
         ({"debiased_tau_plus": 0.1, "supervised": True}, "one positive"),
@@ -85,13 +86,22 @@ def test_options_parse_validate_and_activate() -> None:
         ({"fncl_top_k": 0}, "fncl_top_k"),
         ({"debiased_tau_plus": 1.0}, r"\[0, 1\)"),
         ({"hard_negative_beta": -1.0}, "beta"),
-        ({"loss_chunk_size": 0}, "loss_chunk_size"),
     ]
     for kwargs, message in bad:
         with pytest.raises(ValueError, match=message):
             NegativeConfig(**kwargs)
-    with pytest.raises(ValueError, match="already a positive"):  # validated when the flags are parsed
+    with pytest.raises(ValueError, match="rows must be >= 1"):
+        ChunkingConfig(0)
+    # Validated when the flags are parsed; the library's field names come back as the flags typed.
+    with pytest.raises(ValueError, match="drop --false_negative_masking") as refused:
         NegativeArguments(supcon_label_column="y", false_negative_masking=True)
+    assert "already a positive" in str(refused.value) and "mask_duplicates" not in str(refused.value)
+    with pytest.raises(ValueError, match="--debiased_tau_plus and --decoupled exclude each other"):
+        NegativeArguments(debiased_tau_plus=0.1, decoupled=True)
+    with pytest.raises(ValueError, match="--loss_chunk_size must be >= 1"):
+        NegativeArguments(loss_chunk_size=0)
+    with pytest.raises(ValueError, match="--matryoshka_dims must be positive and strictly decreasing"):
+        NegativeArguments(matryoshka_dims="8,16")
     mochi = NegativeConfig(mochi_n=4, mochi_s=2)
     with pytest.raises(ValueError, match="needs a queue"):
         SimCLR(negatives=mochi)
@@ -241,43 +251,75 @@ def test_simclr_debiased_matches_chuang_reference_code() -> None:
     assert out.loss.item() == pytest.approx(total / 10, rel=1e-10)
 
 
-def test_moco_v3_dcl_and_fncl_run_through_the_general_loss() -> None:
+def _v3_naive(q: Tensor, k: Tensor, tau: float, *, decoupled: bool = False, fncl_top_k: int = 0) -> float:
+    """One MoCo v3 direction written out: row ``i`` of ``q`` against every key, positive ``k_i``; DCL drops the
+    positive from the denominator; FNCL (eliminate) drops the ``fncl_top_k`` negatives with the highest mean
+    cosine to the anchor and to its positive (the support views)."""
+    total = 0.0
+    for i in range(q.shape[0]):
+        negatives = [j for j in range(k.shape[0]) if j != i]
+        if fncl_top_k:
+            score = {j: 0.5 * (cos(q[i], k[j]) + cos(k[i], k[j])) for j in negatives}
+            negatives = sorted(negatives, key=score.__getitem__)[: len(negatives) - fncl_top_k]
+        positive = math.exp(cos(q[i], k[i]) / tau)
+        denominator = sum(math.exp(cos(q[i], k[j]) / tau) for j in negatives) + (0.0 if decoupled else positive)
+        total -= math.log(positive / denominator)
+    return total / q.shape[0]
+
+
+@pytest.mark.parametrize("option", ["decoupled", "fncl"])
+def test_moco_v3_dcl_and_fncl_equal_their_formulas(option: str) -> None:
+    """``L = 2 tau (ctr(q1, k2) + ctr(q2, k1))`` with the predictor's outputs as queries and the momentum
+    encoder's keys, each ``ctr`` written out with DCL or FNCL."""
     toy = Toy()
-    batch: dict[str, Any] = {
-        "query": {"pixel_values": rand(4, 5, seed=21)},
-        "key": {"pixel_values": rand(4, 5, seed=22)},
-    }
+    batch: dict[str, Any] = {"query": {"pixel_values": rand(4, 5, seed=21)}, "key": {"pixel_values": rand(4, 5, seed=22)}}
     embeddings = {"query": rand(4, DIM, seed=23), "key": rand(4, DIM, seed=24)}
+    config = NegativeConfig(decoupled=True) if option == "decoupled" else NegativeConfig(fncl="eliminate")
     torch.manual_seed(0)
-    moco = MoCo(
-        toy, version="v3", temperature=0.2, predictor_hidden_dim=8, negatives=NegativeConfig(decoupled=True)
-    ).double()
-    out = moco.eval()(embeddings, batch)
-    assert torch.isfinite(out.loss) and {"top1", "negatives"} <= set(out.stats)
-    fncl = MoCo(
-        toy, version="v3", temperature=0.2, predictor_hidden_dim=8, negatives=NegativeConfig(fncl="eliminate")
-    )
-    fncl.double()
-    fncl.predictor.load_state_dict(moco.predictor.state_dict())  # type: ignore[union-attr]
-    assert fncl.eval()(embeddings, batch).stats["negatives"].item() == 2
+    moco = MoCo(toy, version="v3", temperature=0.2, predictor_hidden_dim=8, negatives=config).double().eval()
+    out = moco(embeddings, batch)
+    assert moco.predictor is not None
+    with torch.no_grad():
+        q1, q2 = moco.predictor.both(embeddings["query"], embeddings["key"])
+        k1, k2 = moco.key_encoder(batch["query"]), moco.key_encoder(batch["key"])
+    kwargs = {"decoupled": True} if option == "decoupled" else {"fncl_top_k": 1}
+    want = 2 * 0.2 * (_v3_naive(q1, k2, 0.2, **kwargs) + _v3_naive(q2, k1, 0.2, **kwargs))
+    assert out.loss.item() == pytest.approx(want, rel=1e-9)
+    assert out.stats["negatives"].item() == (3 if option == "decoupled" else 2)
 
 
-def test_simcse_mochi_adds_synthetic_negatives_from_the_queue() -> None:
-    options = NegativeConfig(mochi_n=3, mochi_s=2, mochi_s_prime=1, mask_duplicates=True)
-    objective = SimCSE(0.1, queue_size=5, embedding_dim=DIM, negatives=options).train()
-    anchor, positive = rand(4, DIM, seed=25).requires_grad_(), rand(4, DIM, seed=26)
+def test_simcse_mochi_equals_the_papers_mixing_written_out() -> None:
+    """SimCSE with a queue and MoCHi (Kalantidis et al. 2020, sec. 4): from the same draws, each row's loss is
+    InfoNCE over its positive, the other positives, the queue without its own duplicate, and ``s`` mixes of two
+    and ``s'`` mixes of itself with one of its ``n`` hardest queue negatives."""
+    n, s_mix, s_query, tau = 3, 2, 1, 0.1
+    options = NegativeConfig(mochi_n=n, mochi_s=s_mix, mochi_s_prime=s_query, mask_duplicates=True)
+    objective = SimCSE(tau, queue_size=5, embedding_dim=DIM, negatives=options).train()
+    anchor, positive = rand(4, DIM, seed=25), rand(4, DIM, seed=26)
     batch = {"ids": torch.tensor([0, 1, 2, 3])}
-    out = objective({"anchor": anchor, "positive": positive}, batch)  # empty queue: no mixing yet
-    assert out.stats["negatives"].item() == 3
+    assert objective({"anchor": anchor, "positive": positive}, batch).stats["negatives"].item() == 3  # empty queue
     objective.after_optimizer_step(nn.Linear(1, 1), 1, 10)
+    queue = F.normalize(objective.keys.negatives().double(), dim=-1)  # type: ignore[union-attr]
     torch.manual_seed(1)
-    first = objective({"anchor": anchor, "positive": positive}, batch)
-    assert first.stats["negatives"].item() == 3 + 3 + 3  # batch, queue minus own duplicate, s + s'
+    draws = draw_mochi(4, n, s_mix, s_query, start=4)
     torch.manual_seed(1)
-    again = objective({"anchor": anchor, "positive": positive}, batch)
-    torch.testing.assert_close(first.loss, again.loss)
-    first.loss.backward()
-    assert anchor.grad is not None and torch.isfinite(anchor.grad).all()
+    out = objective({"anchor": anchor, "positive": positive}, batch)
+    assert out.stats["negatives"].item() == 3 + 3 + 3
+    rows, columns = F.normalize(anchor, dim=-1), F.normalize(positive, dim=-1)
+    total = 0.0
+    for i in range(4):
+        usable = [m for m in range(4) if m != i]  # the queue holds the first batch's positives, ids 0..3
+        top = sorted(usable, key=lambda m: -float(rows[i] @ queue[m]))[: min(n, len(usable))]
+        pick = lambda u, top=top: top[min(int(float(u) * len(top)), len(top) - 1)]  # noqa: E731
+        synthetic = [F.normalize(draws.alpha[i, t] * queue[pick(draws.pair_u[i, t, 0])]
+                                 + (1 - draws.alpha[i, t]) * queue[pick(draws.pair_u[i, t, 1])], dim=0)
+                     for t in range(s_mix)]  # fmt: skip
+        synthetic += [F.normalize(draws.beta[i, t] * rows[i] + (1 - draws.beta[i, t]) * queue[pick(draws.query_u[i, t])], dim=0)
+                      for t in range(s_query)]  # fmt: skip
+        logits = [float(rows[i] @ columns[j]) / tau for j in range(4)]
+        logits += [float(rows[i] @ queue[m]) / tau for m in usable] + [float(rows[i] @ h) / tau for h in synthetic]
+        total += math.log(sum(math.exp(x) for x in logits)) - logits[i]
+    assert out.loss.item() == pytest.approx(total / 4, rel=1e-9)
 
 
 @pytest.mark.parametrize("family", ["simcse", "simclr", "clip"])
@@ -286,13 +328,14 @@ def test_chunked_objective_equals_plain(family: str) -> None:
     ids = torch.tensor([0, 1, 2, 0, 4, 5])
     results = []
     for chunk in (None, 2):
-        options = NegativeConfig(mask_duplicates=True, hard_negative_beta=0.5, loss_chunk_size=chunk)
+        options = NegativeConfig(mask_duplicates=True, hard_negative_beta=0.5)
+        chunking = ChunkingConfig(chunk) if chunk is not None else None
         if family == "simcse":
-            out = SimCSE(0.1, symmetric=True, negatives=options)({"anchor": a, "positive": b}, {"ids": ids})
+            out = SimCSE(0.1, symmetric=True, negatives=options, chunking=chunking)({"anchor": a, "positive": b}, {"ids": ids})
         elif family == "simclr":
-            out = SimCLR(0.1, negatives=options)({"query": a, "key": b}, {"ids": ids})
+            out = SimCLR(0.1, negatives=options, chunking=chunking)({"query": a, "key": b}, {"ids": ids})
         else:
-            out = CLIP(temperature=0.1, negatives=options)({"image": a, "text": b}, {"ids": ids})
+            out = CLIP(temperature=0.1, negatives=options, chunking=chunking)({"image": a, "text": b}, {"ids": ids})
         results.append((out.loss, torch.autograd.grad(out.loss, (a, b))))
     torch.testing.assert_close(results[0][0], results[1][0])
     for got, want in zip(results[1][1], results[0][1]):

@@ -54,7 +54,40 @@ def test_loss_matches_pseudo_code_with_a_filled_support_queue(loss: str) -> None
     assert float(out.loss) == pytest.approx(want, rel=1e-5)
 
 
-def test_gradient_reaches_the_columns_only_and_the_queue_fills_after_the_step() -> None:
+def differentiable(rows_from: torch.Tensor, other: torch.Tensor, support: torch.Tensor, tau: float, loss: str) -> torch.Tensor:
+    """The pseudo-code with autograd: the neighbours are support rows (constants), the other view carries
+    the gradient; for NT-Xent the neighbours are also the other rows' negatives, still constants."""
+    picked = torch.stack([nearest(z.detach(), support) for z in rows_from]).detach()
+    rows, columns = F.normalize(picked, dim=-1), F.normalize(other, dim=-1)
+    if loss == "cross_view":
+        return F.cross_entropy(rows @ columns.T / tau, torch.arange(len(rows)))
+    views = torch.cat([rows, columns])
+    logits = (views @ views.T / tau).masked_fill(torch.eye(len(views), dtype=torch.bool), float("-inf"))
+    n = len(rows)
+    return F.cross_entropy(logits, (torch.arange(2 * n) + n) % (2 * n))
+
+
+@pytest.mark.parametrize("loss", ["nt_xent", "cross_view"])
+def test_neighbour_rows_get_no_gradient_and_the_columns_get_the_formulas(loss: str) -> None:
+    """With a filled support queue the gradient of each view is the formula's with the neighbours held
+    constant: it reaches a view only where it is a column (the other direction's positive or negative)."""
+    objective = NNCLR(0.1, loss=loss, support_size=12, embedding_dim=6, gather=False).double().train()  # type: ignore[arg-type]
+    objective.support.queue.enqueue(randn(12, 6, seed=3))
+    queued = objective.support.negatives().double()
+    query, key = randn(5, 6, seed=1).requires_grad_(True), randn(5, 6, seed=2).requires_grad_(True)
+    objective({"query": query, "key": key}, {}).loss.backward()
+    q, k = query.detach().clone().requires_grad_(True), key.detach().clone().requires_grad_(True)
+    want = 0.5 * (differentiable(q, k, queued, 0.1, loss) + differentiable(k, q, queued, 0.1, loss))
+    want.backward()
+    assert q.grad is not None and k.grad is not None and query.grad is not None and key.grad is not None
+    # the support queue is float32: its rows are normalised in float32 (1e-7 apart from float64)
+    torch.testing.assert_close(query.grad, q.grad, rtol=1e-5, atol=1e-9)
+    torch.testing.assert_close(key.grad, k.grad, rtol=1e-5, atol=1e-9)
+    # One direction alone, its columns detached: the rows (neighbours of query) leave no graph back to query.
+    assert not objective._direction(query, key.detach(), queued, {}).loss.requires_grad
+
+
+def test_the_queue_fills_after_the_step() -> None:
     objective = NNCLR(0.1, support_size=8, embedding_dim=4, gather=False).train()
     query = randn(4, 4, seed=1).requires_grad_(True)
     key = randn(4, 4, seed=2).requires_grad_(True)

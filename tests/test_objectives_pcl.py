@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from hfcontrast import ContrastiveVisionModel
 from hfcontrast.losses import concentration, kmeans
 from hfcontrast.objectives import PCL, MoCo
-from hfcontrast.trainer.clusters import ClusterRefreshCallback, interleaved
+from hfcontrast.objectives.clusters import ClusterRefreshCallback, interleaved
 from tests.tiny import vision_config
 
 

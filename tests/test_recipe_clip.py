@@ -26,16 +26,12 @@ from hfcontrast.demo.captions import (
     pixel_attributes,
     unique_description_pairs,
 )
-from hfcontrast.demo.fashion_mnist import FASHION_MNIST_LABELS, has_fashion_mnist, load_fashion_mnist
+from hfcontrast.demo.fashion_mnist import FASHION_MNIST_LABELS, load_fashion_mnist
 from tests.launch import REPO_ROOT, accelerate_launch, run_python
 from tests.tiny import tokenizer
 
 RECIPE = REPO_ROOT / "recipes" / "clip.py"
-needs_fashion_mnist = pytest.mark.skipif(
-    not has_fashion_mnist(),
-    reason="Fashion-MNIST idx files not found (apt-get install dataset-fashion-mnist, "
-    "or set HFCONTRAST_FASHION_MNIST)",
-)
+needs_fashion_mnist = pytest.mark.fashion_mnist  # skipped without the data set (tests/conftest.py)
 TINY_VIT = "hidden_size=32,num_hidden_layers=1,num_attention_heads=2,intermediate_size=64"
 
 

@@ -17,10 +17,8 @@ from transformers import AutoImageProcessor, AutoModel, ResNetConfig
 import hfcontrast  # noqa: F401  (registers the Auto classes)
 from hfcontrast import ContrastiveVisionConfig, ContrastiveVisionModel
 from hfcontrast.augment import ViewParams, ViewPipeline
-from hfcontrast.collators import MultiViewCollator
+from hfcontrast.collators import MultiViewCollator, with_index_column
 from hfcontrast.collators.seeding import CollatorEpochCallback
-from hfcontrast.demo.fashion_mnist import has_fashion_mnist
-from hfcontrast.demo.images import with_index_column
 from hfcontrast.objectives import MoCo
 from hfcontrast.trainer import ContrastiveTrainer, ContrastiveTrainingArguments
 from tests.launch import REPO_ROOT, accelerate_launch
@@ -111,9 +109,7 @@ def test_resume_with_augmentation_is_exact(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- recipe smoke runs
-needs_data = pytest.mark.skipif(
-    not has_fashion_mnist(), reason="Fashion-MNIST not installed: apt-get install -y dataset-fashion-mnist"
-)
+needs_data = pytest.mark.fashion_mnist  # skipped without the data set (tests/conftest.py)
 TINY = ("--max_steps", "3", "--per_device_train_batch_size", "8", "--image_size", "16", "--max_train_samples", "64",
         "--max_eval_samples", "32", "--eval_steps", "2", "--logging_steps", "1", "--projection_dim", "16",
         "--knn_k", "5")  # fmt: skip

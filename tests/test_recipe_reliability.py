@@ -75,7 +75,7 @@ def _assert_same_run(straight: Path, resumed: Path, last: int) -> None:
         a, b = load_file(str(straight / name)), load_file(str(resumed / name))
         assert a.keys() == b.keys() and a, name
         for key in a:
-            torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6, msg=f"{name}: {key}")
+            torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6, msg=lambda m, key=key, name=name: f"{name}: {key}: {m}")
     history = [json.loads((run / f"checkpoint-{last}" / "trainer_state.json").read_text())["log_history"] for run in (straight, resumed)]
     losses = [{e["step"]: e["loss"] for e in h if "loss" in e} for h in history]
     assert len(losses[0]) == last and losses[1] == losses[0]

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from hfcontrast.collators import TextPairCollator, UnsupervisedSimCSECollator
-from hfcontrast.collators.checks import BadRowsError
+from hfcontrast.collators.checks import BadRowsError, RowSpec
 from hfcontrast.objectives import SimCSE
 from hfcontrast.trainer import ContrastiveTrainer
 from hfcontrast.trainer.checkpoints import OBJECTIVE_STATE_NAME, resolve_resume
@@ -68,7 +68,7 @@ def test_resume_errors_name_the_problem(tmp_path: Path) -> None:
 
 def test_changed_queue_size_names_both_sizes(tmp_path: Path) -> None:
     _trainer(tmp_path, queue=16, save_strategy="steps", save_steps=2, max_steps=2).train()
-    with pytest.raises(ValueError, match=r"holds 16 keys in the checkpoint but 32 in this run \(--queue_size 16 then, 32 now\)"):
+    with pytest.raises(ValueError, match=r"holds 16 keys in the checkpoint but 32 in this run \(queue_size 16 then, 32 now\)"):
         _trainer(tmp_path, queue=32, max_steps=4).train(resume_from_checkpoint="latest")
 
 
@@ -102,6 +102,9 @@ class _NanAt:
         if self.calls in self.bad_calls:
             batch["poison"] = True
         return batch
+
+    def row_spec(self) -> RowSpec:
+        return self.collator.row_spec()
 
 
 def test_skip_policy_skips_bad_steps_without_moving_the_weights(tmp_path: Path) -> None:

@@ -16,7 +16,8 @@ from packaging.version import Version
 from PIL import Image
 from transformers import AutoImageProcessor
 
-from hfcontrast.collators import ImageEvalCollator
+from hfcontrast.augment import view_pipelines
+from hfcontrast.collators import ImageEvalCollator, with_index_column
 from hfcontrast.demo.fashion_mnist import (
     FASHION_MNIST_ENV,
     FASHION_MNIST_LABELS,
@@ -26,13 +27,7 @@ from hfcontrast.demo.fashion_mnist import (
     load_fashion_mnist,
     read_idx,
 )
-from hfcontrast.demo.images import (
-    eval_view,
-    load_image_dataset,
-    load_image_splits,
-    view_pipelines,
-    with_index_column,
-)
+from hfcontrast.demo.images import eval_view, load_image_dataset, load_image_splits
 
 
 def idx_bytes(array: np.ndarray, code: int = 0x08) -> bytes:
@@ -115,7 +110,7 @@ def test_missing_fashion_mnist_says_how_to_install(tmp_path: Path, monkeypatch: 
     assert len(load_fashion_mnist("test")) == 3  # the environment variable points at the files
 
 
-@pytest.mark.skipif(not has_fashion_mnist(), reason="Fashion-MNIST not installed (apt-get install -y dataset-fashion-mnist)")
+@pytest.mark.fashion_mnist
 def test_real_fashion_mnist() -> None:
     for split, n in (("train", 60000), ("test", 10000)):
         data = load_fashion_mnist(split)

@@ -17,6 +17,7 @@ from .pipelines import (
     mocov2_pipeline,
     normalization_from_processor,
     simclr_pipeline,
+    view_pipelines,
 )
 from .transforms import (
     IMAGENET_MEAN,
@@ -62,6 +63,7 @@ __all__ = [
     "normalization_from_processor",
     "simclr_pipeline",
     "to_tensor",
+    "view_pipelines",
 ]
 
 

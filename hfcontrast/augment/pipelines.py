@@ -295,3 +295,36 @@ def normalization_from_processor(
             f"{type(processor).__name__} has no image_mean/image_std; pass mean= and std= explicitly"
         )
     return _rgb(mean, "image_mean"), _rgb(std, "image_std")
+
+
+def view_pipelines(
+    kind: str,
+    size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    crop_min_scale: float | None = None,
+    jitter_strength: float = 0.4,
+) -> list[ViewPipeline]:
+    """Two training view pipelines of a method's paper (``kind``).
+
+    ``light`` (the demo's, for small grayscale images such as Fashion-MNIST): random resized crop,
+    flip and brightness/contrast jitter of ``jitter_strength`` with p 0.8, no colour, grayscale or blur;
+    ``simclr`` / ``mocov2`` / ``byol``: the papers' pipelines (blur off below 64 pixels, as for CIFAR).
+    """
+    blur = 0.0 if size < 64 else 0.5
+    if kind == "light":
+        params = ViewParams(
+            size=size, crop_scale=(crop_min_scale or 0.35, 1.0), brightness=jitter_strength,
+            contrast=jitter_strength, saturation=0.0, hue=0.0, jitter_p=0.8, grayscale_p=0.0, blur_p=0.0,
+            mean=_rgb(mean, "mean"), std=_rgb(std, "std"),
+        )  # fmt: skip
+        return [ViewPipeline.from_params(params)] * 2
+    common: dict = {"size": size, "mean": mean, "std": std}
+    if kind == "simclr":
+        return [simclr_pipeline(crop_scale=(crop_min_scale or 0.08, 1.0), blur_p=blur, **common)] * 2
+    if kind == "mocov2":
+        return [mocov2_pipeline(crop_scale=(crop_min_scale or 0.2, 1.0), blur_p=blur, **common)] * 2
+    if kind == "byol":
+        return list(byol_pipelines(crop_scale=(crop_min_scale or 0.08, 1.0), **common))
+    raise ValueError(f"augmentation must be light, simclr, mocov2 or byol, got {kind!r}")

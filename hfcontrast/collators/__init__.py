@@ -3,6 +3,7 @@
 from .image_text import CollatorEpochCallback, ImageTextCollator
 from .images import ImageEvalCollator, MultiViewCollator, RawImageCollator, load_rgb_image
 from .multi_source import MultiSourceCollator, MultiSourceDataset, SingleSourceBatchSampler
+from .seeding import with_index_column
 from .text import KNOWN_TRIPLETS, TextPairCollator, UnsupervisedSimCSECollator
 from .validation import CollatorInputError, check_batch_size, require_column, require_text
 
@@ -21,5 +22,6 @@ __all__ = [
     "load_rgb_image",
     "require_column",
     "require_text",
+    "with_index_column",
 ]
 __all__ += ["CollatorEpochCallback", "ImageTextCollator"]

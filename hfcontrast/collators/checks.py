@@ -16,7 +16,7 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import datasets
 import numpy as np
@@ -87,23 +87,44 @@ def _header_problem(data: bytes | str, what: str) -> str | None:
     return None
 
 
+ImageKind = Literal["pil", "array", "bytes", "path", "record"]
+
+
+def image_kind(value: Any) -> ImageKind | None:
+    """How an image value is held: a PIL image, a numpy array, encoded bytes (``bytes``, ``bytearray``,
+    ``memoryview``), a path (``str``, ``os.PathLike``) or a ``datasets`` ``Image`` record (a mapping with
+    ``bytes`` or ``path``); ``None`` for anything else. The row check and the collators both read it."""
+    if isinstance(value, Image.Image):
+        return "pil"
+    if isinstance(value, np.ndarray):
+        return "array"
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "bytes"
+    if isinstance(value, str | os.PathLike):
+        return "path"
+    if isinstance(value, Mapping) and ("bytes" in value or "path" in value):
+        return "record"
+    return None
+
+
 def _image_problem(value: Any) -> str | None:
+    kind = image_kind(value)
     if value is None:
         return "image is None"
-    if isinstance(value, Image.Image):
+    if kind == "pil":
         return None
-    if isinstance(value, np.ndarray):
+    if kind == "array":
         return None if value.ndim in (2, 3) and value.size else f"not an image array: shape {value.shape}"
-    if isinstance(value, Mapping):  # datasets' Image feature, undecoded
+    if kind == "record":  # datasets' Image feature, undecoded
         data, path = value.get("bytes"), value.get("path")
         if data is not None:
             return "the image data is empty (0 bytes)" if len(data) == 0 else _header_problem(bytes(data), "image bytes")
         if path:
             return _image_problem(str(path))
         return "the image has neither bytes nor a path"
-    if isinstance(value, bytes | bytearray):
-        return "the image data is empty (0 bytes)" if not value else _header_problem(bytes(value), "image bytes")
-    if isinstance(value, str | os.PathLike):
+    if kind == "bytes":
+        return "the image data is empty (0 bytes)" if not len(value) else _header_problem(bytes(value), "image bytes")
+    if kind == "path":
         path = os.fspath(value)
         if not os.path.isfile(path):
             return f"image file not found: {path}"
@@ -226,10 +247,18 @@ def check_rows(
 ) -> CheckResult:
     """Check every row of ``dataset`` against ``collator.row_spec()``, on the main process (the others
     receive its findings). ``policy="error"``: raise :class:`BadRowsError` listing every bad row;
-    ``"skip"``: drop them, writing them to ``rejected_path``. Collators without a ``row_spec`` and data
-    without a length (streaming) are not checked."""
+    ``"skip"``: drop them, writing them to ``rejected_path``; ``"unchecked"``: no check (the caller's
+    choice, e.g. a collator of its own without a row spec). A collator without ``row_spec`` is an error
+    otherwise; data without a length (streaming) is not checked here."""
+    if policy == "unchecked":
+        return CheckResult(dataset)
     spec_of = getattr(collator, "row_spec", None)
-    if not callable(spec_of) or not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
+    if not callable(spec_of):
+        raise BadRowsError(
+            f"{source}: the collator {type(collator).__name__} has no row_spec(), so the rows cannot be checked "
+            "before training: give it a row_spec() returning a RowSpec, or pass bad_rows='unchecked'"
+        )
+    if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
         return CheckResult(dataset)
     spec: RowSpec = spec_of()
     missing = _missing_columns(dataset, spec)

@@ -21,7 +21,7 @@ from PIL import Image, ImageOps
 
 from hfcontrast.augment import ViewPipeline, eval_pipeline, simclr_pipeline
 
-from .checks import RowSpec
+from .checks import RowSpec, image_kind
 from .seeding import SeededCollator, row_index, row_rng
 from .validation import CollatorInputError, check_batch_size, require_column
 
@@ -108,17 +108,18 @@ def load_rgb_image(value: Any, *, row: int, column: str) -> Image.Image:
     where = f"row {row}, column {column!r}"
     if value is None:
         raise CollatorInputError(f"{where}: image is None")
+    kind = image_kind(value)
     try:
-        if isinstance(value, Image.Image):
+        if kind == "pil":
             value.load()
             return to_rgb(value)
-        if isinstance(value, np.ndarray):
+        if kind == "array":
             return to_rgb(_from_array(value))
-        if isinstance(value, bytes | bytearray | memoryview):
+        if kind == "bytes":
             return _open(io.BytesIO(bytes(value)))
-        if isinstance(value, str | os.PathLike):
+        if kind == "path":
             return _open(os.fspath(value))
-        if isinstance(value, Mapping) and ("bytes" in value or "path" in value):
+        if kind == "record":
             data, path = value.get("bytes"), value.get("path")
             if data is not None:
                 return _open(io.BytesIO(bytes(data)))
@@ -192,6 +193,20 @@ def _apply(
         ) from exc
 
 
+def _eval_view_of(pipeline: ViewPipeline) -> ViewPipeline | None:
+    """The deterministic view at a training pipeline's size and normalisation (resize + centre crop);
+    ``None`` for a pipeline not built from :class:`~hfcontrast.augment.ViewParams` (its size is unknown)."""
+    if pipeline.params is None:
+        return None
+    return eval_pipeline(pipeline.params.size, pipeline.mean, pipeline.std, resize_size=pipeline.params.size)
+
+
+def _eval_collator(image_column: str, pipeline: ViewPipeline | None) -> ImageEvalCollator:
+    if pipeline is None:
+        raise ValueError("the collator's deterministic view is unknown: pass eval_pipeline=<a ViewPipeline>")
+    return ImageEvalCollator(image_column, None, pipeline)
+
+
 def image_row_spec(image_column: str, *integer_columns: str | None) -> RowSpec:
     """A readable image in ``image_column``, and an integer in each of the ``integer_columns`` that is set."""
     return RowSpec(images=(image_column,), integers=tuple(dict.fromkeys(c for c in integer_columns if c is not None)))
@@ -231,6 +246,7 @@ class MultiViewCollator(SeededCollator):
         seed: int | None = None,
         *,
         index_column: str | None = None,
+        eval_pipeline: ViewPipeline | None = None,
     ) -> None:
         if isinstance(n_views, bool) or not isinstance(n_views, int) or n_views < 2:
             raise ValueError(
@@ -264,7 +280,12 @@ class MultiViewCollator(SeededCollator):
         self.label_column = label_column
         self.id_column = id_column
         self.index_column = index_column
+        self.eval_pipeline = eval_pipeline or _eval_view_of(pipelines[0])
         self._init_randomness(seed)
+
+    def eval_collator(self) -> ImageEvalCollator:
+        """The deterministic view of every row (``eval_pipeline``: no labels), e.g. for PCL's cluster features."""
+        return _eval_collator(self.image_column, self.eval_pipeline)
 
     @classmethod
     def multi_crop(
@@ -365,9 +386,15 @@ class RawImageCollator:
         label_column: str | None = None,
         id_column: str | None = None,
         index_column: str | None = None,
+        eval_pipeline: ViewPipeline | None = None,
     ) -> None:
         self.image_column, self.size = image_column, size
         self.label_column, self.id_column, self.index_column = label_column, id_column, index_column
+        self.eval_pipeline = eval_pipeline
+
+    def eval_collator(self) -> ImageEvalCollator:
+        """The deterministic, normalised view of every row (``eval_pipeline``: no labels)."""
+        return _eval_collator(self.image_column, self.eval_pipeline)
 
     def row_spec(self) -> RowSpec:
         """What a row must hold: a readable image, and integer labels / ids / row indices."""

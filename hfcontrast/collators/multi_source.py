@@ -150,6 +150,12 @@ class MultiSourceCollator:
     def __init__(self, collators: Mapping[str, Any]) -> None:
         self.collators = dict(collators)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Pass the epoch to every source's collator that draws per-epoch randomness."""
+        for collator in self.collators.values():
+            if callable(getattr(collator, "set_epoch", None)):
+                collator.set_epoch(epoch)
+
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         names = {row[SOURCE_KEY] for row in features}
         if len(names) != 1:

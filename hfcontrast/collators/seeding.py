@@ -88,6 +88,14 @@ def row_rng(seed: int | None, epoch: int, index: int, *extra: int) -> random.Ran
     return random.Random((int(state[0]) << 64) | int(state[1]))
 
 
+def with_index_column(dataset: Any, name: str = "row_index") -> Any:
+    """Set column ``name`` to each row's position (the per-row augmentation seeds of
+    :class:`~hfcontrast.collators.MultiViewCollator`, which make a resumed run exact)."""
+    if name in dataset.column_names:
+        dataset = dataset.remove_columns(name)
+    return dataset.add_column(name, list(range(len(dataset))))
+
+
 def row_index(row: Mapping[str, Any], column: str, position: int) -> int:
     """The non-negative integer dataset index held in ``row[column]`` (error names row and column)."""
     value = require_column(row, column, position)

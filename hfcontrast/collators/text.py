@@ -85,28 +85,9 @@ class TextPairCollator:
         negative_column: str | None = None,
         **kwargs: Any,
     ) -> TextPairCollator:
-        """Use the given columns, or detect a known convention (``sent0,sent1,hard_neg`` first); without a
-        negative column, ``negative_1 .. negative_k`` (what :func:`hfcontrast.mining.mine_hard_negatives`
-        writes) are the negatives."""
-        names = list(column_names)
-        if anchor_column is None or positive_column is None:
-            for anchor, positive, negative in KNOWN_TRIPLETS:
-                if anchor in names and positive in names and (negative is None or negative in names):
-                    anchor_column = anchor_column or anchor
-                    positive_column = positive_column or positive
-                    negative_column = negative_column or negative
-                    break
-            else:
-                raise ValueError(
-                    f"cannot detect pair columns in {names}; pass anchor_column/positive_column "
-                    f"(known conventions: {[t[:2] if t[2] is None else t for t in KNOWN_TRIPLETS]})"
-                )
-        assert anchor_column is not None and positive_column is not None
-        for column in (anchor_column, positive_column, negative_column):
-            if column is not None and column not in names:
-                raise ValueError(f"column {column!r} is not in the dataset columns {names}")
-        negatives = (negative_column,) if negative_column else numbered_negatives(names)
-        return cls(tokenizer, anchor_column, positive_column, negatives, **kwargs)
+        """A collator of the columns :func:`pair_columns` finds (or is given) in ``column_names``."""
+        anchor, positive, negatives = pair_columns(column_names, anchor_column, positive_column, negative_column)
+        return cls(tokenizer, anchor, positive, negatives, **kwargs)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -182,6 +163,36 @@ class TextPairCollator:
         if self.negative_columns:
             views["teacher_negative"] = torch.cat([_floats(features, f"teacher_{c}") for c in self.negative_columns])
         return views
+
+
+def pair_columns(
+    column_names: Iterable[str],
+    anchor_column: str | None = None,
+    positive_column: str | None = None,
+    negative_column: str | None = None,
+) -> tuple[str, str, tuple[str, ...]]:
+    """``(anchor, positive, negatives)``: the given columns, or a known convention (``sent0,sent1,hard_neg``
+    first, :data:`KNOWN_TRIPLETS`); without a negative column, ``negative_1 .. negative_k`` (what
+    :func:`hfcontrast.mining.mine_hard_negatives` writes) are the negatives."""
+    names = list(column_names)
+    if anchor_column is None or positive_column is None:
+        for anchor, positive, negative in KNOWN_TRIPLETS:
+            if anchor in names and positive in names and (negative is None or negative in names):
+                anchor_column = anchor_column or anchor
+                positive_column = positive_column or positive
+                negative_column = negative_column or negative
+                break
+        else:
+            raise ValueError(
+                f"cannot detect pair columns in {names}; pass anchor_column/positive_column "
+                f"(known conventions: {[t[:2] if t[2] is None else t for t in KNOWN_TRIPLETS]})"
+            )
+    assert anchor_column is not None and positive_column is not None
+    for column in (anchor_column, positive_column, negative_column):
+        if column is not None and column not in names:
+            raise ValueError(f"column {column!r} is not in the dataset columns {names}")
+    negatives = (negative_column,) if negative_column else numbered_negatives(names)
+    return anchor_column, positive_column, negatives
 
 
 def numbered_negatives(names: Iterable[str]) -> tuple[str, ...]:

@@ -14,14 +14,7 @@ import numpy as np
 from PIL import Image
 from transformers import ConvNextImageProcessorPil, PreTrainedConfig, ResNetConfig, ViTConfig
 
-from ..augment import (
-    ViewParams,
-    ViewPipeline,
-    byol_pipelines,
-    eval_pipeline,
-    mocov2_pipeline,
-    simclr_pipeline,
-)
+from ..augment import ViewPipeline, eval_pipeline
 from .fashion_mnist import (
     FASHION_MNIST_LABELS,
     array_rows,
@@ -86,14 +79,6 @@ def load_image_dataset(
     if max_samples is not None:
         dataset = dataset.select(range(min(max_samples, len(dataset))))
     return dataset
-
-
-def with_index_column(dataset: datasets.Dataset, name: str = "row_index") -> datasets.Dataset:
-    """Set column ``name`` to each row's position (the per-row augmentation seeds of
-    :class:`~hfcontrast.collators.MultiViewCollator`, which make a resumed run exact)."""
-    if name in dataset.column_names:
-        dataset = dataset.remove_columns(name)
-    return dataset.add_column(name, list(range(len(dataset))))
 
 
 def _labels_as_classes(train: datasets.Dataset, test: datasets.Dataset, column: str) -> tuple[datasets.Dataset, ...]:
@@ -198,39 +183,6 @@ def demo_backbone_config(kind: str = "resnet") -> PreTrainedConfig:
     return ResNetConfig(
         num_channels=3, embedding_size=32, hidden_sizes=[32, 64, 128, 256], depths=[1, 1, 1, 1], layer_type="basic"
     )
-
-
-def view_pipelines(
-    kind: str,
-    size: int,
-    mean: Sequence[float],
-    std: Sequence[float],
-    *,
-    crop_min_scale: float | None = None,
-    jitter_strength: float = 0.4,
-) -> list[ViewPipeline]:
-    """Two training view pipelines.
-
-    ``light`` (the demo's, for small grayscale images such as Fashion-MNIST): random resized crop,
-    flip and brightness/contrast jitter of ``jitter_strength`` with p 0.8, no colour, grayscale or blur;
-    ``simclr`` / ``mocov2`` / ``byol``: the papers' pipelines (blur off below 64 pixels, as for CIFAR).
-    """
-    blur = 0.0 if size < 64 else 0.5
-    if kind == "light":
-        params = ViewParams(
-            size=size, crop_scale=(crop_min_scale or 0.35, 1.0), brightness=jitter_strength,
-            contrast=jitter_strength, saturation=0.0, hue=0.0, jitter_p=0.8, grayscale_p=0.0, blur_p=0.0,
-            mean=_rgb(mean), std=_rgb(std),
-        )  # fmt: skip
-        return [ViewPipeline.from_params(params)] * 2
-    common: dict = {"size": size, "mean": mean, "std": std}
-    if kind == "simclr":
-        return [simclr_pipeline(crop_scale=(crop_min_scale or 0.08, 1.0), blur_p=blur, **common)] * 2
-    if kind == "mocov2":
-        return [mocov2_pipeline(crop_scale=(crop_min_scale or 0.2, 1.0), blur_p=blur, **common)] * 2
-    if kind == "byol":
-        return list(byol_pipelines(crop_scale=(crop_min_scale or 0.08, 1.0), **common))
-    raise ValueError(f"augmentation must be light, simclr, mocov2 or byol, got {kind!r}")
 
 
 def _rgb(values: Sequence[float]) -> tuple[float, float, float]:

@@ -15,7 +15,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from numbers import Real
 from pathlib import Path
 from typing import Any
@@ -60,29 +60,8 @@ def _load_citations() -> dict[str, str]:
     return {tag: bib.strip() for tag, bib in re.findall(r"^% (\S+)\n(@.+?\n\})", text, flags=re.M | re.S)}
 
 
-#: BibTeX of each method family (``model_cards/citations.bib``), keyed by :func:`method_tag`.
+#: BibTeX of each method (``model_cards/citations.bib``), keyed by its tag (an objective's ``tag``).
 CITATIONS: dict[str, str] = _load_citations()
-# Checked in order against the method name with case, spaces and punctuation removed.
-_METHOD_TAGS = {
-    "siglip": "siglip",
-    "simsiam": "simsiam",
-    "simclr": "simclr",
-    "simcse": "simcse",
-    "byol": "byol",
-    "mocov3": "moco-v3",
-    "moco": "moco-v2",
-    "clip": "clip",
-}
-
-
-def method_tag(method: str) -> str:
-    """Method family of a free-form name: ``"SimCSE (supervised)"`` -> ``simcse``, ``"MoCo v3"`` ->
-    ``moco-v3`` (plain ``MoCo``: ``moco-v2``, the objective's default); otherwise a slug of the name."""
-    squashed = re.sub(r"[^a-z0-9]", "", method.lower())
-    tag = next((tag for needle, tag in _METHOD_TAGS.items() if needle in squashed), None)
-    return tag or re.sub(r"[^a-z0-9]+", "-", method.lower()).strip("-") or "contrastive"
-
-
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$", re.ASCII)
 _FILE_SUFFIX = re.compile(r"\.(txt|csv|tsv|jsonl?|parquet|arrow|gz|zip|safetensors)$", re.I)
 
@@ -212,6 +191,7 @@ def render_model_card(
     train_dataset_name: str | None,
     base_model: str | None,
     model_name: str,
+    tag: str = "contrastive",
     repo_id: str | None = None,
     embedding_dim: int | None = None,
     training: Mapping[str, Any] | None = None,
@@ -223,13 +203,13 @@ def render_model_card(
 ) -> ModelCard:
     """Render ``model_cards/<family>.md`` (``text``/``vision``/``dual``) into a ``ModelCard``.
 
-    ``training``: set-up rows (see :func:`training_setup`); ``plot``: an image path relative to the
+    ``training``: set-up rows (:attr:`RunSummary.setup`); ``plot``: an image path relative to the
     card (``training.png``); ``repo_id``: the id the usage snippets load (default: the placeholder
-    ``your-username/<model_name>``, clearly not a real id, when the run has no ``hub_model_id``).
+    ``your-username/<model_name>``, clearly not a real id, when the run has no ``hub_model_id``); ``tag``:
+    the method's tag and citation key (an objective's ``tag``: ``simcse``, ``moco-v2``, ...).
     """
     if family not in FAMILIES:
         raise ValueError(f"unknown model family {family!r}; choose one of {FAMILIES}")
-    tag = method_tag(method)
     tags = [LIBRARY_NAME, "contrastive", tag] + (["sentence-transformers"] if family == "text" else [])
     dataset_id = hub_id_or_none(train_dataset_name)
     results = model_index_results(eval_results, family, eval_datasets, eval_splits)
@@ -278,91 +258,49 @@ def render_model_card(
     )
 
 
-def _hardware(trainer: Any) -> str:
-    """``"2 x NVIDIA H200, bf16"``: the devices and the precision the run actually used (accelerate's
-    mixed precision, not the flags asked for)."""
-    import torch
+@dataclass(frozen=True)
+class RunSummary:
+    """What a model card says of a training run; ``ContrastiveTrainer.summary()`` builds it from the run.
 
-    args = trainer.args
-    device = getattr(args, "device", None)
-    kind = getattr(device, "type", "cpu")
-    if kind == "cuda" and torch.cuda.is_available():
-        name = torch.cuda.get_device_name(device)
-    else:
-        name = f"CPU ({torch.get_num_threads()} threads)" if kind == "cpu" else kind.upper()
-    used = getattr(getattr(trainer, "accelerator", None), "mixed_precision", None)
-    if used is None:
-        used = "bf16" if getattr(args, "bf16", False) else "fp16" if getattr(args, "fp16", False) else "no"
-    precision = "fp32" if str(used) == "no" else f"{used} mixed precision"
-    return f"{int(getattr(args, 'world_size', 1) or 1)} x {name}, {precision}"
+    ``family``: ``text`` | ``vision`` | ``dual``; ``method``: the method's name as shown (``"SimCSE
+    (supervised)"``); ``tag``: its tag and citation key (``simcse``, ``moco-v2``: the objective's ``tag``);
+    ``setup``: the training set-up rows (temperature, batch sizes, queue, steps, hardware);
+    ``card_kwargs``: :func:`render_model_card`'s ``eval_datasets``, ``eval_splits``, ``license``, ``language``.
+    """
 
-
-def training_setup(trainer: Any, hyperparameters: Mapping[str, Any]) -> dict[str, Any]:
-    """Card set-up rows from a trainer: temperature, global batch size, queue size, steps, hardware."""
-    args, objective = trainer.args, getattr(trainer, "objective", None)
-    per_device, processes = int(args.per_device_train_batch_size), int(getattr(args, "world_size", 1) or 1)
-    accumulation = int(getattr(args, "gradient_accumulation_steps", 1) or 1)
-    temperature = hyperparameters.get("temperature", getattr(objective, "temperature", None))
-    if temperature is None and hasattr(trainer.model, "temperature"):
-        temperature = f"{float(trainer.model.temperature):.4g} (learned: 1 / exp(logit_scale))"
-    modules = objective.modules() if objective is not None else []
-    queues = [int(m.size) for m in modules if type(m).__name__ == "EmbeddingQueue"]
-    scheduler = getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)
-    return {
-        "Temperature": temperature,
-        "Global batch size": f"{per_device * processes * accumulation} (= {per_device} per device x "
-        f"{processes} processes x {accumulation} gradient accumulation steps)",
-        "In-batch candidates per step": f"{per_device * processes} (embeddings gathered across processes)",
-        "Queue size": hyperparameters.get("queue_size", max(queues, default=0)),
-        "Training steps": int(getattr(trainer.state, "global_step", 0)),
-        "Learning rate": f"{args.learning_rate:g} ({scheduler} schedule)",
-        "Optimizer": getattr(args.optim, "value", args.optim),
-        "Weight decay": args.weight_decay,
-        "Seed": args.seed,
-        "Hardware": _hardware(trainer),
-        "Rows left out": (
-            f"{trainer.rejected_rows} unusable training rows (--bad_rows skip), listed in rejected_rows.jsonl"
-            if getattr(trainer, "rejected_rows", 0)
-            else None
-        ),
-    }
+    family: str
+    method: str
+    tag: str
+    output_dir: str
+    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
+    eval_results: Mapping[str, Any] = field(default_factory=dict)
+    train_dataset_name: str | None = None
+    base_model: str | None = None
+    repo_id: str | None = None
+    embedding_dim: int | None = None
+    setup: Mapping[str, Any] = field(default_factory=dict)
+    card_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
 
-def write_model_card(
-    trainer: Any,
-    *,
-    family: str,
-    method: str,
-    hyperparameters: Mapping[str, Any],
-    eval_results: Mapping[str, Any],
-    train_dataset_name: str | None,
-    base_model: str | None,
-    output_dir: str | None = None,
-    **card_kwargs: Any,
-) -> str:
-    """Write ``README.md`` (the card) into ``output_dir`` (default ``trainer.args.output_dir``) and
-    return its path; ``training.png`` there is embedded. Extra keywords go to
-    :func:`render_model_card` (``eval_datasets``, ``eval_splits``, ``license``, ``language``). Main process only."""
-    output_dir = output_dir or trainer.args.output_dir
+def write_model_card(summary: RunSummary, output_dir: str | None = None) -> str:
+    """Write ``README.md`` (the card of ``summary``) into ``output_dir`` (default the run's) and return its
+    path; ``training.png`` there is embedded. Call it on the main process only."""
+    output_dir = output_dir or summary.output_dir
     path = os.path.join(output_dir, CARD_NAME)
-    if hasattr(trainer, "is_world_process_zero") and not trainer.is_world_process_zero():
-        return path
-    repo_id = getattr(trainer, "hub_model_id", None) or getattr(trainer.args, "hub_model_id", None)
-    config = getattr(trainer.model, "config", None)
-    embedding_dim = getattr(config, "projection_dim" if family == "dual" else "hidden_size", None)
     card = render_model_card(
-        family=family,
-        method=method,
-        hyperparameters=hyperparameters,
-        eval_results=eval_results,
-        train_dataset_name=train_dataset_name,
-        base_model=base_model,
-        model_name=(repo_id or Path(os.path.abspath(output_dir)).name).split("/")[-1],
-        repo_id=repo_id,
-        embedding_dim=embedding_dim if isinstance(embedding_dim, int) else None,
-        training=training_setup(trainer, hyperparameters),
+        family=summary.family,
+        method=summary.method,
+        tag=summary.tag,
+        hyperparameters=summary.hyperparameters,
+        eval_results=summary.eval_results,
+        train_dataset_name=summary.train_dataset_name,
+        base_model=summary.base_model,
+        model_name=(summary.repo_id or Path(os.path.abspath(output_dir)).name).split("/")[-1],
+        repo_id=summary.repo_id,
+        embedding_dim=summary.embedding_dim,
+        training=summary.setup,
         plot=PLOT_NAME if os.path.isfile(os.path.join(output_dir, PLOT_NAME)) else None,
-        **card_kwargs,
+        **summary.card_kwargs,
     )
     os.makedirs(output_dir, exist_ok=True)
     card.save(path)

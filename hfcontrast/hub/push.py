@@ -183,36 +183,3 @@ def push_to_hub(
             token=token,
             revision=revision,
         )
-
-
-def card_arguments_from_trainer(trainer: Any, **trainer_card_kwargs: Any) -> dict[str, Any]:
-    """Arguments of :func:`~hfcontrast.hub.write_model_card` inferred from a ``ContrastiveTrainer``
-    (for ``trainer.push_to_hub()`` without a card written by the recipe): the family from the model,
-    the method and hyperparameters from the objective, results from ``eval_results.json`` (else the
-    last logged evaluation). ``trainer_card_kwargs`` are ``Trainer.create_model_card``'s."""
-    objective = getattr(trainer, "objective", None)
-    method = type(objective).__name__ if objective is not None else "contrastive learning"
-    if isinstance(getattr(objective, "version", None), str):
-        method = f"{method} {objective.version}"  # type: ignore[union-attr]
-    hyperparameters = {
-        name: value
-        for name, value in (vars(objective).items() if objective is not None else ())
-        if not name.startswith("_") and name != "training" and isinstance(value, int | float | str | bool)
-    }
-    path = os.path.join(trainer.args.output_dir, "eval_results.json")
-    if os.path.isfile(path):
-        eval_results = json.loads(Path(path).read_text(encoding="utf-8"))
-    else:
-        logged = [entry for entry in trainer.state.log_history if any(k.startswith("eval_") for k in entry)]
-        eval_results = dict(logged[-1]) if logged else {}
-    dataset = trainer_card_kwargs.get("dataset")
-    return {
-        "family": _family(trainer.model, None),
-        "method": method,
-        "hyperparameters": hyperparameters,
-        "eval_results": eval_results,
-        "train_dataset_name": dataset[0] if isinstance(dataset, list) and dataset else dataset,
-        "base_model": trainer_card_kwargs.get("finetuned_from"),
-        "license": trainer_card_kwargs.get("license"),
-        "language": trainer_card_kwargs.get("language"),
-    }

@@ -126,11 +126,12 @@ def kmeans(x: Tensor, k: int, *, iterations: int = 20, seed: int = 0) -> tuple[T
 def concentration(x: Tensor, centroids: Tensor, assignments: Tensor, alpha: float = 10.0) -> Tensor:
     """PCL's per-cluster concentration ``phi = sum_z ||v_z - c|| / (Z log(Z + alpha))`` over the ``Z``
     members of each cluster (a singleton gets the clusters' median); clamped to ``[0.1 median, 10 median]``."""
-    x = F.normalize(x.float(), dim=-1)
+    dtype = torch.promote_types(torch.promote_types(x.dtype, centroids.dtype), torch.float32)
+    x, centroids = F.normalize(x.to(dtype), dim=-1), centroids.to(dtype)
     k = centroids.shape[0]
     distance = (x - centroids[assignments]).norm(dim=1)
-    sums = torch.zeros(k, device=x.device).index_add_(0, assignments, distance)
-    counts = torch.bincount(assignments, minlength=k).float()
+    sums = torch.zeros(k, device=x.device, dtype=dtype).index_add_(0, assignments, distance)
+    counts = torch.bincount(assignments, minlength=k).to(dtype)
     phi = sums / (counts * torch.log(counts + alpha)).clamp_min(1e-12)
     valid = counts > 1
     median = phi[valid].median() if bool(valid.any()) else torch.tensor(1.0, device=x.device)

@@ -23,13 +23,13 @@ from .types import LossOutput
 def check_matryoshka(dims: Sequence[int], weights: Sequence[float] | None, width: int | None = None) -> None:
     """Widths strictly decreasing and positive, one positive weight per width, none wider than ``width``."""
     if not dims:
-        raise ValueError("matryoshka_dims is empty; give the nested widths, e.g. 384,256,128,64")
+        raise ValueError("MatryoshkaConfig.dims is empty; give the nested widths, e.g. 384,256,128,64")
     if any(d < 1 for d in dims) or any(a <= b for a, b in itertools.pairwise(dims)):
-        raise ValueError(f"matryoshka_dims must be positive and strictly decreasing, got {list(dims)}")
+        raise ValueError(f"MatryoshkaConfig.dims must be positive and strictly decreasing, got {list(dims)}")
     if weights is not None and (len(weights) != len(dims) or any(w <= 0 for w in weights)):
-        raise ValueError(f"matryoshka_weights needs one weight > 0 per width {list(dims)}, got {list(weights)}")
+        raise ValueError(f"MatryoshkaConfig.weights needs one weight > 0 per width {list(dims)}, got {list(weights)}")
     if width is not None and dims[0] > width:
-        raise ValueError(f"matryoshka_dims {list(dims)}: {dims[0]} is wider than the embedding ({width})")
+        raise ValueError(f"MatryoshkaConfig.dims {list(dims)}: {dims[0]} is wider than the embedding ({width})")
 
 
 def matryoshka_loss(

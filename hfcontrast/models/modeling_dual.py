@@ -89,6 +89,7 @@ class ContrastiveDualEncoder(PreTrainedModel):
         model = cls(config)
         model.load_pretrained_tower("vision", vision)
         model.load_pretrained_tower("text", text)
+        model.name_or_path = model.config._name_or_path = str(text_name_or_path)  # where the tokenizer is; not exported
         return model
 
     @classmethod
@@ -100,6 +101,7 @@ class ContrastiveDualEncoder(PreTrainedModel):
         text = AutoModel.from_pretrained(text_name_or_path)
         model = cls(cls.config_class(vision_config=vision_config, text_config=text.config.to_dict(), **config_kwargs))
         model.load_pretrained_tower("text", text)
+        model.name_or_path = model.config._name_or_path = str(text_name_or_path)  # where the tokenizer is; not exported
         return model
 
     def lock_tower(self, tower: str, trainable_layers: int = 0) -> None:

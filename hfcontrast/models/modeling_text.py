@@ -54,13 +54,15 @@ class ContrastiveTextModel(PreTrainedModel):
     ) -> ContrastiveTextModel:
         """Wrap a pretrained ``AutoModel`` checkpoint (BERT, RoBERTa, MiniLM, ...) with fresh heads.
         ``backbone_overrides`` (e.g. ``"num_hidden_layers=2"``) changes its config first: a smaller student
-        keeps the first layers' weights."""
+        keeps the first layers' weights. ``name_or_path`` is the backbone's (where its tokenizer is); it is
+        not written into the exported config."""
         config = AutoConfig.from_pretrained(backbone_name_or_path)
         if backbone_overrides:
             config.update_from_string(backbone_overrides)
         backbone = AutoModel.from_pretrained(backbone_name_or_path, config=config)
         model = cls(cls.config_class(backbone_config=backbone.config.to_dict(), **config_kwargs))
         copy_backbone(model.backbone, backbone, f"backbone {backbone_name_or_path}")
+        model.name_or_path = model.config._name_or_path = str(backbone_name_or_path)
         return model
 
     def get_input_embeddings(self) -> torch.nn.Module:

@@ -93,6 +93,7 @@ class ContrastiveVisionModel(PreTrainedModel):
         config = cls.config_class(backbone_config=backbone.config.to_dict(), **config_kwargs)
         model = cls(config)
         copy_backbone(model.backbone, backbone, f"backbone {backbone_name_or_path}")
+        model.name_or_path = model.config._name_or_path = str(backbone_name_or_path)  # where its image processor is; not exported
         return model
 
     def forward(

@@ -1,9 +1,10 @@
 """Objectives: ``nn.Module``s that hold training state and call the pure losses."""
 
-from .base import ContrastiveObjective, Encoder, ObjectiveOutput, encode, pair_stats
+from .base import ContrastiveObjective, Encoder, Modality, ObjectiveOutput, encode, pair_stats
 from .byol import BYOL
 from .clip import CLIP, SigLIP
-from .config import NegativeConfig
+from .clusters import ClusterRefreshCallback
+from .config import ChunkingConfig, MatryoshkaConfig, NegativeConfig
 from .contrast import InfoNCEObjective
 from .dino import DINO
 from .distill import InBatchKL, MarginMSE
@@ -22,13 +23,17 @@ __all__ = [
     "DINO",
     "NNCLR",
     "PCL",
+    "ChunkingConfig",
+    "ClusterRefreshCallback",
     "ContrastiveObjective",
     "Encoder",
     "InBatchKL",
     "InfoNCEObjective",
     "KeyQueue",
     "MarginMSE",
+    "MatryoshkaConfig",
     "MoCo",
+    "Modality",
     "MomentumEncoder",
     "NegativeConfig",
     "ObjectiveOutput",

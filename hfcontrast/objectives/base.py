@@ -7,9 +7,9 @@ trainer saves in every checkpoint and never exports with the model.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -59,16 +59,61 @@ class ObjectiveOutput:
     stats: dict[str, Tensor] = field(default_factory=dict)
 
 
-class ContrastiveObjective(nn.Module):
-    """Base class. Subclasses implement :meth:`forward`.
+#: What an objective's views are: text (``anchor`` / ``positive`` / ``negative``), images (``query`` /
+#: ``key`` / ``local_*``) or image-text pairs (``image`` / ``text``). The trainer's default collator follows it.
+Modality = Literal["text", "image", "image_text"]
 
-    ``online_views``: names of the views the trainer embeds with the trained model, when present in
-    the batch (``None``: every view). Views not listed are left to the objective (e.g. MoCo's key
-    view, which goes through the momentum encoder).
+
+class ContrastiveObjective(nn.Module):
+    """Base class. Subclasses implement :meth:`forward` and, when they hold state that depends on the
+    trained model (a momentum copy, a queue or predictor sized by its embedding, its ``logit_scale``),
+    :meth:`build`.
+
+    What an objective declares, for the trainer and its default collator:
+
+    * ``online_views``: names of the views the trainer embeds with the trained model, when present in
+      the batch (``None``: every view). Views not listed are left to the objective (e.g. MoCo's key
+      view, which goes through the momentum encoder);
+    * ``modality``: which views it reads (:data:`Modality`); ``multi_crop``: it also takes multi-crop's
+      ``local_*`` views; ``augmentation``: its paper's view pipeline (``simclr``, ``mocov2``, ``byol``);
+    * ``needs_row_ids``: ``batch["ids"]`` must be each row's dataset index (PCL looks its clusters up by row);
+    * ``tag``: the method's model-card tag and citation key (``simcse``, ``moco-v2``, ...);
+    * :meth:`training_callbacks`: callbacks its state needs during training (PCL's cluster refresh).
+
+    **Binding.** Built with ``encoder=`` (or, where only the width matters, ``embedding_dim=``), an
+    objective builds its state at once. Without them it is built by :meth:`bind`, which
+    :class:`~hfcontrast.trainer.ContrastiveTrainer` calls with the model it trains, so
+    ``ContrastiveTrainer(model=model, objective=MoCo())`` needs the model once.
     """
 
     online_views: tuple[str, ...] | None = None
-    multi_crop: bool = False  # takes multi-crop's local views (``local_*``) besides ``query`` and ``key``
+    multi_crop: bool = False
+    modality: ClassVar[Modality] = "image"
+    augmentation: str | None = None
+    needs_row_ids: bool = False
+    tag: str = "contrastive"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._built = False
+        self.register_forward_pre_hook(_require_built)
+
+    @property
+    def is_built(self) -> bool:
+        """True once the model-dependent state exists (:meth:`bind`)."""
+        return self._built
+
+    def bind(self, model: nn.Module | None = None, *, num_rows: int | None = None) -> ContrastiveObjective:
+        """Build the state that depends on ``model`` (the unwrapped model being trained), once; an objective
+        already built (with ``encoder=``) stays as it is. ``num_rows`` is the training set's size, for
+        objectives with per-row state (PCL). Returns the objective."""
+        if not self._built:
+            self.build(model, num_rows=num_rows)
+            self._built = True
+        return self
+
+    def build(self, encoder: nn.Module | None, *, num_rows: int | None = None) -> None:
+        """Create the model-dependent state (see :meth:`bind`); nothing by default."""
 
     def forward(self, embeddings: dict[str, Tensor], batch: Mapping[str, Any]) -> ObjectiveOutput:
         raise NotImplementedError
@@ -79,6 +124,19 @@ class ContrastiveObjective(nn.Module):
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Parameters the optimizer must update (predictors, learnable loss parameters)."""
         return [p for p in self.parameters() if p.requires_grad]
+
+    def training_callbacks(self, dataset: Any, collator: Any, present: Sequence[Any] = ()) -> list[Any]:
+        """``TrainerCallback``s the objective needs, given the training rows, their collator and the callbacks
+        the trainer has already (``present``: one the caller added with its own settings stands)."""
+        return []
+
+
+def _require_built(objective: ContrastiveObjective, args: Any) -> None:
+    if not objective.is_built:
+        raise RuntimeError(
+            f"{type(objective).__name__} is not bound to a model yet: pass encoder=<the model being trained>, "
+            "or train it with ContrastiveTrainer, which binds it"
+        )
 
 
 def scalar_stat(value: float, like: Tensor) -> Tensor:

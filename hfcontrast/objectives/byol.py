@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from ..losses import byol_loss, collapse_std
 from ..models.heads import Predictor
 from .base import ContrastiveObjective, ObjectiveOutput, embedding_width, pair_stats
-from .state import MomentumEncoder
+from .state import MomentumEncoder, check_momentum
 
 
 class BYOL(ContrastiveObjective):
@@ -34,10 +34,14 @@ class BYOL(ContrastiveObjective):
     """
 
     online_views = ("query", "key")
+    augmentation = "byol"
+    tag = "byol"
+    target_encoder: MomentumEncoder
+    predictor: Predictor
 
     def __init__(
         self,
-        encoder: nn.Module,
+        encoder: nn.Module | None = None,
         *,
         predictor_hidden_dim: int = 4096,
         momentum: float = 0.99,
@@ -45,9 +49,19 @@ class BYOL(ContrastiveObjective):
         embedding_dim: int | None = None,
     ) -> None:
         super().__init__()
-        dim = embedding_width(encoder, embedding_dim, "BYOL")
-        self.target_encoder = MomentumEncoder(encoder, momentum, final_momentum)
-        self.predictor = Predictor(dim, predictor_hidden_dim)
+        self.predictor_hidden_dim, self.embedding_dim = predictor_hidden_dim, embedding_dim
+        check_momentum(momentum, final_momentum)
+        self.momentum, self.final_momentum = momentum, final_momentum
+        if encoder is not None:
+            self.bind(encoder)
+
+    def build(self, encoder: nn.Module | None, *, num_rows: int | None = None) -> None:
+        """The target network (a momentum copy of ``encoder``) and the predictor."""
+        if encoder is None:
+            raise ValueError("BYOL copies the model being trained as its target network: bind it to the model")
+        dim = embedding_width(encoder, self.embedding_dim, "BYOL")
+        self.target_encoder = MomentumEncoder(encoder, self.momentum, self.final_momentum)
+        self.predictor = Predictor(dim, self.predictor_hidden_dim)
 
     def forward(self, embeddings: dict[str, Tensor], batch: Mapping[str, Any]) -> ObjectiveOutput:
         z1, z2 = embeddings["query"], embeddings["key"]

@@ -1,6 +1,7 @@
 """Image-text objectives over the views ``image`` and ``text``: CLIP (softmax) and SigLIP (sigmoid).
 
-**CLIP** (Radford et al. 2021): with ``s = exp(logit_scale)`` read from the dual encoder,
+**CLIP** (Radford et al. 2021), :func:`~hfcontrast.losses.clip_loss` with each direction on the engine (the
+negative handling of :class:`NegativeConfig`), ``s = exp(logit_scale)`` read from the dual encoder:
 
 ``L = 1/2 [CE(s cos(I, [T_all; Q_T]), y) + CE(s cos(T, [I_all; Q_I]), y)]``,  ``y = arange(n) + offset``
 
@@ -31,16 +32,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..distributed import gather
-from ..losses import LossOutput, siglip_loss, top1_accuracy, uniformity
+from ..losses import LossOutput, clip_loss, siglip_loss, top1_accuracy, uniformity
+from ..losses.clip import Direction
 from .base import ContrastiveObjective, ModelRef, ObjectiveOutput, embedding_width, pair_stats, scalar_stat
-from .config import NegativeConfig
+from .config import ChunkingConfig, MatryoshkaConfig, NegativeConfig
 from .contrast import InfoNCEObjective
-from .state import KeyQueue, MomentumEncoder
+from .state import KeyQueue, MomentumEncoder, check_momentum
 
 
 def _image_text_stats(image: Tensor, text: Tensor, scale: Tensor) -> dict[str, Tensor]:
@@ -71,7 +72,15 @@ class CLIP(InfoNCEObjective):
             false-negative masking by ``batch["ids"]`` (the image id: rows sharing an image, or a
             caption, are not negatives of each other), FNCL, debiased, hard-negative ``beta``, MoCHi on
             the queues, SupCon by ``batch["labels"]``, DCL, chunked loss. The queues store the ids/labels.
+        matryoshka / chunking: :class:`MatryoshkaConfig` (nested widths) and :class:`ChunkingConfig`
+            (the loss a slice of rows at a time), as for every :class:`InfoNCEObjective`.
     """
+
+    modality = "image_text"
+    tag = "clip"
+    key_encoder: MomentumEncoder | None
+    image_queue: KeyQueue | None
+    text_queue: KeyQueue | None
 
     def __init__(
         self,
@@ -84,29 +93,43 @@ class CLIP(InfoNCEObjective):
         temperature: float | None = None,
         embedding_dim: int | None = None,
         negatives: NegativeConfig | None = None,
+        matryoshka: MatryoshkaConfig | None = None,
+        chunking: ChunkingConfig | None = None,
     ) -> None:
         if queue_size < 0:
             raise ValueError(f"queue_size must be >= 0, got {queue_size}")
-        super().__init__("CLIP", temperature, gather=gather, negatives=negatives, has_queue=queue_size > 0)
+        super().__init__("CLIP", temperature, gather=gather, negatives=negatives, matryoshka=matryoshka, chunking=chunking, has_queue=queue_size > 0)
+        if momentum is not None:
+            if queue_size == 0:
+                raise ValueError("momentum encodes the queued keys: it needs queue_size > 0")
+            check_momentum(momentum, final_momentum)
+        self.queue_size, self.embedding_dim = queue_size, embedding_dim
+        self.momentum, self.final_momentum = momentum, final_momentum
+        self.model_ref = ModelRef(None)
+        self.key_encoder, self.image_queue, self.text_queue = None, None, None
+        bare = temperature is not None and momentum is None and (queue_size == 0 or embedding_dim is not None)
+        if encoder is not None or bare:
+            self.bind(encoder)
+
+    def build(self, encoder: nn.Module | None, *, num_rows: int | None = None) -> None:
+        """Read the scale from ``encoder``'s ``logit_scale`` (unless ``temperature`` is fixed); the momentum
+        copy of ``encoder`` and the two queues, as wide as its embedding."""
         self.model_ref = ModelRef(encoder)
         has_scale = isinstance(getattr(encoder, "logit_scale", None), Tensor)
-        if temperature is None and not has_scale:
+        if self.temperature is None and not has_scale:
             raise ValueError("CLIP needs encoder=<a dual encoder with logit_scale> or a fixed temperature=")
-        if temperature is not None and has_scale:
+        if self.temperature is not None and has_scale:
             raise ValueError("the encoder has a logit_scale; set learnable_logit_scale=False in its config "
                              "instead of passing temperature= (an unused parameter breaks DDP)")
-        self.key_encoder: MomentumEncoder | None = None
-        if momentum is not None:
-            if encoder is None or queue_size == 0:
-                raise ValueError("momentum encodes the queued keys: it needs encoder= and queue_size > 0")
-            self.key_encoder = MomentumEncoder(encoder, momentum, final_momentum)
-        self.image_queue: KeyQueue | None = None
-        self.text_queue: KeyQueue | None = None
-        if queue_size > 0:
-            dim = embedding_width(encoder, embedding_dim, "CLIP with queue_size > 0")
+        if self.momentum is not None:
+            if encoder is None:
+                raise ValueError("momentum encodes the queued keys with a copy of the model: it needs encoder=")
+            self.key_encoder = MomentumEncoder(encoder, self.momentum, self.final_momentum)
+        if self.queue_size > 0:
+            dim = embedding_width(encoder, self.embedding_dim, "CLIP with queue_size > 0")
             store = self.negatives.queue_stores is not None
-            self.image_queue = KeyQueue(queue_size, dim, store_ids=store)
-            self.text_queue = KeyQueue(queue_size, dim, store_ids=store)
+            self.image_queue = KeyQueue(self.queue_size, dim, store_ids=store)
+            self.text_queue = KeyQueue(self.queue_size, dim, store_ids=store)
 
     @property
     def encoder(self) -> nn.Module | None:
@@ -126,16 +149,20 @@ class CLIP(InfoNCEObjective):
         mine = self.examples(batch, image.shape[0], image.device)
         theirs = self.gathered(mine)
 
-        def direction(rows: Tensor, columns: Tensor, queue: KeyQueue | None) -> LossOutput:
-            queued = queue.negatives() if queue is not None else None
-            stored = queue.ids() if queue is not None and queued is not None and self.negatives.queue_stores else None
-            roles = self.roles(images.labels(), mine, theirs, stored=stored)
-            candidates = columns if queued is None else torch.cat([columns, queued.to(columns.dtype)])
-            start = columns.shape[0] if queued is not None else None
-            return self.contrast(rows, candidates, roles, temperature=1.0 / scale, queue_start=start)
+        queues = {"image_to_text": self.text_queue, "text_to_image": self.image_queue}
 
-        image_to_text = direction(image, texts.tensor, self.text_queue)
-        text_to_image = direction(text, images.tensor, self.image_queue)
+        def direction(rows: Tensor, candidates: Tensor, labels: Tensor, queue_start: int | None, name: Direction) -> LossOutput:
+            """The engine with this objective's options; the queue's stored ids follow its keys."""
+            queue = queues[name]
+            stored = queue.ids() if queue is not None and queue_start is not None and self.negatives.queue_stores else None
+            roles = self.roles(labels, mine, theirs, stored=stored)
+            return self.contrast(rows, candidates, roles, temperature=1.0 / scale, queue_start=queue_start)
+
+        out = clip_loss(
+            image, text, images.tensor, texts.tensor, logit_scale=scale, offset=images.offset, contrast=direction,
+            extra_image_negatives=self.image_queue.negatives() if self.image_queue is not None else None,
+            extra_text_negatives=self.text_queue.negatives() if self.text_queue is not None else None,
+        )  # fmt: skip
         if self.training and self.image_queue is not None and self.text_queue is not None:
             if self.key_encoder is not None:
                 image_keys, text_keys = self.key_encoder(batch["image"]), self.key_encoder(batch["text"])
@@ -145,14 +172,10 @@ class CLIP(InfoNCEObjective):
             self.image_queue.stage(F.normalize(image_keys.float(), dim=-1), values)
             self.text_queue.stage(F.normalize(text_keys.float(), dim=-1), values)
         stats = _image_text_stats(image, text, scale)
-        stats["top1_image_to_text"] = image_to_text.stats["top1"]
-        stats["top1_text_to_image"] = text_to_image.stats["top1"]
-        stats["negatives"] = image_to_text.stats["negatives"]
-        stats["loss_image_to_text"] = image_to_text.loss.detach()
-        stats["loss_text_to_image"] = text_to_image.loss.detach()
+        stats.update((k, v) for k, v in out.stats.items() if k != "logits_per_text")
         if self.key_encoder is not None:
             stats["momentum"] = self.key_encoder.current_momentum.detach().clone()
-        return ObjectiveOutput(0.5 * (image_to_text.loss + text_to_image.loss), stats)
+        return ObjectiveOutput(out.loss, stats)
 
     def after_optimizer_step(self, model: nn.Module, step: int, max_steps: int) -> None:
         clamp = getattr(model, "clamp_logit_scale_", None) or getattr(self.model_ref.model, "clamp_logit_scale_", None)
@@ -178,9 +201,18 @@ class SigLIP(ContrastiveObjective):
         gather: score against the texts of every process.
     """
 
-    def __init__(self, encoder: nn.Module, *, gather: bool = True) -> None:
+    modality = "image_text"
+    tag = "siglip"
+
+    def __init__(self, encoder: nn.Module | None = None, *, gather: bool = True) -> None:
         super().__init__()
-        self.model_ref, self.gather = ModelRef(encoder), gather
+        self.model_ref, self.gather = ModelRef(None), gather
+        if encoder is not None:
+            self.bind(encoder)
+
+    def build(self, encoder: nn.Module | None, *, num_rows: int | None = None) -> None:
+        """Read the scale and the bias from ``encoder`` (``logit_scale``, ``logit_bias``)."""
+        self.model_ref = ModelRef(encoder)
         self.model_ref.scalar("logit_scale", "SigLIP")
         self.model_ref.scalar("logit_bias", "SigLIP")
 

@@ -1,9 +1,11 @@
-"""``NegativeConfig``: how the InfoNCE-family objectives treat their negatives, validated once.
+"""The InfoNCE-family objectives' loss settings, each validated once, where it is built:
+:class:`NegativeConfig` (how negatives are treated), :class:`MatryoshkaConfig` (nested widths) and
+:class:`ChunkingConfig` (the loss computed a slice of rows at a time).
 
-Loss settings only. Which dataset columns hold the ids and the labels is the collators' business
-(``id_column``, ``label_column``: they emit ``batch["ids"]`` and ``batch["labels"]``); the command-line
-flags and their help live in the recipes' argument dataclasses. Papers and formulas:
-``docs/objectives.md`` and :mod:`hfcontrast.losses.engine`.
+Which dataset columns hold the ids and the labels is the collators' business (``id_column``,
+``label_column``: they emit ``batch["ids"]`` and ``batch["labels"]``); the command-line flags and their
+help live in :mod:`hfcontrast.cli.flags`, which names flags where these errors name fields. Papers and
+formulas: ``docs/objectives.md`` and :mod:`hfcontrast.losses.engine`.
 """
 
 from __future__ import annotations
@@ -31,9 +33,6 @@ class NegativeConfig:
         mochi_n / mochi_s / mochi_s_prime: MoCHi (Kalantidis et al. 2020): mix the top-n queue
             negatives into s negative-negative and s' query-negative synthetic negatives.
         decoupled: DCL (Yeh et al. 2022): the positive leaves the denominator.
-        loss_chunk_size: compute the loss that many rows at a time (memory linear in the batch).
-        matryoshka_dims / matryoshka_weights: Matryoshka representation learning (Kusupati et al.
-            2022): the loss is ``sum_m w_m L(prefix d_m)`` over these strictly decreasing widths.
     """
 
     mask_duplicates: bool = False
@@ -46,9 +45,6 @@ class NegativeConfig:
     mochi_s: int = 0
     mochi_s_prime: int = 0
     decoupled: bool = False
-    loss_chunk_size: int | None = None
-    matryoshka_dims: tuple[int, ...] = ()
-    matryoshka_weights: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.fncl not in ("none", "eliminate", "attract"):
@@ -63,25 +59,21 @@ class NegativeConfig:
             raise ValueError("mochi_n, mochi_s and mochi_s_prime must be >= 0")
         if (self.mochi_n > 0) != (self.mochi_s + self.mochi_s_prime > 0):
             raise ValueError("MoCHi needs mochi_n >= 1 and mochi_s + mochi_s_prime >= 1 together (or all 0)")
-        if self.loss_chunk_size is not None and self.loss_chunk_size < 1:
-            raise ValueError(f"loss_chunk_size must be >= 1, got {self.loss_chunk_size}")
-        if self.matryoshka_dims or self.matryoshka_weights:
-            check_matryoshka(self.matryoshka_dims, self.matryoshka_weights)
         if self.debiased_tau_plus > 0:
             if self.decoupled:
                 raise ValueError(
-                    "--debiased_tau_plus and --decoupled exclude each other: the debiased estimator "
+                    "debiased_tau_plus and decoupled exclude each other: the debiased estimator "
                     "subtracts tau+ e^{positive} inside a denominator that DCL removes the positive from"
                 )
             if self.supervised or self.fncl == "attract":
                 raise ValueError(
-                    "--debiased_tau_plus corrects for unknown same-class negatives with one positive "
-                    "per anchor; with labels (SupCon) or --fncl attract use no debiasing"
+                    "debiased_tau_plus corrects for unknown same-class negatives with one positive "
+                    "per anchor; with supervised (SupCon labels) or fncl='attract' use no debiasing"
                 )
         if self.supervised and self.mask_duplicates:
             raise ValueError(
-                "with SupCon labels every duplicate shares its label and is already a positive; "
-                "drop --false_negative_masking (the queue stores labels, not ids)"
+                "with supervised (SupCon labels) every duplicate shares its label and is already a positive; "
+                "drop mask_duplicates (the queue stores labels, not ids)"
             )
 
     @property
@@ -108,6 +100,33 @@ class NegativeConfig:
         if similarity not in ("cosine", "dot"):
             raise ValueError(f"similarity must be 'cosine' or 'dot', got {similarity!r}")
         if self.mochi and not has_queue:
-            raise ValueError(f"MoCHi mixes queued negatives: {owner} needs a queue (queue_size > 0) for --mochi_n")
+            raise ValueError(f"MoCHi mixes queued negatives: {owner} needs a queue (queue_size > 0) for mochi_n")
         if similarity != "cosine" and (self.mochi or self.debiased_tau_plus > 0):
             raise ValueError(f"{owner}: MoCHi and the debiased loss need similarity='cosine'")
+
+
+@dataclass(frozen=True)
+class MatryoshkaConfig:
+    """Matryoshka representation learning (Kusupati et al. 2022): the loss is ``sum_m w_m L(prefix d_m)``
+    over the strictly decreasing widths ``dims`` (weights ``w_m``, default 1 each)."""
+
+    dims: tuple[int, ...]
+    weights: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dims", tuple(int(d) for d in self.dims))
+        if self.weights is not None:
+            object.__setattr__(self, "weights", tuple(float(w) for w in self.weights))
+        check_matryoshka(self.dims, self.weights)
+
+
+@dataclass(frozen=True)
+class ChunkingConfig:
+    """The loss computed ``rows`` query rows at a time, each slice recomputed in backward: memory linear
+    in the batch, the same value and gradients."""
+
+    rows: int
+
+    def __post_init__(self) -> None:
+        if self.rows < 1:
+            raise ValueError(f"ChunkingConfig.rows must be >= 1, got {self.rows}")

@@ -19,7 +19,7 @@ from torch import Tensor
 from ..distributed import gather_detached
 from ..losses import ColumnRoles, LossOutput, Similarity, contrastive_loss, draw_mochi, matryoshka_loss
 from .base import ContrastiveObjective, pair_stats, scalar_stat
-from .config import NegativeConfig
+from .config import ChunkingConfig, MatryoshkaConfig, NegativeConfig
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,8 @@ class InfoNCEObjective(ContrastiveObjective):
         similarity: ``"cosine"`` or ``"dot"``.
         gather: use the embeddings of every process as columns (with gradient).
         negatives: the :class:`NegativeConfig` (default: plain InfoNCE).
+        matryoshka: a :class:`MatryoshkaConfig`: the loss summed over nested prefixes of the embeddings.
+        chunking: a :class:`ChunkingConfig`: the loss computed a slice of rows at a time.
         has_queue: whether the objective keeps a queue (MoCHi needs one).
     """
 
@@ -72,18 +74,21 @@ class InfoNCEObjective(ContrastiveObjective):
         similarity: Similarity = "cosine",
         gather: bool = True,
         negatives: NegativeConfig | None = None,
+        matryoshka: MatryoshkaConfig | None = None,
+        chunking: ChunkingConfig | None = None,
         has_queue: bool = False,
     ) -> None:
         super().__init__()
         self.negatives = negatives or NegativeConfig()
         self.negatives.check(owner, temperature=temperature, has_queue=has_queue, similarity=similarity)
+        self.matryoshka, self.chunking = matryoshka, chunking
         self.temperature, self.similarity, self.gather = temperature, similarity, gather
 
     def examples(self, batch: Mapping[str, Any], rows: int, device: torch.device) -> Examples:
         """This process's ``batch["ids"]`` / ``batch["labels"]``, as far as the negative handling uses them."""
         config = self.negatives
-        ids = _batch_column(batch, "ids", rows, device, "--false_negative_masking") if config.mask_duplicates else None
-        labels = _batch_column(batch, "labels", rows, device, "SupCon labels") if config.supervised else None
+        ids = _batch_column(batch, "ids", rows, device, "NegativeConfig.mask_duplicates") if config.mask_duplicates else None
+        labels = _batch_column(batch, "labels", rows, device, "NegativeConfig.supervised") if config.supervised else None
         return Examples(ids, labels)
 
     def gathered(self, mine: Examples) -> Examples:
@@ -130,7 +135,7 @@ class InfoNCEObjective(ContrastiveObjective):
         queue_start: int | None = None,
     ) -> LossOutput:
         """The engine with this objective's options; MoCHi mixes the columns ``queue_start ..`` (the queue);
-        with ``matryoshka_dims`` the engine's loss is summed over the nested prefixes of the embeddings."""
+        with ``matryoshka`` the engine's loss is summed over the nested prefixes of the embeddings."""
         config = self.negatives
         mochi = None
         if config.mochi and queue_start is not None and queue_start < columns.shape[0]:
@@ -145,11 +150,11 @@ class InfoNCEObjective(ContrastiveObjective):
                 query, candidates, roles, temperature=tau, similarity=self.similarity, fncl=config.fncl,
                 fncl_top_k=config.fncl_top_k, hard_negative_beta=config.hard_negative_beta,
                 tau_plus=config.debiased_tau_plus, decoupled=config.decoupled, mochi=mochi,
-                chunk_size=config.loss_chunk_size,
+                chunk_size=self.chunking.rows if self.chunking is not None else None,
             )  # fmt: skip
 
-        if config.matryoshka_dims:  # the same rows and columns, the loss summed over nested prefixes
-            return matryoshka_loss(engine, rows, columns, config.matryoshka_dims, config.matryoshka_weights)
+        if self.matryoshka is not None:  # the same rows and columns, the loss summed over nested prefixes
+            return matryoshka_loss(engine, rows, columns, self.matryoshka.dims, self.matryoshka.weights)
         return engine(rows, columns)
 
     def loss_stats(self, rows: Tensor, positives: Tensor, out: LossOutput) -> dict[str, Tensor]:

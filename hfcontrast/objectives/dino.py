@@ -25,7 +25,7 @@ from ..losses import dino_loss
 from ..memory.momentum import ema_update_, make_momentum_copy
 from ..models import DINOHead
 from .base import ContrastiveObjective, ObjectiveOutput, embedding_width, pair_stats
-from .state import MomentumEncoder
+from .state import MomentumEncoder, check_momentum
 
 GLOBAL_VIEWS = ("query", "key")
 
@@ -44,10 +44,15 @@ class DINO(ContrastiveObjective):
 
     online_views = None
     multi_crop = True
+    augmentation = "byol"
+    tag = "dino"
+    head: DINOHead
+    teacher_encoder: MomentumEncoder
+    teacher_head: nn.Module
 
     def __init__(
         self,
-        encoder: nn.Module,
+        encoder: nn.Module | None = None,
         *,
         embedding_dim: int | None = None,
         out_dim: int = 4096,
@@ -62,10 +67,9 @@ class DINO(ContrastiveObjective):
         final_momentum: float | None = 1.0,
     ) -> None:
         super().__init__()
-        dim = embedding_width(encoder, embedding_dim, "DINO")
-        self.head = DINOHead(dim, out_dim, hidden_dim, bottleneck_dim)
-        self.teacher_encoder = MomentumEncoder(encoder, momentum, final_momentum)
-        self.teacher_head = make_momentum_copy(self.head)
+        check_momentum(momentum, final_momentum)
+        self.embedding_dim, self.head_dims = embedding_dim, (out_dim, hidden_dim, bottleneck_dim)
+        self.momentum, self.final_momentum = momentum, final_momentum
         self.student_temperature, self.teacher_temperature = student_temperature, teacher_temperature
         self.warmup_teacher_temperature = teacher_temperature if warmup_teacher_temperature is None else warmup_teacher_temperature
         self.warmup_steps, self.center_momentum = warmup_steps, center_momentum
@@ -74,6 +78,16 @@ class DINO(ContrastiveObjective):
         self.register_buffer("center", torch.zeros(out_dim))
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
         self._pending: list[Tensor] = []
+        if encoder is not None:
+            self.bind(encoder)
+
+    def build(self, encoder: nn.Module | None, *, num_rows: int | None = None) -> None:
+        """The student's DINO head and the teacher: EMA copies of ``encoder`` and of that head."""
+        if encoder is None:
+            raise ValueError("DINO's teacher is a momentum copy of the model being trained: bind it to the model")
+        self.head = DINOHead(embedding_width(encoder, self.embedding_dim, "DINO"), *self.head_dims)
+        self.teacher_encoder = MomentumEncoder(encoder, self.momentum, self.final_momentum)
+        self.teacher_head = make_momentum_copy(self.head)
 
     def teacher_temperature_at(self, step: int) -> float:
         """``tau_t`` at optimizer step ``step``: linear warm-up, then constant."""

@@ -25,12 +25,16 @@ from .base import ContrastiveObjective, ModelRef, ObjectiveOutput, encode, pair_
 class TeacherScores(ContrastiveObjective):
     """What both distillation objectives share: the teacher's embedding of a view."""
 
+    modality = "text"
+    tag = "distillation"
+
     def __init__(self, teacher: nn.Module | None, teacher_similarity: Similarity) -> None:
         super().__init__()
         self.teacher = ModelRef(teacher)
         self.teacher_similarity = teacher_similarity
         if teacher is not None:
             teacher.requires_grad_(False).eval()
+        self.bind()  # nothing depends on the trained model
 
     def teacher_embedding(self, view: str, batch: Mapping[str, Any], device: torch.device) -> Tensor:
         """``batch["teacher_<view>"]`` when the collator passes it, else the teacher model on ``batch[view]``."""

@@ -28,9 +28,9 @@ from ..distributed import gather
 from ..losses import LossOutput, Similarity
 from ..models.heads import Predictor
 from .base import ObjectiveOutput, embedding_width
-from .config import NegativeConfig
+from .config import ChunkingConfig, MatryoshkaConfig, NegativeConfig
 from .contrast import InfoNCEObjective
-from .state import KeyQueue, MomentumEncoder
+from .state import KeyQueue, MomentumEncoder, check_momentum
 
 _DEFAULTS = {"v2": (0.999, None), "v3": (0.99, 1.0)}
 
@@ -57,11 +57,17 @@ class MoCo(InfoNCEObjective):
             hard-negative ``beta``, MoCHi on the v2 queue, SupCon by ``batch["labels"]`` with labels
             stored in the queue, DCL, chunked loss). v2: the positive is the own key; the other in-batch
             keys stay out of the loss, as in the paper.
+        matryoshka / chunking: :class:`MatryoshkaConfig` (nested widths) and :class:`ChunkingConfig`
+            (the loss a slice of rows at a time), as for every :class:`InfoNCEObjective`.
     """
+
+    key_encoder: MomentumEncoder
+    keys: KeyQueue | None
+    predictor: Predictor | None
 
     def __init__(
         self,
-        encoder: nn.Module,
+        encoder: nn.Module | None = None,
         *,
         version: Literal["v2", "v3"] = "v2",
         temperature: float = 0.2,
@@ -74,6 +80,8 @@ class MoCo(InfoNCEObjective):
         gather: bool = True,
         mask_duplicate_ids: bool = False,
         negatives: NegativeConfig | None = None,
+        matryoshka: MatryoshkaConfig | None = None,
+        chunking: ChunkingConfig | None = None,
     ) -> None:
         if version not in _DEFAULTS:
             raise ValueError(f"version must be 'v2' or 'v3', got {version!r}")
@@ -83,26 +91,34 @@ class MoCo(InfoNCEObjective):
         if mask_duplicate_ids and not negatives.mask_duplicates:
             negatives = replace(negatives, mask_duplicates=True)
         super().__init__(
-            f"MoCo {version}", temperature, similarity=similarity, gather=gather, negatives=negatives,
+            f"MoCo {version}", temperature, similarity=similarity, gather=gather, negatives=negatives, matryoshka=matryoshka, chunking=chunking,
             has_queue=version == "v2",
         )  # fmt: skip
         self.version, self.mask_duplicate_ids = version, mask_duplicate_ids
+        self.augmentation, self.tag = ("mocov2", "moco-v2") if version == "v2" else ("byol", "moco-v3")
         base, final = _DEFAULTS[version]
-        momentum = base if momentum is None else momentum
-        final_momentum = final if final_momentum is None else final_momentum
-        dim = embedding_width(encoder, embedding_dim, "MoCo")
-        self.key_encoder = MomentumEncoder(encoder, momentum, final_momentum)
-        self.keys: KeyQueue | None = None
-        self.predictor: Predictor | None = None
-        if version == "v2":
-            size = 65536 if queue_size is None else int(queue_size)
-            if size < 1:
-                raise ValueError(f"MoCo v2 needs queue_size >= 1, got {size}")
-            self.keys = KeyQueue(size, dim, store_ids=self.negatives.queue_stores is not None)
-            self.online_views = ("query",)
+        self.momentum = base if momentum is None else momentum
+        self.final_momentum = final if final_momentum is None else final_momentum
+        check_momentum(self.momentum, self.final_momentum)
+        self.queue_size = (65536 if queue_size is None else int(queue_size)) if version == "v2" else 0
+        if version == "v2" and self.queue_size < 1:
+            raise ValueError(f"MoCo v2 needs queue_size >= 1, got {self.queue_size}")
+        self.embedding_dim, self.predictor_hidden_dim = embedding_dim, predictor_hidden_dim
+        self.keys, self.predictor = None, None
+        self.online_views = ("query",) if version == "v2" else ("query", "key")
+        if encoder is not None:
+            self.bind(encoder)
+
+    def build(self, encoder: nn.Module | None, *, num_rows: int | None = None) -> None:
+        """The momentum copy of ``encoder`` and the v2 queue or the v3 predictor, as wide as its embedding."""
+        if encoder is None:
+            raise ValueError("MoCo copies the model being trained as its key encoder: bind it to the model")
+        dim = embedding_width(encoder, self.embedding_dim, "MoCo")
+        self.key_encoder = MomentumEncoder(encoder, self.momentum, self.final_momentum)
+        if self.version == "v2":
+            self.keys = KeyQueue(self.queue_size, dim, store_ids=self.negatives.queue_stores is not None)
         else:
-            self.predictor = Predictor(dim, predictor_hidden_dim)
-            self.online_views = ("query", "key")
+            self.predictor = Predictor(dim, self.predictor_hidden_dim)
 
     def forward(self, embeddings: dict[str, Tensor], batch: Mapping[str, Any]) -> ObjectiveOutput:
         if self.version == "v2":

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from ..distributed import gather
 from ..models.heads import Predictor
 from .base import ObjectiveOutput, embedding_width
-from .config import NegativeConfig
+from .config import ChunkingConfig, MatryoshkaConfig, NegativeConfig
 from .contrast import InfoNCEObjective
 from .simclr import nt_xent
 from .state import KeyQueue
@@ -46,9 +46,15 @@ class NNCLR(InfoNCEObjective):
         encoder: the model being trained, to size the queue (or ``embedding_dim``).
         gather: the other view's embeddings of every process are the columns.
         negatives: :class:`NegativeConfig` (DCL, chunked loss, Matryoshka ...).
+        matryoshka / chunking: :class:`MatryoshkaConfig` (nested widths) and :class:`ChunkingConfig`
+            (the loss a slice of rows at a time), as for every :class:`InfoNCEObjective`.
     """
 
     online_views = ("query", "key")
+    augmentation = "simclr"
+    tag = "nnclr"
+    support: KeyQueue
+    predictor: Predictor | None
 
     def __init__(
         self,
@@ -61,16 +67,24 @@ class NNCLR(InfoNCEObjective):
         embedding_dim: int | None = None,
         gather: bool = True,
         negatives: NegativeConfig | None = None,
+        matryoshka: MatryoshkaConfig | None = None,
+        chunking: ChunkingConfig | None = None,
     ) -> None:
-        super().__init__("NNCLR", temperature, gather=gather, negatives=negatives)
+        super().__init__("NNCLR", temperature, gather=gather, negatives=negatives, matryoshka=matryoshka, chunking=chunking)
         if loss not in ("nt_xent", "cross_view"):
             raise ValueError(f"loss must be 'nt_xent' or 'cross_view', got {loss!r}")
         self.loss = loss
         if support_size < 1:
             raise ValueError(f"support_size must be >= 1, got {support_size}")
-        dim = embedding_width(encoder, embedding_dim, "NNCLR")
-        self.support = KeyQueue(support_size, dim)
-        self.predictor = Predictor(dim, predictor_hidden_dim) if predictor_hidden_dim else None
+        self.support_size, self.predictor_hidden_dim, self.embedding_dim = support_size, predictor_hidden_dim, embedding_dim
+        if encoder is not None or embedding_dim is not None:
+            self.bind(encoder)
+
+    def build(self, encoder: nn.Module | None, *, num_rows: int | None = None) -> None:
+        """The support queue and the optional predictor, as wide as the training-time embedding."""
+        dim = embedding_width(encoder, self.embedding_dim, "NNCLR")
+        self.support = KeyQueue(self.support_size, dim)
+        self.predictor = Predictor(dim, self.predictor_hidden_dim) if self.predictor_hidden_dim else None
 
     def _direction(self, z: Tensor, other: Tensor, support: Tensor | None, batch: Mapping[str, Any]) -> Any:
         rows = nearest_neighbours(z, support).to(z.dtype) if support is not None else z

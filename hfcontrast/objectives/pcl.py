@@ -7,7 +7,7 @@ ProtoNCE = MoCo v2's InfoNCE plus a prototype term over ``M`` clusterings of the
 with ``v`` the query embedding, ``c^m`` the ``K_m`` centroids of clustering ``m`` (spherical k-means over
 momentum-encoder features of every training row), ``s`` the row's cluster and ``phi`` the per-cluster
 concentration (:func:`~hfcontrast.losses.clustering.concentration`). The clusterings are refreshed by
-:class:`~hfcontrast.trainer.clusters.ClusterRefreshCallback` (each epoch or every N steps); k-means runs
+:class:`~hfcontrast.objectives.clusters.ClusterRefreshCallback` (each epoch or every N steps); k-means runs
 on the first process and is broadcast. Centroids, concentrations, every row's assignment and the step
 they were computed at are buffers: saved in checkpoints, so a resumed run uses the same clusters.
 Rows are looked up by ``batch["ids"]`` (the dataset row index: the collator's ``id_column``).
@@ -24,7 +24,8 @@ from torch import Tensor, nn
 from ..distributed import broadcast_tensor, rank
 from ..losses import concentration, kmeans, proto_nce_term
 from .base import ObjectiveOutput, embedding_width, scalar_stat
-from .config import NegativeConfig
+from .clusters import ClusterRefreshCallback
+from .config import ChunkingConfig, MatryoshkaConfig, NegativeConfig
 from .moco import MoCo
 
 
@@ -38,43 +39,79 @@ class PCL(MoCo):
         num_clusters: ``K_m`` of each clustering (paper, ImageNet: 25000, 50000, 100000).
         prototype_weight: weight of the prototype term (paper: 1).
         kmeans_iterations / concentration_alpha / seed: k-means iterations, ``alpha`` of ``phi`` (10), k-means seed.
+        every_n_steps / start_step: the clusters are refreshed every N optimizer steps (``None``: at each
+            epoch's start) from ``start_step`` on; before it the loss is MoCo v2's InfoNCE alone.
         temperature / queue_size / momentum / negatives: as :class:`MoCo` v2 (paper: 0.2, 16384, 0.999).
+        matryoshka / chunking: :class:`MatryoshkaConfig` (nested widths) and :class:`ChunkingConfig`
+            (the loss a slice of rows at a time), as for every :class:`InfoNCEObjective`.
     """
+
+    needs_row_ids = True
 
     def __init__(
         self,
-        encoder: nn.Module,
+        encoder: nn.Module | None = None,
         *,
-        num_rows: int,
+        num_rows: int | None = None,
         num_clusters: Sequence[int] = (250, 500, 1000),
         prototype_weight: float = 1.0,
         kmeans_iterations: int = 20,
         concentration_alpha: float = 10.0,
         seed: int = 0,
+        every_n_steps: int | None = None,
+        start_step: int = 0,
         temperature: float = 0.2,
         queue_size: int | None = 16384,
         momentum: float | None = 0.999,
         final_momentum: float | None = None,
         embedding_dim: int | None = None,
         negatives: NegativeConfig | None = None,
+        matryoshka: MatryoshkaConfig | None = None,
+        chunking: ChunkingConfig | None = None,
     ) -> None:
         super().__init__(
-            encoder, version="v2", temperature=temperature, queue_size=queue_size, momentum=momentum,
-            final_momentum=final_momentum, embedding_dim=embedding_dim, negatives=negatives,
+            None, version="v2", temperature=temperature, queue_size=queue_size, momentum=momentum,
+            final_momentum=final_momentum, embedding_dim=embedding_dim, negatives=negatives, matryoshka=matryoshka, chunking=chunking,
         )  # fmt: skip
-        counts = [int(k) for k in num_clusters]
-        if not counts or any(not 2 <= k <= num_rows for k in counts):
-            raise ValueError(f"num_clusters must be non-empty, each in [2, num_rows={num_rows}], got {list(num_clusters)}")
-        dim = embedding_width(encoder, embedding_dim, "PCL")
-        self.num_clusters, self.prototype_weight = counts, prototype_weight
-        self.kmeans_iterations, self.concentration_alpha, self.seed = kmeans_iterations, concentration_alpha, seed
+        self.tag = "pcl"
+        self.num_clusters = [int(k) for k in num_clusters]
+        if not self.num_clusters or min(self.num_clusters) < 2:
+            raise ValueError(f"num_clusters must be non-empty, each >= 2, got {list(num_clusters)}")
+        self.prototype_weight, self.kmeans_iterations = prototype_weight, kmeans_iterations
+        self.concentration_alpha, self.seed, self.rows = concentration_alpha, seed, num_rows
+        if every_n_steps is not None and every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be >= 1 (None: every epoch), got {every_n_steps}")
+        self.every_n_steps, self.start_step = every_n_steps, start_step
         self.assignments: Tensor
         self.clustered_at: Tensor
-        self.register_buffer("assignments", torch.full((len(counts), num_rows), -1, dtype=torch.long))
+        if encoder is not None:
+            self.bind(encoder, num_rows=num_rows)
+
+    def build(self, encoder: nn.Module | None, *, num_rows: int | None = None) -> None:
+        """MoCo v2's state, then one clustering buffer set per ``K_m`` over the ``num_rows`` training rows."""
+        super().build(encoder)
+        rows = self.rows if self.rows is not None else num_rows
+        if rows is None:
+            raise ValueError("PCL clusters the training rows: pass num_rows= (ContrastiveTrainer passes the dataset's size)")
+        if max(self.num_clusters) > rows:
+            raise ValueError(f"num_clusters must each be in [2, num_rows={rows}], got {self.num_clusters}")
+        dim = embedding_width(encoder, self.embedding_dim, "PCL")
+        self.register_buffer("assignments", torch.full((len(self.num_clusters), rows), -1, dtype=torch.long))
         self.register_buffer("clustered_at", torch.full((), -1, dtype=torch.long))
-        for m, k in enumerate(counts):
+        for m, k in enumerate(self.num_clusters):
             self.register_buffer(f"centroids_{m}", torch.zeros(k, dim))
             self.register_buffer(f"concentration_{m}", torch.ones(k))
+
+    def training_callbacks(self, dataset: Any, collator: Any, present: Sequence[Any] = ()) -> list[Any]:
+        """The cluster refresh (:class:`~hfcontrast.objectives.clusters.ClusterRefreshCallback`): every row of
+        ``dataset`` embedded by the momentum encoder in the collator's deterministic view (``eval_collator``);
+        none when ``present`` holds a refresh of this objective already."""
+        if any(isinstance(callback, ClusterRefreshCallback) and callback.objective is self for callback in present):
+            return []
+        features = getattr(collator, "eval_collator", None)
+        if not callable(features):
+            raise ValueError(f"PCL clusters momentum features of every row: {type(collator).__name__} has no eval_collator()")
+        return [ClusterRefreshCallback(self, dataset, features(), every_n_steps=self.every_n_steps, start_step=self.start_step)]
 
     @property
     def num_rows(self) -> int:

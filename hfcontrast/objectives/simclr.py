@@ -21,7 +21,7 @@ from torch import Tensor
 from ..distributed import gather
 from ..losses import LossOutput, Similarity, nt_xent_roles
 from .base import ObjectiveOutput
-from .config import NegativeConfig
+from .config import ChunkingConfig, MatryoshkaConfig, NegativeConfig
 from .contrast import Examples, InfoNCEObjective
 
 
@@ -39,9 +39,13 @@ class SimCLR(InfoNCEObjective):
         gather: use the views of every process as negatives (with gradient), as SimCLR's global batch.
         negatives: :class:`NegativeConfig` (false-negative masking by ``batch["ids"]``, FNCL, debiased,
             hard-negative ``beta``, SupCon by ``batch["labels"]``, DCL, chunked loss; no queue, so no MoCHi).
+        matryoshka / chunking: :class:`MatryoshkaConfig` (nested widths) and :class:`ChunkingConfig`
+            (the loss a slice of rows at a time), as for every :class:`InfoNCEObjective`.
     """
 
     online_views = ("query", "key")
+    augmentation = "simclr"
+    tag = "simclr"
 
     def __init__(
         self,
@@ -50,8 +54,11 @@ class SimCLR(InfoNCEObjective):
         similarity: Similarity = "cosine",
         gather: bool = True,
         negatives: NegativeConfig | None = None,
+        matryoshka: MatryoshkaConfig | None = None,
+        chunking: ChunkingConfig | None = None,
     ) -> None:
-        super().__init__("SimCLR", temperature, similarity=similarity, gather=gather, negatives=negatives)
+        super().__init__("SimCLR", temperature, similarity=similarity, gather=gather, negatives=negatives, matryoshka=matryoshka, chunking=chunking)
+        self.bind()  # nothing depends on the model
 
     def forward(self, embeddings: dict[str, Tensor], batch: Mapping[str, Any]) -> ObjectiveOutput:
         query, key = embeddings["query"], embeddings["key"]

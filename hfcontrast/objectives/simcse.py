@@ -22,9 +22,9 @@ from torch import Tensor, nn
 from ..distributed import gather
 from ..losses import Similarity
 from .base import ObjectiveOutput, embedding_width
-from .config import NegativeConfig
+from .config import ChunkingConfig, MatryoshkaConfig, NegativeConfig
 from .contrast import InfoNCEObjective
-from .state import KeyQueue, MomentumEncoder
+from .state import KeyQueue, MomentumEncoder, check_momentum
 
 
 class SimCSE(InfoNCEObjective):
@@ -44,7 +44,14 @@ class SimCSE(InfoNCEObjective):
         negatives: :class:`NegativeConfig` (false-negative masking by ``batch["ids"]``, FNCL, debiased,
             hard-negative ``beta``, MoCHi on the queue, SupCon by ``batch["labels"]``, DCL, chunked loss).
             The hard negatives of the ``negative`` view have no id and no label: always negatives.
+        matryoshka / chunking: :class:`MatryoshkaConfig` (nested widths) and :class:`ChunkingConfig`
+            (the loss a slice of rows at a time), as for every :class:`InfoNCEObjective`.
     """
+
+    modality = "text"
+    tag = "simcse"
+    key_encoder: MomentumEncoder | None
+    keys: KeyQueue | None
 
     def __init__(
         self,
@@ -60,23 +67,33 @@ class SimCSE(InfoNCEObjective):
         momentum: float | None = None,
         final_momentum: float | None = None,
         negatives: NegativeConfig | None = None,
+        matryoshka: MatryoshkaConfig | None = None,
+        chunking: ChunkingConfig | None = None,
     ) -> None:
         if queue_size < 0:
             raise ValueError(f"queue_size must be >= 0, got {queue_size}")
         super().__init__(
-            "SimCSE", temperature, similarity=similarity, gather=gather, negatives=negatives, has_queue=queue_size > 0
+            "SimCSE", temperature, similarity=similarity, gather=gather, negatives=negatives, matryoshka=matryoshka, chunking=chunking, has_queue=queue_size > 0
         )
         self.hard_negative_weight, self.symmetric = hard_negative_weight, symmetric
-        self.key_encoder: MomentumEncoder | None = None
+        self.queue_size, self.embedding_dim = queue_size, embedding_dim
+        self.momentum, self.final_momentum = momentum, final_momentum
+        self.key_encoder, self.keys = None, None
         if momentum is not None:
+            check_momentum(momentum, final_momentum)
+            self.online_views = ("anchor", "negative")
+        if encoder is not None or (momentum is None and (queue_size == 0 or embedding_dim is not None)):
+            self.bind(encoder)
+
+    def build(self, encoder: nn.Module | None, *, num_rows: int | None = None) -> None:
+        """The momentum copy of ``encoder`` (with ``momentum``) and the queue (with ``queue_size``)."""
+        if self.momentum is not None:
             if encoder is None:
                 raise ValueError("momentum needs encoder=<the model being trained> to copy")
-            self.key_encoder = MomentumEncoder(encoder, momentum, final_momentum)
-            self.online_views = ("anchor", "negative")
-        self.keys: KeyQueue | None = None
-        if queue_size > 0:
-            dim = embedding_width(encoder, embedding_dim, "SimCSE with queue_size > 0")
-            self.keys = KeyQueue(queue_size, dim, store_ids=self.negatives.queue_stores is not None)
+            self.key_encoder = MomentumEncoder(encoder, self.momentum, self.final_momentum)
+        if self.queue_size > 0:
+            dim = embedding_width(encoder, self.embedding_dim, "SimCSE with queue_size > 0")
+            self.keys = KeyQueue(self.queue_size, dim, store_ids=self.negatives.queue_stores is not None)
 
     def forward(self, embeddings: dict[str, Tensor], batch: Mapping[str, Any]) -> ObjectiveOutput:
         anchor = embeddings["anchor"]

@@ -29,12 +29,21 @@ class SimSiam(ContrastiveObjective):
     """
 
     online_views = ("query", "key")
+    augmentation = "mocov2"
+    tag = "simsiam"
+    predictor: Predictor
 
     def __init__(
         self, embedding_dim: int | None = None, predictor_hidden_dim: int = 512, *, encoder: nn.Module | None = None
     ) -> None:
         super().__init__()
-        self.predictor = Predictor(embedding_width(encoder, embedding_dim, "SimSiam"), predictor_hidden_dim)
+        self.embedding_dim, self.predictor_hidden_dim = embedding_dim, predictor_hidden_dim
+        if encoder is not None or embedding_dim is not None:
+            self.bind(encoder)
+
+    def build(self, encoder: nn.Module | None, *, num_rows: int | None = None) -> None:
+        """The predictor, as wide as the training-time embedding."""
+        self.predictor = Predictor(embedding_width(encoder, self.embedding_dim, "SimSiam"), self.predictor_hidden_dim)
 
     def forward(self, embeddings: dict[str, Tensor], batch: Mapping[str, Any]) -> ObjectiveOutput:
         z1, z2 = embeddings["query"], embeddings["key"]

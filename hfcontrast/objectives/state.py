@@ -13,6 +13,13 @@ from ..memory import EmbeddingQueue, cosine_momentum, ema_update_, make_momentum
 from .base import encode
 
 
+def check_momentum(momentum: float, final_momentum: float | None) -> None:
+    """``0 <= momentum <= final_momentum <= 1`` (``final_momentum`` None: constant ``momentum``)."""
+    final = momentum if final_momentum is None else final_momentum
+    if not 0.0 <= momentum <= final <= 1.0:
+        raise ValueError(f"need 0 <= momentum <= final_momentum <= 1, got {momentum} and {final}")
+
+
 class MomentumEncoder(nn.Module):
     """EMA copy of an encoder (He et al. 2020; Grill et al. 2020): ``theta_k <- m theta_k + (1-m) theta_q``.
 
@@ -25,9 +32,8 @@ class MomentumEncoder(nn.Module):
 
     def __init__(self, online: nn.Module, momentum: float = 0.99, final_momentum: float | None = None) -> None:
         super().__init__()
+        check_momentum(momentum, final_momentum)
         final = momentum if final_momentum is None else final_momentum
-        if not 0.0 <= momentum <= final <= 1.0:
-            raise ValueError(f"need 0 <= momentum <= final_momentum <= 1, got {momentum} and {final}")
         self.encoder = make_momentum_copy(online)
         self.base_momentum, self.final_momentum = momentum, final
         self.register_buffer("current_momentum", torch.tensor(float(momentum)))

@@ -45,6 +45,9 @@ class SwAV(ContrastiveObjective):
 
     online_views = None
     multi_crop = True
+    augmentation = "byol"
+    tag = "swav"
+    prototypes: nn.Linear
 
     def __init__(
         self,
@@ -59,19 +62,25 @@ class SwAV(ContrastiveObjective):
         queue_size: int = 0,
     ) -> None:
         super().__init__()
-        dim = embedding_width(encoder, embedding_dim, "SwAV")
         if num_prototypes < 2 or sinkhorn_iterations < 1 or freeze_prototypes_steps < 0 or queue_size < 0:
             raise ValueError("SwAV needs num_prototypes >= 2, sinkhorn_iterations >= 1 and non-negative step/queue sizes")
-        self.prototypes = nn.Linear(dim, num_prototypes, bias=False)
-        with torch.no_grad():
-            self.prototypes.weight.copy_(F.normalize(self.prototypes.weight, dim=-1))
+        self.embedding_dim, self.num_prototypes, self.queue_size = embedding_dim, num_prototypes, queue_size
         self.temperature, self.epsilon, self.iterations = temperature, epsilon, sinkhorn_iterations
         self.freeze_prototypes_steps = freeze_prototypes_steps
         self.steps_done: Tensor
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
         self.queues: list[KeyQueue] = []
-        for i, _ in enumerate(GLOBAL_VIEWS if queue_size else ()):
-            queue = KeyQueue(queue_size, dim)
+        if encoder is not None or embedding_dim is not None:
+            self.bind(encoder)
+
+    def build(self, encoder: nn.Module | None, *, num_rows: int | None = None) -> None:
+        """The prototypes (unit rows) and the optional per-crop queues, as wide as the training-time embedding."""
+        dim = embedding_width(encoder, self.embedding_dim, "SwAV")
+        self.prototypes = nn.Linear(dim, self.num_prototypes, bias=False)
+        with torch.no_grad():
+            self.prototypes.weight.copy_(F.normalize(self.prototypes.weight, dim=-1))
+        for i, _ in enumerate(GLOBAL_VIEWS if self.queue_size else ()):
+            queue = KeyQueue(self.queue_size, dim)
             self.add_module(f"queue_{i}", queue)
             self.queues.append(queue)
 

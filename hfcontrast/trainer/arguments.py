@@ -9,7 +9,7 @@ from transformers import TrainingArguments
 
 from .guards import NAN_POLICIES
 
-BAD_ROW_POLICIES = ("error", "skip")
+BAD_ROW_POLICIES = ("error", "skip", "unchecked")
 
 
 @dataclass
@@ -53,7 +53,8 @@ class ContrastiveTrainingArguments(TrainingArguments):
         default="error",
         metadata={
             "help": "Rows that cannot become views (empty text, unreadable image, ...), found before step 1: "
-            "error (list them all) | skip (drop them, write rejected_rows.jsonl)."
+            "error (list them all) | skip (drop them, write rejected_rows.jsonl) | unchecked (no check: for a "
+            "collator of your own without a row_spec)."
         },
     )
     preprocessing_num_workers: int | None = field(

@@ -91,7 +91,7 @@ def save_objective_state(objective: nn.Module, folder: str | os.PathLike[str]) -
 
 def _shape_problem(name: str, saved: tuple[int, ...], current: tuple[int, ...]) -> str:
     if name.endswith("queue.embeddings") and saved[1:] == current[1:]:
-        return f"the queue {name.rsplit('.queue', 1)[0]!r} holds {saved[0]} keys in the checkpoint but {current[0]} in this run (--queue_size {saved[0]} then, {current[0]} now)"
+        return f"the queue {name.rsplit('.queue', 1)[0]!r} holds {saved[0]} keys in the checkpoint but {current[0]} in this run (queue_size {saved[0]} then, {current[0]} now)"
     if name.endswith("queue.embeddings"):
         return f"the queue {name.rsplit('.queue', 1)[0]!r} stores {saved[1]}-d keys in the checkpoint but {current[1]}-d in this run (a different model width)"
     return f"{name!r} has shape {list(saved)} in the checkpoint but {list(current)} in this run"

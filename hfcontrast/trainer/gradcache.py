@@ -20,6 +20,11 @@ so the step runs in three stages:
    ``forward``) draws the same masks, and backpropagate ``g`` for that chunk:
    ``torch.autograd.backward(e_chunk, g_chunk)``. Parameter gradients accumulate over the chunks.
 
+In :class:`~hfcontrast.trainer.ContrastiveTrainer` the three stages are :class:`GradCache`'s ``embed``
+(called by ``compute_loss``), Trainer's own ``training_step`` backward (so its loss scaling for gradient
+accumulation, AMP and ``num_items_in_batch`` applies unchanged) and ``replay``. :func:`gradcache_step` runs
+all three outside a trainer.
+
 The result is the gradient of the very loss computed in stage 2: equal (up to float summation order)
 to an uncached step whose forward processes the rows in the same chunks. Without dropout or
 batch-coupled layers it equals the plain full-batch step.
@@ -49,7 +54,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -58,9 +63,6 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..objectives.base import ContrastiveObjective, ObjectiveOutput
 from .views import group_views, model_embeddings, plan_chunks, unsort_rows
-
-if TYPE_CHECKING:
-    from .trainer import ContrastiveTrainer
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,62 @@ def _no_sync(model: nn.Module) -> contextlib.AbstractContextManager[Any]:
     return model.no_sync() if isinstance(model, DistributedDataParallel) else contextlib.nullcontext()
 
 
+class GradCache:
+    """One step's GradCache, in two halves around a backward that the caller runs.
+
+    :meth:`embed` is stage 1: every view embedded in chunks without a graph; it returns the embeddings as
+    leaves that require grad. The caller computes the loss from them and backpropagates it (the trainer
+    lets ``Trainer.training_step`` do it, with its gradient-accumulation, AMP and ``num_items_in_batch``
+    scaling), which fills the leaves' ``.grad``: stage 2. :meth:`replay` is stage 3: each chunk forwarded
+    again from its RNG state, its cached gradient pushed through it. ``context`` is entered around every
+    forward (e.g. autocast).
+    """
+
+    def __init__(self, chunk_size: int, context: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext) -> None:
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        self.chunk_size, self.context = chunk_size, context
+        self.groups: list[_Group] = []
+
+    def embed(self, model: nn.Module, views: Mapping[str, Mapping[str, Tensor]]) -> dict[str, Tensor]:
+        """Stage 1: ``{view: leaf [rows, D]}``; the chunks and their RNG states are kept for :meth:`replay`."""
+        self.groups = []
+        with torch.no_grad(), preserved_running_stats(model):
+            for names, inputs, sizes in group_views(views):
+                order, parts = plan_chunks(inputs, self.chunk_size)
+                chunks, outputs = [], []
+                for part in parts:
+                    chunks.append(_Chunk(part, RngState.capture(_device(part))))
+                    with self.context():
+                        outputs.append(model_embeddings(model, part))
+                leaf = unsort_rows(torch.cat(outputs), order).requires_grad_(True)
+                self.groups.append(_Group(names, sizes, order, chunks, leaf))
+        embeddings: dict[str, Tensor] = {}
+        for group in self.groups:  # outside no_grad: the views of each leaf track it
+            embeddings.update(zip(group.names, torch.split(group.leaf, group.sizes)))
+        return embeddings
+
+    def replay(self, model: nn.Module) -> None:
+        """Stage 3, after the loss's backward: parameter gradients are accumulated into ``.grad``."""
+        sync = _ddp_will_sync(model)
+        deferred: list[tuple[_Chunk, Tensor]] = []
+        with _no_sync(model):
+            for group in self.groups:
+                grads = group.chunk_grads()
+                if grads is None:  # the objective did not use these views
+                    continue
+                for index, (chunk, grad) in enumerate(zip(group.chunks, grads)):
+                    if sync and index == len(group.chunks) - 1:
+                        deferred.append((chunk, grad))
+                        continue
+                    with chunk.rng.replay(), self.context():
+                        replayed = model_embeddings(model, chunk.inputs)
+                    torch.autograd.backward(replayed, grad_tensors=grad.to(replayed.dtype))
+        if sync:
+            _synced_backward(model, deferred, self.context)
+        self.groups = []
+
+
 def gradcache_step(
     model: nn.Module,
     objective: ContrastiveObjective,
@@ -154,7 +212,7 @@ def gradcache_step(
     backward: Callable[[Tensor], Any] | None = None,
     context: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
 ) -> ObjectiveOutput:
-    """One GradCache forward/backward; parameter gradients are *accumulated* into ``.grad``.
+    """One whole GradCache forward/backward outside a trainer; parameter gradients are *accumulated*.
 
     Args:
         model: the (possibly DDP-wrapped) encoder; ``model(**inputs, use_head=True).embeddings``.
@@ -170,23 +228,8 @@ def gradcache_step(
     Returns:
         The objective's output; ``loss`` is the unscaled loss, detached.
     """
-    sync = _ddp_will_sync(model)
-    groups: list[_Group] = []
-    embeddings: dict[str, Tensor] = {}
-    # Stage 1: embed every chunk without a graph, remembering the RNG state it started from.
-    with torch.no_grad(), preserved_running_stats(model):
-        for names, inputs, sizes in group_views(views):
-            order, parts = plan_chunks(inputs, chunk_size)
-            chunks, outputs = [], []
-            for part in parts:
-                chunks.append(_Chunk(part, RngState.capture(_device(part))))
-                with context():
-                    outputs.append(model_embeddings(model, part))
-            leaf = unsort_rows(torch.cat(outputs), order).requires_grad_(True)
-            groups.append(_Group(names, sizes, order, chunks, leaf))
-    for group in groups:  # outside no_grad: the views of each leaf track it
-        embeddings.update(zip(group.names, torch.split(group.leaf, group.sizes)))
-    # Stage 2: the loss over the whole batch and its gradient w.r.t. the embeddings.
+    cache = GradCache(chunk_size, context)
+    embeddings = cache.embed(model, views)
     with context():
         output = objective(embeddings, batch)
     scaled = output.loss * loss_scale
@@ -194,22 +237,7 @@ def gradcache_step(
         scaled.backward()
     else:
         backward(scaled)
-    # Stage 3: replay each chunk with a graph and push its cached gradient through it.
-    deferred: list[tuple[_Chunk, Tensor]] = []
-    with _no_sync(model):
-        for group in groups:
-            grads = group.chunk_grads()
-            if grads is None:  # the objective did not use these views
-                continue
-            for index, (chunk, grad) in enumerate(zip(group.chunks, grads)):
-                if sync and index == len(group.chunks) - 1:
-                    deferred.append((chunk, grad))
-                    continue
-                with chunk.rng.replay(), context():
-                    replayed = model_embeddings(model, chunk.inputs)
-                torch.autograd.backward(replayed, grad_tensors=grad.to(replayed.dtype))
-    if sync:
-        _synced_backward(model, deferred, context)
+    cache.replay(model)
     return ObjectiveOutput(output.loss.detach(), output.stats)
 
 
@@ -237,32 +265,3 @@ def _synced_backward(
         outputs.append(touch)
         grads.append(None)
     torch.autograd.backward(outputs, grad_tensors=grads)
-
-
-def gradcache_training_step(trainer: ContrastiveTrainer, model: nn.Module, inputs: dict[str, Any]) -> Tensor:
-    """``Trainer.training_step`` with GradCache: same preparation, loss scaling for gradient
-    accumulation (``loss / current_gradient_accumulation_steps``) and return value (the scaled loss,
-    detached)."""
-    model.train()
-    optimizer_train = getattr(trainer.optimizer, "train", None)  # schedule-free optimizers
-    if callable(optimizer_train):
-        optimizer_train()
-    inputs = trainer._prepare_inputs(inputs)  # private, as in Trainer.training_step (tests/test_trainer_hooks.py)
-    inputs = trainer.build_views(inputs, True)
-    chunk_size = trainer.args.gradcache_chunk_size
-    assert chunk_size is not None
-    steps = getattr(trainer, "current_gradient_accumulation_steps", trainer.args.gradient_accumulation_steps)
-    scale = 1.0 / steps
-    trainer.objective.train(True)
-    output = gradcache_step(
-        model,
-        trainer.objective,
-        trainer.online_views(inputs),
-        inputs,
-        chunk_size=chunk_size,
-        loss_scale=scale,
-        backward=trainer.accelerator.backward,
-        context=trainer.compute_loss_context_manager,
-    )
-    trainer.record_stats(output)
-    return output.loss * scale

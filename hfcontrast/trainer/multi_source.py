@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torch.utils.data import DataLoader
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
@@ -14,42 +14,37 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from ..collators.checks import check_rows
 from ..collators.multi_source import MultiSourceCollator, MultiSourceDataset, SingleSourceBatchSampler
 from ..distributed import world_size
-
-if TYPE_CHECKING:
-    from .trainer import ContrastiveTrainer
+from .arguments import ContrastiveTrainingArguments
 
 SAMPLER_STATE_NAME = "sampler.json"
 
 
-def multi_source_sampler(trainer: ContrastiveTrainer) -> SingleSourceBatchSampler:
-    dataset = trainer.train_dataset
-    assert isinstance(dataset, MultiSourceDataset)
-    args = trainer.args
+def multi_source_sampler(dataset: MultiSourceDataset, args: ContrastiveTrainingArguments) -> SingleSourceBatchSampler:
+    """The batch sampler of ``args`` (``multi_dataset_policy``, batch size, seed) over ``dataset``'s sources."""
     return SingleSourceBatchSampler(
         dataset.sizes, args.per_device_train_batch_size, policy=args.multi_dataset_policy,
         temperature=args.multi_dataset_temperature, group=world_size(), seed=args.data_seed or args.seed,
     )  # fmt: skip
 
 
-def multi_source_dataloader(trainer: ContrastiveTrainer) -> DataLoader:
-    """The training dataloader: single-source batches, prepared by accelerate (sharded per process)."""
-    args = trainer.args
-    trainer.sampler = multi_source_sampler(trainer)
+def multi_source_dataloader(
+    dataset: MultiSourceDataset, collator: Any, args: ContrastiveTrainingArguments, accelerator: Any
+) -> tuple[DataLoader, SingleSourceBatchSampler]:
+    """``(loader, sampler)``: single-source batches, prepared by accelerate (sharded per process)."""
+    sampler = multi_source_sampler(dataset, args)
     loader = DataLoader(
-        trainer.train_dataset,  # type: ignore[arg-type]
-        batch_sampler=trainer.sampler,
-        collate_fn=trainer.data_collator,
+        dataset,  # type: ignore[arg-type]
+        batch_sampler=sampler,
+        collate_fn=collator,
         num_workers=args.dataloader_num_workers,
         pin_memory=args.dataloader_pin_memory,
         persistent_workers=args.dataloader_persistent_workers and args.dataloader_num_workers > 0,
     )
-    return trainer.accelerator.prepare(loader)
+    return accelerator.prepare(loader), sampler
 
 
-def check_multi_source_rows(trainer: ContrastiveTrainer, **kwargs: Any) -> tuple[MultiSourceDataset, int]:
+def check_multi_source_rows(dataset: MultiSourceDataset, collator: Any, **kwargs: Any) -> tuple[MultiSourceDataset, int]:
     """Each source checked against its own collator; errors name the source (its file)."""
-    dataset, collator = trainer.train_dataset, trainer.data_collator
-    assert isinstance(dataset, MultiSourceDataset)
     if not isinstance(collator, MultiSourceCollator):
         raise TypeError("a MultiSourceDataset needs a MultiSourceCollator (one collator per source)")
     kept, rejected = {}, 0
@@ -62,26 +57,25 @@ def check_multi_source_rows(trainer: ContrastiveTrainer, **kwargs: Any) -> tuple
 
 
 class SamplerStateCallback(TrainerCallback):
-    """Write the sampler's state into each checkpoint; on resume, refuse a sampler that would reorder."""
+    """Writes the multi-dataset sampler's state (``sampler``, set by the trainer when it builds the
+    dataloader) into each checkpoint."""
 
-    def __init__(self, trainer: ContrastiveTrainer) -> None:
-        self.trainer = trainer
+    def __init__(self) -> None:
+        self.sampler: SingleSourceBatchSampler | None = None
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
-        sampler = getattr(self.trainer, "sampler", None)
-        if sampler is None or not state.is_world_process_zero:
+        if self.sampler is None or not state.is_world_process_zero:
             return
         folder = os.path.join(str(args.output_dir), f"checkpoint-{state.global_step}")
         os.makedirs(folder, exist_ok=True)
         with open(os.path.join(folder, SAMPLER_STATE_NAME), "w", encoding="utf-8") as handle:
-            json.dump(sampler.state_dict(), handle, indent=2)
+            json.dump(self.sampler.state_dict(), handle, indent=2)
 
 
-def check_sampler_on_resume(trainer: ContrastiveTrainer, checkpoint: str) -> None:
-    if not isinstance(trainer.train_dataset, MultiSourceDataset):
-        return
+def check_sampler_on_resume(dataset: MultiSourceDataset, args: ContrastiveTrainingArguments, checkpoint: str) -> None:
+    """Refuse a checkpoint whose sampler would draw other batches than this run's."""
     path = os.path.join(checkpoint, SAMPLER_STATE_NAME)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{checkpoint} has no {SAMPLER_STATE_NAME}: it is not from a multi-dataset run")
     with open(path, encoding="utf-8") as handle:
-        multi_source_sampler(trainer).check_resume(json.load(handle))
+        multi_source_sampler(dataset, args).check_resume(json.load(handle))

@@ -10,15 +10,17 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.utils.data import DataLoader
 from transformers import Trainer
 from transformers.trainer_utils import EvalLoopOutput, IntervalStrategy
 
+from ..collators import CollatorEpochCallback
 from ..collators.checks import check_rows
 from ..collators.multi_source import MultiSourceDataset
-from ..distributed import all_reduce_mean, equal_batches, world_size
+from ..distributed import all_reduce_mean, equal_batches, is_distributed, world_size
 from ..evaluation import Evaluator
 from ..hub.model_card import CARD_NAME, is_hfcontrast_card, write_model_card
-from ..hub.push import card_arguments_from_trainer, upload_folder_to_hub
+from ..hub.push import upload_folder_to_hub
 from ..hub.sentence_transformers import write_sentence_transformers_files
 from ..objectives.base import ContrastiveObjective, ObjectiveOutput
 from .arguments import ContrastiveTrainingArguments
@@ -30,7 +32,8 @@ from .checkpoints import (
     reload_converted_weights,
     resolve_resume,
 )
-from .gradcache import gradcache_training_step
+from .defaults import default_collator, default_processing_class
+from .gradcache import GradCache
 from .guards import NonFiniteGuard, check_finite_model
 from .multi_source import (
     SamplerStateCallback,
@@ -40,34 +43,52 @@ from .multi_source import (
 )
 from .outputs import claim_output_dir
 from .sharding import check_sharding
+from .summary import RunSummary, run_summary
 from .views import embed_views, embed_views_chunked, split_views
 
 logger = logging.getLogger(__name__)
 
 
+class EvaluatorsOnly(DataLoader):
+    """The (empty) evaluation loader of a trainer whose evaluation is its evaluators alone."""
+
+
 class ContrastiveTrainer(Trainer):
     """Trains an encoder with a :class:`~hfcontrast.objectives.ContrastiveObjective`.
 
-    ``compute_loss`` embeds the collator's named views with the model (views with the same inputs in
-    one forward), hands the embeddings to the objective (which gathers across processes and adds
-    queued negatives) and returns its loss. ``evaluators`` (e.g. ``STSEvaluator``) run on every
-    evaluation and log ``eval_<name>_<metric>``, usable as ``metric_for_best_model``; given evaluators
-    and no ``eval_strategy``, they run at the end of every epoch.
+    ``ContrastiveTrainer(model=model, objective=SimCSE(), train_dataset=ds)`` is a whole run: the trainer
+    binds the objective to the model (its momentum copy, queue and predictor widths), loads the model's
+    tokenizer when no ``processing_class`` is given, builds the collator from the dataset's columns and
+    the objective's views when no ``data_collator`` is given (:mod:`hfcontrast.trainer.defaults`), and adds
+    the callbacks the collator (``set_epoch``: new views every epoch) and the objective (PCL's cluster
+    refresh) need. ``args`` defaults to ``ContrastiveTrainingArguments(output_dir="hfcontrast_output")``.
 
-    What a run never does silently (see ``docs/reliability.md``):
+    ``compute_loss`` embeds the views with the model (views with the same inputs in one forward), hands
+    the embeddings to the objective (which gathers across processes and adds queued negatives) and
+    returns its loss. ``evaluators`` (e.g. ``STSEvaluator``) run on every evaluation and log
+    ``eval_<name>_<metric>``, usable as ``metric_for_best_model``; given evaluators and no
+    ``eval_strategy``, they run at the end of every epoch.
 
-    * **state**: the objective's state (queues, momentum encoders, predictors) is saved in every
-      checkpoint as ``objective.safetensors`` and restored on resume (``resume_from_checkpoint``: a
-      path, or ``"latest"``); ``save_model`` exports the encoder only;
-    * **divergence**: a non-finite loss or gradient norm stops training (``nan_policy``), and a model
-      with non-finite weights is never exported;
-    * **other runs' files**: the output folder is locked while the run writes, and a non-empty one is
-      refused unless the run resumes into it or gets ``overwrite_output_dir``;
-    * **bad rows**: every training row is checked before step 1 (``bad_rows``), and a dataset smaller
-      than one global batch is refused.
+    The step is Trainer's ``training_step`` (input preparation, loss scaling, backward); with
+    ``gradcache_chunk_size`` the embeddings come from a :class:`~hfcontrast.trainer.gradcache.GradCache`
+    whose replay follows that backward. On a step's last micro-batch the objective's own gradients are
+    averaged over processes (DDP wraps the model only), and clipping (``max_grad_norm``) takes one global
+    norm over the model's and the objective's trainable parameters.
+
+    What a run never does silently (see ``docs/reliability.md``): the objective's state is saved in every
+    checkpoint (``objective.safetensors``) and restored on resume (``resume_from_checkpoint``: a path, or
+    ``"latest"``); a non-finite loss or gradient norm stops training (``nan_policy``) and a model with
+    non-finite weights is never exported; the output folder is locked while the run writes; every training
+    row is checked before step 1 (``bad_rows``), and a dataset smaller than one global batch is refused.
 
     ``device_views`` (e.g. :class:`~hfcontrast.augment.device_views.DeviceViews`) turns a batch of raw
     images into its views on the training device before the model sees it.
+
+    Trainer members that are not public hooks, each pinned by ``tests/test_trainer_hooks.py``:
+    ``_prepare_inputs`` (``prediction_step``), ``_clip_grad_norm`` (overridden), ``_finish_current_push``,
+    ``init_hf_repo`` and ``callback_handler.on_push_begin`` (``push_to_hub``), the attributes
+    ``loss_is_scaled_for_ga`` / ``model_accepts_loss_kwargs`` (set), and ``__init__``'s refusal of an
+    ``eval_strategy`` without ``eval_dataset`` (side-stepped when evaluators are given).
     """
 
     def __init__(
@@ -79,29 +100,27 @@ class ContrastiveTrainer(Trainer):
         evaluators: Sequence[Evaluator] = (),
         train_source: str | None = None,
         device_views: Callable[..., dict[str, Any]] | None = None,
+        data_collator: Any = None,
+        train_dataset: Any = None,
+        processing_class: Any = None,
         **kwargs: Any,
     ) -> None:
-        if args is None:
-            args = ContrastiveTrainingArguments(output_dir="hfcontrast_output")
+        args = args if args is not None else ContrastiveTrainingArguments(output_dir="hfcontrast_output")
+        if model is not None:  # before Trainer seeds: the same draws as an objective built beside the model
+            objective.bind(model, num_rows=len(train_dataset) if hasattr(train_dataset, "__len__") else None)
+        if processing_class is None and data_collator is None:
+            processing_class = default_processing_class(model, objective)
+        if data_collator is None and train_dataset is not None and model is not None:
+            train_dataset, data_collator = default_collator(train_dataset, objective, model, processing_class, args.seed)
         self.objective: ContrastiveObjective = objective
         self.evaluators: list[Evaluator] = list(evaluators)
-        self.train_source = train_source
-        self.device_views = device_views
+        self.train_source, self.device_views = train_source, device_views
         self._view_counts: dict[tuple[bool, int], int] = {}
         self.args: ContrastiveTrainingArguments
-        if self.evaluators and args.eval_strategy == IntervalStrategy.NO:
-            args.eval_strategy = IntervalStrategy.EPOCH
-            logger.info("evaluators given without an eval_strategy: they run at the end of every epoch")
-        # Trainer refuses eval_strategy without an eval_dataset; evaluators are an evaluation too.
-        strategy = args.eval_strategy
-        needs_swap = bool(self.evaluators) and kwargs.get("eval_dataset") is None and strategy != "no"
-        if needs_swap:
-            args.eval_strategy = IntervalStrategy.NO
-        try:
-            super().__init__(model=model, args=args, **kwargs)
-        finally:
-            if needs_swap:
-                args.eval_strategy = strategy
+        self._init_trainer(model, args, data_collator, train_dataset, processing_class, kwargs)
+        if model is None:  # model_init: the model exists now
+            assert self.model is not None
+            objective.bind(self.model)
         check_sharding(self.accelerator, self.objective, gradcache=self.args.gradcache_chunk_size is not None)
         self.objective.to(self.args.device)
         # The objective returns a per-batch mean: Trainer divides it by the accumulation steps
@@ -109,8 +128,8 @@ class ContrastiveTrainer(Trainer):
         self.loss_is_scaled_for_ga = False
         self.model_accepts_loss_kwargs = False
         self._stats: dict[str, list[Tensor]] = defaultdict(list)
-        self._output_dir_claimed = False
-        self._rows_checked = False
+        self._gradcache: GradCache | None = None
+        self._output_dir_claimed = self._rows_checked = False
         self._loaded_checkpoint: str | None = None
         self.rejected_rows = 0
         sharded = self.is_fsdp_enabled or self.is_deepspeed_enabled
@@ -120,11 +139,41 @@ class ContrastiveTrainer(Trainer):
             # fp16's GradScaler skips inf gradients itself; sharded gradients differ per process.
             parameters=None if (self.args.fp16 or sharded) else self._all_trainable_parameters,
         )
-        self.add_callback(ObjectiveStepCallback(self))
-        self.add_callback(ObjectiveCheckpointCallback(self.objective))
-        self.add_callback(self.nan_guard)
-        self.add_callback(SamplerStateCallback(self))
-        self.sampler: Any = None  # the multi-dataset batch sampler, once the dataloader is built
+        self.sampler_state = SamplerStateCallback()
+        for callback in (ObjectiveStepCallback(self.objective), ObjectiveCheckpointCallback(self.objective),
+                         self.nan_guard, self.sampler_state):  # fmt: skip
+            self.add_callback(callback)
+        self._add_data_callbacks()
+
+    def _init_trainer(
+        self, model: Any, args: ContrastiveTrainingArguments, collator: Any, train: Any, processing: Any, kwargs: Any
+    ) -> None:
+        """``Trainer.__init__``. Evaluators are an evaluation too: with them and no ``eval_dataset`` the
+        strategy is hidden from Trainer's check, which asks for an ``eval_dataset``."""
+        if self.evaluators and args.eval_strategy == IntervalStrategy.NO:
+            args.eval_strategy = IntervalStrategy.EPOCH
+            logger.info("evaluators given without an eval_strategy: they run at the end of every epoch")
+        strategy = args.eval_strategy
+        hide = bool(self.evaluators) and kwargs.get("eval_dataset") is None and strategy != "no"
+        if hide:
+            args.eval_strategy = IntervalStrategy.NO
+        try:
+            super().__init__(
+                model=model, args=args, data_collator=collator, train_dataset=train, processing_class=processing, **kwargs
+            )
+        finally:
+            if hide:
+                args.eval_strategy = strategy
+
+    def _add_data_callbacks(self) -> None:
+        """New views every epoch (a collator with ``set_epoch``), and the callbacks the objective declares;
+        one that ``callbacks=`` holds already (with the caller's settings) is not added twice."""
+        collator, present = self.data_collator, list(self.callback_handler.callbacks)
+        if callable(getattr(collator, "set_epoch", None)) and not any(isinstance(cb, CollatorEpochCallback) for cb in present):
+            self.add_callback(CollatorEpochCallback(collator))
+        if self.train_dataset is not None:
+            for callback in self.objective.training_callbacks(self.train_dataset, collator, present):
+                self.add_callback(callback)
 
     def _all_trainable_parameters(self) -> list[nn.Parameter]:
         assert self.model is not None
@@ -148,13 +197,35 @@ class ContrastiveTrainer(Trainer):
         self.nan_guard.guard_optimizer(optimizer)
         return optimizer
 
+    def _clip_grad_norm(self, model: nn.Module) -> Any:
+        """Private Trainer hook (pinned): clip to ``max_grad_norm`` over one global norm of the model's
+        and the objective's gradients (Trainer's own clips the model's alone). Returns that norm."""
+        extra = [p for p in self.objective.trainable_parameters() if p.grad is not None]
+        if not extra or self.is_deepspeed_enabled:  # DeepSpeed clips inside its engine
+            return super()._clip_grad_norm(model)
+        model_norm = self.accelerator.clip_grad_norm_(model.parameters(), float("inf"))  # unscales AMP grads
+        extra_norm = torch.nn.utils.get_total_norm([p.grad for p in extra if p.grad is not None])
+        total = torch.linalg.vector_norm(torch.stack([model_norm.float(), extra_norm.float().to(model_norm.device)]))
+        torch.nn.utils.clip_grads_with_norm_([*model.parameters(), *extra], self.args.max_grad_norm, total)
+        return total
+
     def get_train_dataloader(self) -> Any:
         """Trainer's dataloader; for a :class:`~hfcontrast.collators.MultiSourceDataset`, single-source
-        batches (:mod:`hfcontrast.trainer.multi_source`)."""
+        batches (:mod:`hfcontrast.trainer.multi_source`), whose sampler state goes into checkpoints."""
         if isinstance(self.train_dataset, MultiSourceDataset):
-            return multi_source_dataloader(self)
+            loader, self.sampler_state.sampler = multi_source_dataloader(
+                self.train_dataset, self.data_collator, self.args, self.accelerator
+            )
+            return loader
         return super().get_train_dataloader()
 
+    def get_eval_dataloader(self, eval_dataset: Any = None) -> DataLoader:
+        """Trainer's, or an empty loader when the evaluation is the evaluators alone."""
+        if eval_dataset is None and self.eval_dataset is None and self.evaluators:
+            return EvaluatorsOnly([])  # type: ignore[arg-type]
+        return super().get_eval_dataloader(eval_dataset)
+
+    # ----------------------------------------------------------------- the step
     def build_views(self, inputs: dict[str, Any], training: bool) -> dict[str, Any]:
         """Draw the views on the device (``device_views``, e.g. kornia from raw images), seeded by the
         step and the micro-batch's position in it, so a resumed run draws the same views."""
@@ -185,13 +256,24 @@ class ContrastiveTrainer(Trainer):
     def training_step(
         self, model: nn.Module, inputs: dict[str, Any], num_items_in_batch: Tensor | int | None = None
     ) -> Tensor:
-        """Trainer's step, or GradCache (:mod:`hfcontrast.trainer.gradcache`) with ``gradcache_chunk_size``;
-        then the loss goes past the non-finite guard."""
-        if self.args.gradcache_chunk_size is None:
+        """Trainer's step; under GradCache, ``compute_loss`` embeds through a :class:`GradCache` and its replay
+        follows Trainer's backward. On a step's last micro-batch the objective's own gradients are averaged
+        over processes; the loss goes past the non-finite guard."""
+        chunk = self.args.gradcache_chunk_size
+        if chunk is None:
             loss = super().training_step(model, inputs, num_items_in_batch)
         else:
-            with equal_batches(self.accelerator.even_batches):
-                loss = gradcache_training_step(self, model, inputs)
+            self._gradcache = GradCache(chunk, self.compute_loss_context_manager)
+            try:
+                with equal_batches(self.accelerator.even_batches):  # every process replays as many chunks
+                    loss = super().training_step(model, inputs, num_items_in_batch)
+                    self._gradcache.replay(model)
+            finally:
+                self._gradcache = None
+        if self.accelerator.sync_gradients and is_distributed():
+            for param in self.objective.trainable_parameters():
+                # Every rank joins the all-reduce, also one whose loss did not reach this parameter.
+                param.grad = all_reduce_mean(param.grad if param.grad is not None else torch.zeros_like(param))
         self.nan_guard.check_loss(loss)
         return loss
 
@@ -206,7 +288,9 @@ class ContrastiveTrainer(Trainer):
         views = self.online_views(inputs)
         self.objective.train(model.training)
         chunk = self.args.gradcache_chunk_size
-        if chunk is not None and not torch.is_grad_enabled():  # evaluation: no graph, chunked forwards
+        if self._gradcache is not None and torch.is_grad_enabled():
+            embeddings = self._gradcache.embed(model, views)
+        elif chunk is not None and not torch.is_grad_enabled():  # evaluation: no graph, chunked forwards
             embeddings = embed_views_chunked(model, views, chunk)
         else:
             embeddings = embed_views(model, views)
@@ -232,17 +316,27 @@ class ContrastiveTrainer(Trainer):
         return loss.detach(), None, None
 
     # ----------------------------------------------------------------- the run
-    def claim_output_dir(self, *, resuming: bool = False) -> None:
-        """Lock ``output_dir`` for this run, refusing a folder in use or holding another run's files
-        (:mod:`hfcontrast.trainer.outputs`). Once per trainer; ``train`` calls it."""
+    def prepare_run(self, resume_from_checkpoint: str | bool | None = None) -> str | None:
+        """Everything that must hold before the first step, once: resolve the checkpoint to resume
+        (``resume_from_checkpoint`` or ``args.resume_from_checkpoint``: a folder, or ``"latest"`` /
+        ``True``), claim the output folder (:mod:`hfcontrast.trainer.outputs`), check every training row,
+        load the checkpoint's objective state. Recipes call it before their first evaluation so that a bad
+        setup fails at once; ``train`` calls it again. Returns the checkpoint folder, or ``None``."""
+        value = self.args.resume_from_checkpoint if resume_from_checkpoint is None else resume_from_checkpoint
+        resume = resolve_resume(value, str(self.args.output_dir), has_state(self.objective))
         if not self._output_dir_claimed:
-            claim_output_dir(
-                str(self.args.output_dir),
-                overwrite=self.args.overwrite_output_dir,
-                resuming=resuming,
-                is_main_process=self.is_world_process_zero(),
-            )
+            claim_output_dir(str(self.args.output_dir), overwrite=self.args.overwrite_output_dir,
+                             resuming=resume is not None, is_main_process=self.is_world_process_zero())  # fmt: skip
             self._output_dir_claimed = True
+        self.check_train_rows()
+        if resume is not None and resume != self._loaded_checkpoint:
+            assert self.model is not None
+            reload_converted_weights(self.model, resume)
+            load_objective_state(self.objective, resume)
+            if isinstance(self.train_dataset, MultiSourceDataset):
+                check_sampler_on_resume(self.train_dataset, self.args, resume)
+            self._loaded_checkpoint = resume
+        return resume
 
     def check_train_rows(self) -> None:
         """Check every training row before step 1 (:func:`hfcontrast.collators.checks.check_rows`):
@@ -255,40 +349,21 @@ class ContrastiveTrainer(Trainer):
             "rejected_path": os.path.join(str(self.args.output_dir), "rejected_rows.jsonl"),
             "is_main_process": self.is_world_process_zero(),
         }  # fmt: skip
+        source = self.train_source or "the training dataset"
         if isinstance(self.train_dataset, MultiSourceDataset):
-            self.train_dataset, self.rejected_rows = check_multi_source_rows(self, **settings)
+            self.train_dataset, self.rejected_rows = check_multi_source_rows(self.train_dataset, self.data_collator, **settings)
         else:
-            source = self.train_source or "the training dataset"
             result = check_rows(self.train_dataset, self.data_collator, source=source, **settings)
             self.train_dataset, self.rejected_rows = result.dataset, result.rejected
         rows = len(self.train_dataset) if hasattr(self.train_dataset, "__len__") else None
         batch = self.args.per_device_train_batch_size * world_size()
         if rows is not None and rows < batch:
             raise ValueError(
-                f"{self.train_source or 'the training dataset'} has {rows} usable rows, fewer than one "
-                f"global batch ({self.args.per_device_train_batch_size} per device x {world_size()} processes "
-                f"= {batch}): the run would train on nothing. Add data or lower --per_device_train_batch_size"
+                f"{source} has {rows} usable rows, fewer than one global batch ({self.args.per_device_train_batch_size} "
+                f"per device x {world_size()} processes = {batch}): the run would train on nothing. Add data or "
+                "lower --per_device_train_batch_size"
             )
         self._rows_checked = True
-
-    def prepare_run(self, resume_from_checkpoint: str | bool | None = None) -> str | None:
-        """Everything that must hold before the first step, once: resolve the checkpoint to resume
-        (``resume_from_checkpoint`` or ``args.resume_from_checkpoint``: a folder, or ``"latest"`` /
-        ``True``), claim the output folder, check every training row, load the checkpoint's objective
-        state. Recipes call it before their first evaluation so that a bad setup fails at once;
-        ``train`` calls it again (the folder and the rows are settled once). Returns the checkpoint
-        folder, or ``None``."""
-        value = self.args.resume_from_checkpoint if resume_from_checkpoint is None else resume_from_checkpoint
-        resume = resolve_resume(value, str(self.args.output_dir), has_state(self.objective))
-        self.claim_output_dir(resuming=resume is not None)
-        self.check_train_rows()
-        if resume is not None and resume != self._loaded_checkpoint:
-            assert self.model is not None
-            reload_converted_weights(self.model, resume)
-            load_objective_state(self.objective, resume)
-            check_sampler_on_resume(self, resume)
-            self._loaded_checkpoint = resume
-        return resume
 
     def train(  # type: ignore[override]
         self, resume_from_checkpoint: str | bool | None = None, trial: Any = None, **kwargs: Any
@@ -296,6 +371,10 @@ class ContrastiveTrainer(Trainer):
         """``Trainer.train`` after :meth:`prepare_run` (see the class doc)."""
         resume = self.prepare_run(resume_from_checkpoint)
         return super().train(resume_from_checkpoint=resume, trial=trial, **kwargs)
+
+    def summary(self, **fields: Any) -> RunSummary:
+        """What the model card says of this run (:class:`~hfcontrast.trainer.summary.RunSummary`)."""
+        return run_summary(self, **fields)
 
     # ----------------------------------------------------------------- logging & evaluation
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
@@ -305,14 +384,6 @@ class ContrastiveTrainer(Trainer):
             self._stats.clear()
         super().log(logs, start_time)
 
-    def _run_evaluators(self, prefix: str) -> dict[str, float]:
-        model = self.accelerator.unwrap_model(self.model)
-        metrics: dict[str, float] = {}
-        for evaluator in self.evaluators:
-            for key, value in evaluator(model).items():
-                metrics[f"{prefix}_{key}"] = float(value)
-        return metrics
-
     def evaluation_loop(
         self,
         dataloader: Any,
@@ -321,24 +392,19 @@ class ContrastiveTrainer(Trainer):
         ignore_keys: list[str] | None = None,
         metric_key_prefix: str = "eval",
     ) -> EvalLoopOutput:
-        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
-        output.metrics.update(self._run_evaluators(metric_key_prefix))  # type: ignore[union-attr]
-        return output
+        """Trainer's loop over ``eval_dataset`` (if any), then every evaluator: ``<prefix>_<name>_<metric>``.
 
-    def evaluate(
-        self,
-        eval_dataset: Any = None,
-        ignore_keys: list[str] | None = None,
-        metric_key_prefix: str = "eval",
-    ) -> dict[str, float]:
-        if eval_dataset is not None or self.eval_dataset is not None:
-            return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
-        if not self.evaluators:
-            raise ValueError("nothing to evaluate: pass eval_dataset or evaluators to ContrastiveTrainer")
-        metrics = self._run_evaluators(metric_key_prefix)
-        self.log(metrics)
-        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
-        return metrics
+        The evaluators alone skip Trainer's loop: it would prepare the model for evaluation, and accelerate
+        then leaves a model prepared so before ``train`` out of DDP (each process would train its own copy)."""
+        if isinstance(dataloader, EvaluatorsOnly):
+            output = EvalLoopOutput(predictions=None, label_ids=None, metrics={}, num_samples=0)  # type: ignore[arg-type]
+        else:
+            output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+        model = self.accelerator.unwrap_model(self.model)
+        for evaluator in self.evaluators:
+            for key, value in evaluator(model).items():
+                output.metrics[f"{metric_key_prefix}_{key}"] = float(value)  # type: ignore[index]
+        return output
 
     # ----------------------------------------------------------------- export & publishing
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
@@ -352,11 +418,11 @@ class ContrastiveTrainer(Trainer):
 
     def create_model_card(self, **kwargs: Any) -> None:  # type: ignore[override]
         """Keep the hfcontrast card already in ``output_dir`` (``hfcontrast.hub.write_model_card``),
-        else write one inferred from the trainer; never Trainer's generic draft, which has no
-        model-index, loading snippets or citation. Takes ``Trainer.create_model_card``'s keywords."""
+        else write one from :meth:`summary`; never Trainer's generic draft, which has no model-index,
+        loading snippets or citation. Takes ``Trainer.create_model_card``'s keywords."""
         card = os.path.join(str(self.args.output_dir), CARD_NAME)
         if self.is_world_process_zero() and not is_hfcontrast_card(card):
-            write_model_card(self, **card_arguments_from_trainer(self, **kwargs))
+            write_model_card(self.summary(**kwargs))
 
     def push_to_hub(  # type: ignore[override]
         self,
@@ -373,17 +439,14 @@ class ContrastiveTrainer(Trainer):
         self.callback_handler.on_push_begin(self.args, self.state, self.control)
         token = token if token is not None else self.args.hub_token
         if self.hub_model_id is None:
-            if private is not None:
-                self.args.hub_private_repo = private
-            self.init_hf_repo(token=token)
+            self.init_hf_repo(token=token, private=private)
         self.save_model(_internal_call=True)
         if not self.is_world_process_zero():
             return None
         kwargs.pop("model_name", None)
         self.create_model_card(**kwargs)
-        # Private, and kept on purpose: it waits for the checkpoint uploads of hub_strategy="every_save"
-        # still in flight, so this push is not overtaken by an older one. tests/test_trainer_hooks.py
-        # fails loudly if transformers renames it.
+        # Waits for the checkpoint uploads of hub_strategy="every_save" still in flight, so this push is
+        # not overtaken by an older one.
         self._finish_current_push()
         return upload_folder_to_hub(
             str(self.hub_model_id),

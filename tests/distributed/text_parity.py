@@ -18,7 +18,8 @@ from hfcontrast import ContrastiveTextConfig, ContrastiveTextModel
 from hfcontrast.collators import TextPairCollator
 from hfcontrast.demo import default_text_model
 from hfcontrast.distributed import rank
-from hfcontrast.objectives import ContrastiveObjective, InBatchKL, NegativeConfig, SimCSE
+from hfcontrast.evaluation import STSEvaluator
+from hfcontrast.objectives import ContrastiveObjective, InBatchKL, MatryoshkaConfig, SimCSE
 from hfcontrast.trainer import ContrastiveTrainer, ContrastiveTrainingArguments
 
 WORDS = "red blue green cat dog bird runs sleeps eats big small old new fast slow tree car road".split()
@@ -63,6 +64,8 @@ def main() -> None:
     parser.add_argument("--pooler", default="mean")
     parser.add_argument("--float64", action="store_true")
     parser.add_argument("--objective", default="simcse", choices=["simcse", "matryoshka", "kl"])
+    parser.add_argument("--short_path", action="store_true", help="objective, collator, tokenizer from the trainer")
+    parser.add_argument("--evaluate_first", action="store_true", help="an evaluation (evaluators only) before training")
     args = parser.parse_args()
 
     torch.manual_seed(0)
@@ -75,9 +78,10 @@ def main() -> None:
     if args.float64:
         model = model.double()
     train = datasets.Dataset.from_dict(rows(64))
-    negatives = NegativeConfig(matryoshka_dims=(32, 16, 8), matryoshka_weights=(1.0, 0.5, 0.25)) if args.objective == "matryoshka" else None
+    matryoshka = MatryoshkaConfig((32, 16, 8), (1.0, 0.5, 0.25)) if args.objective == "matryoshka" else None
     objective: ContrastiveObjective = SimCSE(
-        0.05, hard_negative_weight=0.3, symmetric=args.symmetric, queue_size=args.queue_size, encoder=model, negatives=negatives
+        0.05, hard_negative_weight=0.3, symmetric=args.symmetric, queue_size=args.queue_size, matryoshka=matryoshka,
+        encoder=None if args.short_path else model,
     )
     if args.objective == "kl":  # in-batch KL from a frozen teacher (another random model) run on the fly
         teacher = ContrastiveTextModel(ContrastiveTextConfig(backbone_config=backbone, pooler="cls", mlp_head=False))
@@ -89,11 +93,14 @@ def main() -> None:
         dataloader_drop_last=True,
     )
     recorder = Recorder()
+    collator = None if args.short_path else TextPairCollator.from_column_names(tokenizer, train.column_names, max_length=16)
+    evaluators = [STSEvaluator(["a red cat", "a dog"], ["a red cat", "a big tree"], [5.0, 0.0], tokenizer)] if args.evaluate_first else []
     trainer = SequentialTrainer(
-        model=model, args=training_args, objective=objective, train_dataset=train,
-        data_collator=TextPairCollator.from_column_names(tokenizer, train.column_names, max_length=16),
-        callbacks=[recorder],
+        model=model, args=training_args, objective=objective, train_dataset=train, data_collator=collator,
+        processing_class=tokenizer, evaluators=evaluators, callbacks=[recorder],
     )
+    if args.evaluate_first:  # the recipes' evaluation before training: the model must still train under DDP
+        trainer.evaluate()
     trainer.losses = []
     trainer.train()
     dump = {

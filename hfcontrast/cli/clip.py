@@ -1,98 +1,85 @@
-"""What ``recipes/clip.py`` needs besides wiring: its data, its default image tower, its model and views.
-
-The offline default pairs Fashion-MNIST with captions built from class names and pixel attributes
-(:mod:`hfcontrast.demo.captions`); user data is an image-caption file, an imagefolder or a Hub dataset.
-"""
+"""What ``recipes/clip.py`` needs besides wiring: its model and data arguments, the dual encoder, the image
+processor and views, the evaluators."""
 
 from __future__ import annotations
 
 import logging
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from transformers import (
-    AutoConfig,
-    AutoImageProcessor,
-    AutoTokenizer,
-    PreTrainedConfig,
-    ViTConfig,
-    ViTImageProcessorPil,
-)
+from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer, PreTrainedConfig, ViTImageProcessorPil
 
 from ..augment import ViewPipeline, eval_pipeline, normalization_from_processor, simclr_pipeline
 from ..collators import ImageEvalCollator, ImageTextCollator
+from ..demo import captions, default_text_model
+from ..demo.image_text import ImageTextData, demo_vision_config
 from ..evaluation import RetrievalEvaluator, ZeroShotEvaluator
 from ..models import ContrastiveDualEncoder
-from . import captions
-from .images import load_image_dataset
-from .text import default_text_model
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class ImageTextData:
-    """Training pairs, evaluation images (zero-shot), retrieval pairs, class names, the data's name."""
-
-    train: Any
-    evaluation: Any
-    pairs: Any
-    class_names: list[str] | None
-    name: str
-
-
-def load_image_text_data(
-    *,
-    train_source: str | None,
-    dataset_name: str | None,
-    validation_file: str | None,
-    image_column: str,
-    caption_column: str,
-    label_column: str,
-    max_train_samples: int | None,
-    max_eval_samples: int | None,
-    seed: int,
-) -> ImageTextData:
-    """The CLIP recipe's data; with no source, captioned Fashion-MNIST (train / test splits)."""
-    if not (dataset_name or train_source):
-        train = captions.fashion_mnist_captions("train", max_samples=max_train_samples)
-        test = captions.fashion_mnist_captions("test", max_samples=max_eval_samples)
-        classes = list(captions.FASHION_MNIST_CLASS_NAMES)
-        return ImageTextData(train, test, captions.unique_description_pairs(test), classes, "fashion_mnist")
-
-    def load(source: str | None, name: str | None, limit: int | None) -> Any:
-        data = load_image_dataset(source, name, image_column=image_column, max_samples=limit)
-        feature = data.features.get(label_column)
-        if caption_column not in data.column_names:
-            if not hasattr(feature, "names"):
-                raise ValueError(f"no caption column {caption_column!r} and no class-label column "
-                                 f"{label_column!r} to build captions from (columns: {data.column_names})")  # fmt: skip
-            data = captions.caption_dataset(data, feature.names, image_column=image_column, attributes=False,
-                                            label_column=label_column, caption_column=caption_column)  # fmt: skip
-        return data
-
-    train = load(train_source, dataset_name, max_train_samples)
-    if validation_file:
-        evaluation = load(validation_file, None, max_eval_samples)
-    else:
-        held_out = min(max_eval_samples or 1000, 1000, max(2, len(train) // 20))
-        split = train.train_test_split(test_size=held_out, seed=seed)
-        train, evaluation = split["train"], split["test"]
-    feature = evaluation.features.get(label_column)
-    names = list(feature.names) if hasattr(feature, "names") else None
-    if "description" in evaluation.column_names:  # captions built from class names: one image per class
-        pairs = captions.unique_description_pairs(evaluation, caption_column=caption_column)
-    else:
-        pairs = captions.first_caption_pairs(evaluation, caption_column)
-    return ImageTextData(train, evaluation, pairs, names, dataset_name or train_source or "")
+class DualModelArguments:
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "An hfcontrast dual encoder or a Hugging Face CLIP checkpoint."}
+    )
+    vision_model_name_or_path: str | None = field(default=None, metadata={"help": "Pretrained image tower."})
+    text_model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Pretrained text tower (default: the packaged all-MiniLM-L6-v2)."}
+    )
+    vision_config_name: str | None = field(
+        default=None, metadata={"help": "Random-init image tower: a model type ('vit', 'resnet') or config path "
+                                        "(default: a 4-layer ViT, patch 4, on 28x28 images)."}
+    )
+    vision_config_overrides: str | None = field(
+        default=None, metadata={"help": "e.g. 'hidden_size=64,num_hidden_layers=2,image_size=32'."}
+    )
+    tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer (default: the text tower's)."})
+    projection_dim: int = field(default=128, metadata={"help": "Shared embedding size (new models)."})
+    text_pooler: str = field(default="mean", metadata={"help": "pooler_output | cls | mean | max | ..."})
+    vision_pooler: str = field(default="cls", metadata={"help": "pooler_output | cls | mean"})
+    learnable_logit_scale: bool = field(default=True, metadata={"help": "Learn the temperature."})
+    text_trainable_layers: int = field(
+        default=0,
+        metadata={"help": "0: lock the text tower (LiT-style: only its projection trains; fast on CPU); "
+                          "k: train its top k layers; -1: train it all."},
+    )
 
 
-def demo_vision_config() -> ViTConfig:
-    """The demo's image tower: a 4-layer ViT, patch 4, on 28x28 images (128 wide)."""
-    return ViTConfig(image_size=28, patch_size=4, num_channels=3, hidden_size=128, num_hidden_layers=4,
-                     num_attention_heads=4, intermediate_size=256)  # fmt: skip
+@dataclass
+class ImageTextDataArguments:
+    dataset_name: str | None = field(default=None, metadata={"help": "A datasets Hub name (needs network)."})
+    train_file: str | None = field(default=None, metadata={"help": ".csv/.json(l) with image paths and captions."})
+    train_dir: str | None = field(default=None, metadata={"help": "An imagefolder (class sub-folders or metadata)."})
+    validation_file: str | None = field(
+        default=None, metadata={"help": "Evaluation data (file or folder); default: hold out 5%% of training rows."}
+    )
+    image_column: str = field(default="image", metadata={"help": "Image column (PIL, path or bytes)."})
+    caption_column: str = field(
+        default="caption", metadata={"help": "Caption column: a string or a list (one sampled per step). If "
+                                             "absent, captions are built from the label column's class names."}
+    )
+    label_column: str = field(default="label", metadata={"help": "Class column for zero-shot evaluation."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on at most N images."})
+    max_seq_length: int = field(default=32, metadata={"help": "Truncate captions to this many tokens."})
+    augment: bool = field(default=False, metadata={"help": "Random resized crops and flips of training images."})
+
+
+def build_dual_encoder_from(args: DualModelArguments, siglip: bool) -> tuple[ContrastiveDualEncoder, Any, str | None]:
+    """:func:`build_dual_encoder` from the recipe's model arguments, with the text tower locked as asked."""
+    model, tokenizer, pretrained = build_dual_encoder(
+        model_name_or_path=args.model_name_or_path, vision_model_name_or_path=args.vision_model_name_or_path,
+        text_model_name_or_path=args.text_model_name_or_path, tokenizer_name=args.tokenizer_name,
+        vision_config_name=args.vision_config_name, vision_config_overrides=args.vision_config_overrides,
+        siglip=siglip, projection_dim=args.projection_dim, text_pooler=args.text_pooler,
+        vision_pooler=args.vision_pooler, learnable_logit_scale=args.learnable_logit_scale,
+    )  # fmt: skip
+    model.lock_tower("text", args.text_trainable_layers)
+    return model, tokenizer, pretrained
 
 
 def vision_config(name: str | None, overrides: str | None) -> PreTrainedConfig:

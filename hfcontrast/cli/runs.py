@@ -10,14 +10,15 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
-from transformers import Trainer, set_seed
+from transformers import set_seed
 
 from ..hub import plot_training, save_eval_results, write_model_card
-from .arguments import given
+from ..trainer import ContrastiveTrainer
+from .flags import given
 
 logger = logging.getLogger(__name__)
 _BOOKKEEPING = ("runtime", "per_second")
@@ -61,34 +62,39 @@ def _metrics(logged: Mapping[str, Any], prefix: str) -> dict[str, float]:
     }
 
 
-def train_with_before_after(trainer: Trainer, **train_kwargs: Any) -> dict[str, float]:
+def train_with_before_after(
+    trainer: ContrastiveTrainer, evaluate: Callable[[], dict[str, float]] | None = None, **train_kwargs: Any
+) -> dict[str, float]:
     """Evaluate, train, evaluate; return ``{"before_<metric>": ..., "eval_<metric>": ...}``.
 
     The run is prepared first (``ContrastiveTrainer.prepare_run``: resume, output folder, row checks),
-    so a bad setup fails before the first evaluation. The first evaluation is logged at step 0, so
-    curves start at the untrained model. The final one reuses the trainer's own evaluation when
-    training ended on an evaluation step.
+    so a bad setup fails before the first evaluation. By default the evaluation is the trainer's: the
+    first one is logged at step 0, so curves start at the untrained model, and the final one reuses the
+    trainer's own when training ended on an evaluation step. ``evaluate`` replaces it with another
+    (the image recipes' full kNN and linear probe; its keys without ``eval_``).
     """
-    prepare = getattr(trainer, "prepare_run", None)
-    if callable(prepare):
-        prepare(train_kwargs.get("resume_from_checkpoint"))
-    before = trainer.evaluate()
-    trainer.train(**train_kwargs)
-    # train() starts a fresh TrainerState: put the untrained model's evaluation back at step 0.
-    trainer.state.log_history.insert(0, {**before, "step": 0})
-    step = trainer.state.global_step
-    last = next((e for e in reversed(trainer.state.log_history) if any(k.startswith("eval_") for k in e)), None)
-    after = last if last is not None and last.get("step") == step and step > 0 else trainer.evaluate()
+    trainer.prepare_run(train_kwargs.get("resume_from_checkpoint"))
+    if evaluate is not None:
+        before = {f"eval_{k}": v for k, v in evaluate().items()}
+        trainer.train(**train_kwargs)
+        after = {f"eval_{k}": v for k, v in evaluate().items()}
+    else:
+        before = trainer.evaluate()
+        trainer.train(**train_kwargs)
+        # train() starts a fresh TrainerState: put the untrained model's evaluation back at step 0.
+        trainer.state.log_history.insert(0, {**before, "step": 0})
+        step = trainer.state.global_step
+        last = next((e for e in reversed(trainer.state.log_history) if any(k.startswith("eval_") for k in e)), None)
+        after = last if last is not None and last.get("step") == step and step > 0 else trainer.evaluate()
     results = _metrics(before, "before_") | _metrics(after, "eval_")
-    results["train_steps"] = float(step)
+    results["train_steps"] = float(trainer.state.global_step)
     return results
 
 
 def finish_run(
-    trainer: Any,
+    trainer: ContrastiveTrainer,
     results: dict[str, float],
     *,
-    family: str,
     method: str,
     hyperparameters: Mapping[str, Any],
     train_dataset_name: str | None,
@@ -111,9 +117,9 @@ def finish_run(
             os.path.join(out, "training.png"), trainer.state.log_history, metric_key=metric_key, scatter=scatter,
             title=title,
         )  # fmt: skip
-        write_model_card(
-            trainer, family=family, method=method, hyperparameters=hyperparameters, eval_results=results,
+        write_model_card(trainer.summary(
+            method=method, hyperparameters=hyperparameters, eval_results=results,
             train_dataset_name=train_dataset_name, base_model=base_model, **card_kwargs,
-        )  # fmt: skip
+        ))  # fmt: skip
     if export:
         trainer.save_model(out)

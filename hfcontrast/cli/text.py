@@ -1,4 +1,5 @@
-"""The text recipe's techniques as flags: prompts, Matryoshka evaluation and export, distillation, LoRA.
+"""The text recipe's command line: its model and data arguments, the training data and the model they
+build, and the techniques as flags (prompts, Matryoshka evaluation and export, distillation, LoRA).
 
 Each flag group becomes library calls: prompts go to the collator and the model config
 (``ContrastiveTextConfig.prompts``), Matryoshka widths to the config and to one STS evaluator per width,
@@ -17,15 +18,114 @@ from typing import Any
 
 from transformers import AutoConfig, AutoTokenizer
 
-from ..collators.text import check_prompts, prompt_token_ids
+from ..collators import MultiSourceCollator, MultiSourceDataset, TextPairCollator
+from ..collators.text import check_prompts, pair_columns, prompt_token_ids
+from ..demo import load_text_dataset
 from ..distillation import add_teacher_embeddings
 from ..evaluation import STSEvaluator
 from ..lora import add_lora, merge_lora, save_adapter
 from ..models import ContrastiveTextConfig, ContrastiveTextModel
-from ..objectives import InBatchKL, MarginMSE, NegativeConfig
-from .arguments import changed_flags, record_matryoshka
+from ..objectives import InBatchKL, MarginMSE, MatryoshkaConfig
+from .flags import changed_flags, record_matryoshka
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TextModelArguments:
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Pretrained backbone or hfcontrast text model (default: packaged MiniLM)."}
+    )
+    config_name: str | None = field(default=None, metadata={"help": "Backbone config to start from random init."})
+    config_overrides: str | None = field(
+        default=None,
+        metadata={"help": "Backbone config changes, e.g. 'num_hidden_layers=2' (a pretrained model keeps those layers)."},
+    )
+    tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer (default: the model's)."})
+    pooler: str = field(default="mean", metadata={"help": "cls | cls_before_pooler | mean | first_last_avg | max"})
+    mlp_head: bool = field(default=False, metadata={"help": "SimCSE's MLP head on the pooled vector."})
+    mlp_only_train: bool = field(default=False, metadata={"help": "The MLP head in training only (implies --mlp_head)."})
+
+
+@dataclass
+class TextDataArguments:
+    train_file: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": ".txt (one sentence per line: unsupervised) or .csv/.json of pairs/triplets; several files "
+            "train together, each with its own columns, every batch from one (--multi_dataset_policy)."
+        },
+    )
+    dataset_name: list[str] | None = field(default=None, metadata={"help": "Datasets Hub names (need network)."})
+    demo: str = field(
+        default="unsupervised",
+        metadata={"help": "Packaged data when no --train_file: unsupervised (Wikipedia) | supervised (SNLI)."},
+    )
+    validation_file: str | None = field(default=None, metadata={"help": "STS file (STS-B tab format or csv)."})
+    text_column: str | None = field(default=None, metadata={"help": "Unsupervised text column (default: detect)."})
+    anchor_column: str | None = field(default=None, metadata={"help": "Supervised anchor column."})
+    positive_column: str | None = field(default=None, metadata={"help": "Supervised positive column."})
+    negative_column: str | None = field(default=None, metadata={"help": "Supervised hard-negative column."})
+    max_seq_length: int = field(default=32, metadata={"help": "Truncate sentences to this many tokens."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N rows."})
+
+    def __post_init__(self) -> None:
+        if self.demo not in ("unsupervised", "supervised"):
+            raise ValueError(f"--demo must be unsupervised or supervised, got {self.demo!r}")
+
+
+def text_sources(args: TextDataArguments, demo_file: str) -> dict[str, Any]:
+    """Every training dataset by its name (``--train_file`` or ``--dataset_name``; else ``demo_file``)."""
+    names = args.train_file or args.dataset_name or [demo_file]
+    hub = not args.train_file and bool(args.dataset_name)
+    return {
+        name: load_text_dataset(None if hub else name, name if hub else None, max_samples=args.max_train_samples)
+        for name in names
+    }
+
+
+def view_columns(names: list[str], args: TextDataArguments) -> tuple[str, ...]:
+    """A dataset's text columns in view order: ``(anchor, positive, *negatives)``, or ``(text, text)`` for one
+    text column (unsupervised). Teacher columns (``teacher_<column>``) are not views."""
+    names = [c for c in names if not c.startswith("teacher_")]
+    if args.anchor_column is not None or len(names) > 1:
+        anchor, positive, negatives = pair_columns(names, args.anchor_column, args.positive_column, args.negative_column)
+        return (anchor, positive, *negatives)
+    text = args.text_column or names[0]
+    return text, text
+
+
+def text_training_data(sources: dict[str, Any], tokenizer: Any, args: TextDataArguments, **kwargs: Any) -> tuple[Any, Any]:
+    """``(dataset, collator)``: one source's, or several in a :class:`MultiSourceDataset` (each batch from one)."""
+    collators = {}
+    for name, data in sources.items():
+        anchor, positive, *negatives = view_columns(data.column_names, args)
+        collators[name] = TextPairCollator(tokenizer, anchor, positive, negatives, max_length=args.max_seq_length, **kwargs)
+        logger.info("%s: columns %s", name, collators[name].columns)
+    if len(sources) > 1:
+        return MultiSourceDataset(sources), MultiSourceCollator(collators)
+    (train,), (collator,) = sources.values(), collators.values()
+    return train, collator
+
+
+def build_text_model(args: TextModelArguments, default_path: str) -> tuple[ContrastiveTextModel, Any]:
+    """``(model, tokenizer)``: a random backbone from ``--config_name``, or a pretrained one (``default_path``
+    when none is named), cut by ``--config_overrides``."""
+    head: dict[str, Any] = {
+        "pooler": args.pooler, "mlp_head": args.mlp_head or args.mlp_only_train, "mlp_only_train": args.mlp_only_train,
+    }  # fmt: skip
+    if args.config_name:
+        backbone = AutoConfig.from_pretrained(args.config_name)
+        if args.config_overrides:
+            backbone.update_from_string(args.config_overrides)
+        model = ContrastiveTextModel(ContrastiveTextConfig(backbone_config=backbone, **head))
+        return model, AutoTokenizer.from_pretrained(args.tokenizer_name or args.config_name)
+    path = args.model_name_or_path or default_path
+    if args.config_overrides:
+        model = ContrastiveTextModel.from_backbone_pretrained(path, backbone_overrides=args.config_overrides, **head)
+    else:
+        model = load_text_encoder(path, **head)
+    return model, AutoTokenizer.from_pretrained(args.tokenizer_name or path)
 
 
 @dataclass
@@ -98,25 +198,28 @@ def load_text_encoder(path: str, **head: Any) -> ContrastiveTextModel:
     return ContrastiveTextModel.from_backbone_pretrained(path, **head)
 
 
-def configure_text_model(model: ContrastiveTextModel, tokenizer: Any, args: TextTechniqueArguments, negatives: NegativeConfig) -> None:
+def configure_text_model(
+    model: ContrastiveTextModel, tokenizer: Any, args: TextTechniqueArguments, matryoshka: MatryoshkaConfig | None
+) -> None:
     """Prompts and Matryoshka widths into the config (they are exported with it); LoRA adapters."""
     if args.view_prompts:
         model.config.prompts = args.view_prompts
         model.config.prompt_token_ids = prompt_token_ids(tokenizer, args.view_prompts)
         model.config.pool_prompt_tokens = args.pool_prompt_tokens
-    if negatives.matryoshka_dims:
+    if matryoshka is not None:
         if model.config.mlp_only_train:
             raise ValueError("--matryoshka_dims trains the head's output; with --mlp_only_train the export has no head")
-        record_matryoshka(model, negatives)
+        record_matryoshka(model, matryoshka)
     if args.lora_r:
         add_lora(model, r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout,
                  target_modules=args.lora_target_modules)  # fmt: skip
 
 
-def sts_evaluator(path: str, tokenizer: Any, args: TextTechniqueArguments, negatives: NegativeConfig) -> STSEvaluator:
+def sts_evaluator(path: str, tokenizer: Any, args: TextTechniqueArguments, matryoshka: MatryoshkaConfig | None) -> STSEvaluator:
     """STS on ``path`` (with the anchor's prompt), also at each Matryoshka width (or ``--eval_dims``):
     ``sts_dim_<d>``, from the same embeddings."""
-    dims = [int(d) for d in args.eval_dims.split(",")] if args.eval_dims else list(negatives.matryoshka_dims[1:])
+    nested = list(matryoshka.dims[1:]) if matryoshka is not None else []
+    dims = [int(d) for d in args.eval_dims.split(",")] if args.eval_dims else nested
     return STSEvaluator.from_file(path, tokenizer, name="sts", max_length=128, prompt=args.view_prompts.get("anchor", ""), dims=dims)
 
 

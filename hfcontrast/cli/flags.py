@@ -1,22 +1,58 @@
-"""Command-line arguments the recipes share: negative handling, and when the user set a flag.
+"""Command-line flags the recipes share: negative handling, Matryoshka, loss chunking; when the user set a
+flag; and the translation of the library's field names into flag names in error messages.
 
 Each dataclass is an ``HfArgumentParser`` group; its ``metadata["help"]`` is the ``--help`` text. The
-library takes the validated result (:class:`~hfcontrast.objectives.NegativeConfig` for the objective,
-column names for the collator), never these dataclasses.
+library takes the validated result (:class:`~hfcontrast.objectives.NegativeConfig` and its siblings for
+the objective, column names for the collator), never these dataclasses. The library's errors name its
+fields (``NegativeConfig.mask_duplicates``); :func:`flag_errors` rewrites them as this layer's flags
+(``--false_negative_masking``), so a command-line user reads the flag they typed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import re
 import sys
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
-from ..objectives import NegativeConfig
+from ..objectives import ChunkingConfig, MatryoshkaConfig, NegativeConfig
+
+#: Library field -> command-line flag, where the names differ or the field is qualified by its class.
+FIELD_FLAGS = {
+    "NegativeConfig.mask_duplicates": "--false_negative_masking",
+    "NegativeConfig.supervised": "--supcon_label_column",
+    "MatryoshkaConfig.dims": "--matryoshka_dims",
+    "MatryoshkaConfig.weights": "--matryoshka_weights",
+    "ChunkingConfig.rows": "--loss_chunk_size",
+    "mask_duplicates": "--false_negative_masking",
+    "supervised": "--supcon_label_column",
+}
+
+
+def flag_message(message: str, names: Mapping[str, str] = FIELD_FLAGS, flags: tuple[str, ...] = ()) -> str:
+    """``message`` with each library field name replaced by its flag: the names of ``FIELD_FLAGS`` and
+    ``flags`` (fields whose flag is ``--<field>``)."""
+    table = dict(names) | {name: f"--{name}" for name in flags}
+    pattern = re.compile(r"(?<![\w.-])(" + "|".join(re.escape(k) for k in sorted(table, key=len, reverse=True)) + r")(?![\w])")
+    return pattern.sub(lambda match: table[match.group(1)], message)
+
+
+@contextlib.contextmanager
+def flag_errors(*dataclasses: Any) -> Iterator[None]:
+    """Re-raise a ``ValueError`` of the block with flag names instead of field names (the fields of
+    ``dataclasses`` are flags of their own name)."""
+    try:
+        yield
+    except ValueError as error:
+        names = tuple(f.name for group in dataclasses for f in fields(group))
+        raise ValueError(flag_message(str(error), flags=names)) from error
 
 
 @dataclass
 class NegativeArguments:
-    """``--false_negative_masking``, ``--fncl`` ... as flags of every InfoNCE-family recipe."""
+    """``--false_negative_masking``, ``--fncl``, ``--matryoshka_dims`` ... as flags of every InfoNCE-family recipe."""
 
     false_negative_masking: bool = field(
         default=False,
@@ -72,27 +108,37 @@ class NegativeArguments:
     )
 
     def __post_init__(self) -> None:
-        self.config = self.to_config()  # validated once, at parse time
+        with flag_errors(NegativeArguments):  # validated once, at parse time, in flag names
+            self.config = NegativeConfig(
+                mask_duplicates=self.false_negative_masking, supervised=self.supcon_label_column is not None,
+                fncl=self.fncl, fncl_top_k=self.fncl_top_k, debiased_tau_plus=self.debiased_tau_plus,
+                hard_negative_beta=self.hard_negative_beta, mochi_n=self.mochi_n, mochi_s=self.mochi_s,
+                mochi_s_prime=self.mochi_s_prime, decoupled=self.decoupled,
+            )  # fmt: skip
+            dims = tuple(int(d) for d in _numbers(self.matryoshka_dims, "--matryoshka_dims"))
+            weights = _numbers(self.matryoshka_weights, "--matryoshka_weights") or None
+            self.matryoshka = MatryoshkaConfig(dims, weights) if dims or weights else None
+            self.chunking = ChunkingConfig(self.loss_chunk_size) if self.loss_chunk_size is not None else None
 
-    def to_config(self) -> NegativeConfig:
-        """The loss settings: the columns become ``mask_duplicates`` / ``supervised``."""
-        skip = ("false_negative_masking", "duplicate_id_column", "supcon_label_column", "matryoshka_dims", "matryoshka_weights")
-        values = {k: v for k, v in asdict(self).items() if k not in skip}
-        return NegativeConfig(
-            mask_duplicates=self.false_negative_masking, supervised=self.supcon_label_column is not None,
-            matryoshka_dims=tuple(int(d) for d in _numbers(self.matryoshka_dims, "--matryoshka_dims")),
-            matryoshka_weights=_numbers(self.matryoshka_weights, "--matryoshka_weights") or None, **values,
-        )  # fmt: skip
+    @property
+    def loss_options(self) -> dict[str, Any]:
+        """The keywords every InfoNCE-family objective takes: ``negatives``, ``matryoshka``, ``chunking``."""
+        return {"negatives": self.config, "matryoshka": self.matryoshka, "chunking": self.chunking}
+
+    @property
+    def active(self) -> bool:
+        """True when any option differs from plain InfoNCE."""
+        return self.config.active or self.matryoshka is not None or self.chunking is not None
 
     def changed(self) -> dict[str, Any]:
         """The flags that differ from their defaults (for the model card)."""
         return changed_flags(self)
 
 
-def record_matryoshka(model: Any, config: NegativeConfig) -> None:
+def record_matryoshka(model: Any, matryoshka: MatryoshkaConfig | None) -> None:
     """The Matryoshka widths go into the exported model config (``matryoshka_dims``)."""
-    if config.matryoshka_dims:
-        model.config.matryoshka_dims = list(config.matryoshka_dims)
+    if matryoshka is not None:
+        model.config.matryoshka_dims = list(matryoshka.dims)
 
 
 def changed_flags(arguments: Any) -> dict[str, Any]:

@@ -1,13 +1,14 @@
-"""The body of the image recipes (``recipes/simclr.py``, ``recipes/moco.py``).
+"""The body of every image recipe (``recipes/simclr.py``, ``moco.py``, ``swav.py``, ``dino.py``).
 
-Arguments -> dataset -> collator -> model -> objective -> ContrastiveTrainer -> artefacts; a recipe
-adds only its objective arguments, its demo defaults and how it builds its objective.
+Arguments -> dataset -> collator -> model -> ContrastiveTrainer (which binds the objective) -> kNN before
+and after -> artefacts. A recipe adds its objective arguments and demo defaults, and builds its
+objective; what the objective needs of the data it declares (``multi_crop``, ``needs_row_ids``, its
+callbacks), so one body serves every method.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,26 +16,17 @@ import torch
 from transformers import AutoConfig, HfArgumentParser
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
-from ..augment import IMAGENET_MEAN, IMAGENET_STD, ViewPipeline, local_crop_pipeline
+from ..augment import IMAGENET_MEAN, IMAGENET_STD, ViewPipeline, local_crop_pipeline, view_pipelines
 from ..augment.device_views import DeviceViews
-from ..collators import ImageEvalCollator, MultiViewCollator, RawImageCollator
-from ..collators.seeding import CollatorEpochCallback
+from ..collators import ImageEvalCollator, MultiViewCollator, RawImageCollator, with_index_column
+from ..demo.fashion_mnist import FASHION_MNIST_MEAN, FASHION_MNIST_STD
+from ..demo.images import demo_backbone_config, eval_view, knn_subset, load_image_splits
 from ..evaluation import KNNEvaluator
 from ..models import ContrastiveVisionConfig, ContrastiveVisionModel
-from ..objectives import PCL, ContrastiveObjective
+from ..objectives import ContrastiveObjective
 from ..trainer import ContrastiveTrainer, ContrastiveTrainingArguments
-from ..trainer.clusters import ClusterRefreshCallback
-from .arguments import NegativeArguments, epochs_replace_steps, record_matryoshka
-from .fashion_mnist import FASHION_MNIST_MEAN, FASHION_MNIST_STD
-from .images import (
-    demo_backbone_config,
-    eval_view,
-    knn_subset,
-    load_image_splits,
-    view_pipelines,
-    with_index_column,
-)
-from .runs import finish_run, start_run
+from .flags import NegativeArguments, epochs_replace_steps, record_matryoshka
+from .runs import finish_run, start_run, train_with_before_after
 
 logger = logging.getLogger(__name__)
 INDEX_COLUMN = "row_index"
@@ -153,23 +145,16 @@ def run_vision_recipe(
     data_args: VisionDataArguments,
     negative_args: NegativeArguments,
     training_args: ContrastiveTrainingArguments,
+    objective: ContrastiveObjective,
     *,
     method: str,
-    paper_augmentation: str,
-    build_objective: Callable[[ContrastiveVisionModel, int], ContrastiveObjective],
     hyperparameters: dict[str, Any],
-    cluster_refresh: dict[str, Any] | None = None,
 ) -> dict[str, float]:
-    """Train ``method`` with kNN top-1 (and a linear probe) before and after; write the artefacts.
-
-    ``build_objective(model, training_rows)``; a clustering objective (PCL) is refreshed by a
-    :class:`~hfcontrast.trainer.clusters.ClusterRefreshCallback` with ``cluster_refresh`` (its
-    ``every_n_steps``, ``start_step``). Writes the exported encoder, ``eval_results.json``, ``training.png``
-    (loss, kNN curve) and a model card to ``training_args.output_dir``. Returns the results (empty on
-    processes other than the first).
-    """
+    """Train ``objective`` (not yet bound: the trainer binds it to the model) with kNN top-1 (and a linear
+    probe) before and after; write the exported encoder, ``eval_results.json``, ``training.png`` (loss,
+    kNN curve) and a model card to ``training_args.output_dir``. Returns the results (empty on processes
+    other than the first)."""
     start_run(training_args)
-
     splits = load_image_splits(
         train_file=data_args.train_file, validation_file=data_args.validation_file,
         dataset_name=data_args.dataset_name, demo_dataset=data_args.demo_dataset,
@@ -180,29 +165,22 @@ def run_vision_recipe(
     size = data_args.image_size
     augmentation = data_args.augmentation
     if augmentation == "auto":
-        augmentation = "light" if splits.demo else paper_augmentation
-    pipelines = view_pipelines(
-        augmentation, size, mean, std, crop_min_scale=data_args.crop_min_scale,
-        jitter_strength=data_args.jitter_strength,
-    )  # fmt: skip
+        augmentation = "light" if splits.demo else (objective.augmentation or "simclr")
+    pipelines = view_pipelines(augmentation, size, mean, std, crop_min_scale=data_args.crop_min_scale,
+                               jitter_strength=data_args.jitter_strength)  # fmt: skip
     model = build_vision_model(model_args)
-    record_matryoshka(model, negative_args.config)
-    objective = build_objective(model, len(splits.train))
+    record_matryoshka(model, negative_args.matryoshka)
+    crop = data_args.eval_crop_fraction or (1.0 if splits.demo else 0.875)
+    eval_pipeline, image_processor = eval_view(size, mean, std, crop)
     masking = negative_args.false_negative_masking
     columns: dict[str, Any] = {
         "index_column": INDEX_COLUMN, "label_column": negative_args.supcon_label_column,
-        "id_column": (negative_args.duplicate_id_column or INDEX_COLUMN) if masking else None,
+        "id_column": INDEX_COLUMN if objective.needs_row_ids  # e.g. PCL's clusters, looked up by row
+        else (negative_args.duplicate_id_column or INDEX_COLUMN) if masking else None,
+        "eval_pipeline": eval_pipeline,
     }  # fmt: skip
-    if isinstance(objective, PCL):  # clusters are looked up by dataset row
-        columns["id_column"] = INDEX_COLUMN
-    collator = _train_collator(data_args, training_args, pipelines, columns, objective)
-    device_views = None
-    if isinstance(collator, RawImageCollator):
-        device_views = DeviceViews(pipelines, seed=training_args.seed)  # seeds (seed, step, micro-batch, view)
-    train = with_index_column(splits.train, INDEX_COLUMN)
+    collator, device_views = _train_collator(data_args, training_args, pipelines, columns, objective)
 
-    crop = data_args.eval_crop_fraction or (1.0 if splits.demo else 0.875)
-    eval_pipeline, image_processor = eval_view(size, mean, std, crop)
     # Periodic kNN (curve in training.png) on a memory-bank subset; before/after on the full sets.
     evaluators: list[KNNEvaluator] = []
     final: KNNEvaluator | None = None
@@ -218,39 +196,25 @@ def run_vision_recipe(
     elif training_args.eval_strategy != "no" and training_args.metric_for_best_model is None:
         training_args.metric_for_best_model = "eval_knn_top1"
 
-    callbacks: list[Any] = [CollatorEpochCallback(collator)] if isinstance(collator, MultiViewCollator) else []
-    if isinstance(objective, PCL):
-        features = ImageEvalCollator(data_args.image_column, None, eval_pipeline)
-        callbacks.append(ClusterRefreshCallback(objective, train, features, **(cluster_refresh or {})))
     trainer = ContrastiveTrainer(
-        model=model,
-        args=training_args,
-        objective=objective,
-        evaluators=evaluators,
-        train_dataset=train,
-        train_source=data_args.train_file or data_args.dataset_name or splits.name,
-        data_collator=collator,
-        device_views=device_views,
+        model=model, args=training_args, objective=objective, evaluators=evaluators,
+        train_dataset=with_index_column(splits.train, INDEX_COLUMN), data_collator=collator,
+        train_source=data_args.train_file or data_args.dataset_name or splits.name, device_views=device_views,
         processing_class=image_processor,
-        callbacks=callbacks,
-    )
-    trainer.prepare_run()  # resume, output folder, row checks: fail before the first evaluation
+    )  # fmt: skip
     # The full evaluations run on the main process only (the other waits in the first collective).
-    evaluate = final if final is not None and trainer.is_world_process_zero() else None
-    before = evaluate(model) if evaluate is not None else {}
-    trainer.train()
-    after = evaluate(model) if evaluate is not None else {}
-    results = {f"before_{k}": v for k, v in before.items()} | {f"eval_{k}": v for k, v in after.items()}
-    results["train_steps"] = float(trainer.state.global_step)
-    if evaluate is not None:
-        print(f"\nkNN top-1 ({splits.name} test, k={data_args.knn_k}) before: {before['knn_top1']:.4f}  "
-              f"after: {after['knn_top1']:.4f}")  # fmt: skip
+    main = final is not None and trainer.is_world_process_zero()
+    results = train_with_before_after(trainer, evaluate=(lambda: final(model)) if main else (lambda: {}))  # type: ignore[misc]
+    if main:
+        print(f"\nkNN top-1 ({splits.name} test, k={data_args.knn_k}) before: {results['before_knn_top1']:.4f}  "
+              f"after: {results['eval_knn_top1']:.4f}")  # fmt: skip
     curve = f" (kNN curve: {len(evaluators[0].train_dataset)}-image memory bank)" if evaluators else ""
+    crops = {"local_crops": data_args.local_crops, "local_image_size": data_args.local_image_size} if data_args.local_crops else {}
+    device = {"augmentation_device": data_args.augmentation_device} if data_args.augmentation_device else {}
     finish_run(
-        trainer, results, family="vision", method=method,
+        trainer, results, method=method,
         hyperparameters=hyperparameters | {"augmentation": augmentation, "image_size": size} | negative_args.changed()
-        | ({"local_crops": data_args.local_crops, "local_image_size": data_args.local_image_size} if data_args.local_crops else {})
-        | ({"augmentation_device": data_args.augmentation_device} if data_args.augmentation_device else {}),
+        | crops | device,
         train_dataset_name=data_args.dataset_name or splits.name,
         base_model=model_args.model_name_or_path or model_args.config_name,
         metric_key="eval_knn_top1" if evaluators else None, title=f"{method} on {splits.name}{curve}",
@@ -265,9 +229,9 @@ def _train_collator(
     pipelines: list[ViewPipeline],
     columns: dict[str, Any],
     objective: ContrastiveObjective,
-) -> MultiViewCollator | RawImageCollator:
+) -> tuple[MultiViewCollator | RawImageCollator, DeviceViews | None]:
     """Views drawn in the dataloader, per-row seeds (seed, epoch, row index, view): the augmentations of a
-    resumed run are the same; or raw images for views drawn on the training device (kornia)."""
+    resumed run are the same; or raw images and views drawn on the training device (kornia)."""
     if data_args.local_crops and not objective.multi_crop:
         raise ValueError(f"--local_crops: {type(objective).__name__} takes the two global views only (SwAV and DINO take local crops)")
     if data_args.augmentation_device:
@@ -276,11 +240,12 @@ def _train_collator(
         if torch.device(data_args.augmentation_device).type != training_args.device.type:
             raise ValueError(f"--augmentation_device {data_args.augmentation_device}: the views must be drawn on "
                              f"the training device ({training_args.device.type})")  # fmt: skip
-        return RawImageCollator(data_args.image_column, data_args.image_size, **columns)
+        # seeds (seed, step, micro-batch, view)
+        return RawImageCollator(data_args.image_column, data_args.image_size, **columns), DeviceViews(pipelines, seed=training_args.seed)
     if data_args.local_crops:
         low, high = (float(v) for v in data_args.local_crop_scale.split(","))
         local = local_crop_pipeline(pipelines[0], data_args.local_image_size, (low, high))
         return MultiViewCollator.multi_crop(
             pipelines, local, data_args.local_crops, data_args.image_column, seed=training_args.seed, **columns
-        )
-    return MultiViewCollator(data_args.image_column, pipeline=pipelines, seed=training_args.seed, **columns)
+        ), None
+    return MultiViewCollator(data_args.image_column, pipeline=pipelines, seed=training_args.seed, **columns), None
