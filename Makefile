@@ -37,15 +37,17 @@ data:
 demo: install
 	$(BIN)/accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no recipes/simcse.py
 
-# The single-process tests on both cores (pytest-xdist), then the ones that launch processes, one at a time.
+# The single-process tests on both cores (pytest-xdist), the ones that launch processes one at a time, then
+# every benchmark script's --smoke run (two at a time: each runs one thread).
 test: install-test
 	$(BIN)/python -m ruff check hfcontrast recipes tests benchmarks
 	$(BIN)/python -m mypy hfcontrast
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not distributed" -n 2 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not distributed and not benchmark" -n 2 $(PYTEST_ARGS)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m distributed $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m benchmark -n 2 $(PYTEST_ARGS)
 
 test-fast: install-test
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not distributed" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not distributed and not benchmark" $(PYTEST_ARGS)
 
 # The declared minimum of every dependency (.ci/minimum-versions.txt), in a venv of its own, on the
 # fast suite: every lower bound in pyproject.toml is a version this target ran.
@@ -54,4 +56,4 @@ test-min: data
 	$(VENV_MIN)/bin/python -m pip install -q --upgrade pip
 	$(VENV_MIN)/bin/pip install -q "$(TORCH_PIN)"
 	$(VENV_MIN)/bin/pip install -q -c .ci/minimum-versions.txt -e ".[demo,test]"
-	$(VENV_MIN)/bin/python -m pytest -q -p no:cacheprovider -m "not distributed" -n 2 $(PYTEST_ARGS)
+	$(VENV_MIN)/bin/python -m pytest -q -p no:cacheprovider -m "not distributed and not benchmark" -n 2 $(PYTEST_ARGS)

@@ -25,7 +25,16 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-from common import base_parser, format_table, machine_info, median, run_worker, save_results, wait_until_quiet
+from common import (
+    apply_smoke,
+    base_parser,
+    format_table,
+    machine_info,
+    median,
+    run_worker,
+    save_results,
+    wait_until_quiet,
+)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -45,7 +54,10 @@ def timed(tree: Path, argv: list[str], key: str) -> float:
     return float(run_worker([str(tree / "benchmarks" / argv[0]), *argv[1:]], env=env, cwd=tree)[key])
 
 
-def cases(only: str, models: dict[str, str], steps: int, images: Path | None) -> list[tuple[str, list[str], str, bool]]:
+def cases(
+    only: str, models: dict[str, str], steps: int, images: Path | None, sizes: tuple[int, ...] = SIZES,
+    train_samples: int = 20000,
+) -> list[tuple[str, list[str], str, bool]]:
     """(name, worker argv, result key, higher is better)."""
     out: list[tuple[str, list[str], str, bool]] = []
     if only in ("all", "images") and images is not None:
@@ -53,10 +65,10 @@ def cases(only: str, models: dict[str, str], steps: int, images: Path | None) ->
             out.append((f"image {method}", ["image_vs_lightly.py", "--worker", "ours", "--method", method,
                         "--init", str(images / "init.safetensors"), "--eval-dir", str(images), "--prefix", "{export}",
                         "--steps", str(steps + 3), "--warmup", "3", "--batch-size", "128", "--lr", "2e-3", "--seed", "42",
-                        "--threads", "1", "--num-workers", "0", "--train-samples", "20000"], "samples_per_s", True))  # fmt: skip
+                        "--threads", "1", "--num-workers", "0", "--train-samples", str(train_samples)], "samples_per_s", True))  # fmt: skip
     if only in ("all", "losses"):
         for loss in ("info_nce", "clip", "siglip"):
-            for batch in SIZES:
+            for batch in sizes:
                 out.append((f"{loss} B={batch}", ["loss_kernels.py", "--worker", "--loss", loss, "--impl", "ours",
                             "--batch", str(batch), "--warmup", "3" if batch < 4096 else "1",
                             "--repeats", {256: "300", 1024: "40"}.get(batch, "6"),  # ~1 s of timed calls
@@ -77,6 +89,7 @@ def main() -> None:
     parser.add_argument("--only", choices=("all", "losses", "text", "images"), default="all")
     parser.add_argument("--steps", type=int, default=24, help="timed text steps (x5 for the random BERT)")
     a = parser.parse_args()
+    smoke = apply_smoke(a, steps=4)  # the text workers time after 3 warm-up steps
     reps = a.reps or 4
     quiet = wait_until_quiet(a.wait_quiet) if a.wait_quiet else None
     with tempfile.TemporaryDirectory(prefix="against_ref_") as tmp_dir:
@@ -100,11 +113,16 @@ def main() -> None:
             if has_fashion_mnist():
                 images = tmp / "images"
                 images.mkdir()
-                prepare(images, 1000, 42)  # shared initial weights and a small kNN bank (not timed)
+                prepare(images, 64 if smoke else 1000, 42)  # shared initial weights and a small kNN bank (not timed)
             else:
                 print("no Fashion-MNIST: the image cases are left out (apt-get install dataset-fashion-mnist)")
         rows, runs = [], []
-        for name, argv, key, higher in cases(a.only, models, a.steps, images):
+        small = {"sizes": (64,), "train_samples": 1024} if smoke else {}
+        chosen = cases(a.only, models, a.steps, images, **small)
+        if smoke:  # one case of each kind: the loss worker, the text worker, the image worker
+            chosen = [next(c for c in chosen if c[0].startswith(kind)) for kind in ("info_nce", "text random", "image")
+                      if any(c[0].startswith(kind) for c in chosen)]  # fmt: skip
+        for name, argv, key, higher in chosen:
             speeds: dict[str, list[float]] = {"ref": [], "this": []}
             for rep in range(reps):
                 for side in ("ref", "this") if rep % 2 == 0 else ("this", "ref"):

@@ -25,6 +25,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from claims import provenance
+
 RESULTS = Path(__file__).resolve().parent / "results" / "chunked_loss_memory.json"
 
 
@@ -136,6 +139,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="B in 256, 1024, 2048 (a minute on 2 CPU cores)")
+    parser.add_argument("--smoke", action="store_true", help="B in 64, 128, chunk 32; the report goes to a temporary file")
     parser.add_argument("--batches", type=int, nargs="*", default=None)
     parser.add_argument("--dim", type=int, default=256)
     parser.add_argument("--chunk_size", type=int, default=256)
@@ -151,6 +155,11 @@ def main() -> None:
         )
         return
 
+    if args.smoke:
+        import tempfile
+
+        args.batches, args.chunk_size = [64, 128], 32
+        args.output = Path(tempfile.mkdtemp(prefix="bench_smoke_")) / "chunked_loss_memory.json"
     batches = args.batches or ([256, 1024, 2048] if args.quick else [256, 1024, 4096, 16384])
     equality = check_equal(min(1024, max(batches)), args.dim, args.chunk_size)
     rows = []
@@ -195,6 +204,7 @@ def main() -> None:
         "load_average": os.getloadavg(),
         "rows": rows,
         "equality": equality,
+        "provenance": provenance(),
     }
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.output}")

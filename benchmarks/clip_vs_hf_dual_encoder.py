@@ -3,17 +3,18 @@
     python benchmarks/clip_vs_hf_dual_encoder.py --quick      # ~7 min on 2 idle CPU cores
     python benchmarks/clip_vs_hf_dual_encoder.py              # full
 
-Same towers and data as ``recipes/clip.py``'s default (its own ``build_model`` / ``load_data`` are
-used): a random-init ViT (28 px, patch 4, 4 layers, hidden 128) and all-MiniLM-L6-v2 with the text
-tower frozen, projection 128, on captioned Fashion-MNIST; both start from the **same ViT weights**
-(copied), same batch, steps, seed, optimizer (AdamW, lr 1e-3, weight decay 0.05, cosine, 10 % warm-up).
+Same towers and data as ``recipes/clip.py``'s default (``hfcontrast.cli.clip``'s builders): a random-init
+ViT (28 px, patch 4, 4 layers, hidden 128) and all-MiniLM-L6-v2 with the text tower frozen, projection 128,
+on captioned Fashion-MNIST. Both models are the same network: ``VisionTextDualEncoderModel`` pools by the
+towers' ``pooler_output`` only, so ours pools that way too here (the recipe's default mean-pools the text),
+and the peer loads our whole initial state dict **strictly** (towers, poolers, projections, ``logit_scale``).
+Same batch, steps, seed, optimizer (AdamW, lr 1e-3, weight decay 0.05, cosine, 10 % warm-up).
 
-* peer: ``VisionTextDualEncoderModel`` (pooler outputs, as it is built), ``return_loss=True``, the stock
-  ``Trainer``; data prepared as ``examples/pytorch/contrastive-image-text/run_clip.py`` does (captions
-  tokenised with ``padding="max_length"``, images through the image processor in ``set_transform``,
-  text tower frozen as its ``--freeze_text_model``); one caption per image (seeded choice);
-* ours: the recipe's model (mean-pooled text, CLS image), ``ImageTextCollator``, ``CLIP`` objective
-  (learnable, clamped temperature), ``ContrastiveTrainer``.
+* peer: ``VisionTextDualEncoderModel``, ``return_loss=True``, the stock ``Trainer``; images through the
+  image processor in ``set_transform`` as ``examples/pytorch/contrastive-image-text/run_clip.py`` does,
+  captions padded per batch to the longest (as ours; run_clip.py pads to ``max_length``), text tower frozen
+  as its ``--freeze_text_model``; one caption per image (seeded choice);
+* ours: ``ImageTextCollator``, ``CLIP`` objective (learnable, clamped temperature), ``ContrastiveTrainer``.
 
 Also the 2-process run of each (``ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2``,
 per-device batch = half, so the global batch is the same): the peer's loss then sees only its local
@@ -27,7 +28,6 @@ held-out prompt templates, and text->image / image->text R@1 on the recipe's ret
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import random
 import shutil
@@ -38,9 +38,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
-    REPO_ROOT,
     LoadSampler,
     LoopTimer,
+    apply_smoke,
     base_parser,
     format_table,
     machine_info,
@@ -58,16 +58,6 @@ from common import (
 NAME = "clip_vs_hf_dual_encoder"
 TARGET_THROUGHPUT = 1.0
 MAX_LENGTH = 32
-
-
-def recipe() -> Any:
-    """``recipes/clip.py`` as a module (its ``build_model``, ``lock_text_tower``, ``image_processor``)."""
-    spec = importlib.util.spec_from_file_location("hfcontrast_clip_recipe", REPO_ROOT / "recipes" / "clip.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 def training_args(a: argparse.Namespace, output_dir: str, world: int) -> dict[str, Any]:
@@ -98,21 +88,22 @@ def train_worker(a: argparse.Namespace) -> dict[str, Any]:
     from transformers import set_seed
 
     from hfcontrast.augment import eval_pipeline, normalization_from_processor
+    from hfcontrast.cli.clip import DualModelArguments, build_dual_encoder_from, image_processor_for
     from hfcontrast.demo import captions
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if a.threads:
         torch.set_num_threads(a.threads)
     set_seed(a.seed)
-    clip_recipe = recipe()
-    model, tokenizer, _ = clip_recipe.build_model(clip_recipe.ModelArguments(), "clip")
-    clip_recipe.lock_text_tower(model, 0)  # the recipe's default: text tower frozen
-    processor = clip_recipe.image_processor(model, None)
+    # The recipe's default model (text tower locked), pooled as the peer can pool: by pooler_output.
+    arguments = DualModelArguments(text_pooler="pooler_output", vision_pooler="pooler_output")
+    model, tokenizer, _ = build_dual_encoder_from(arguments, siglip=False)
+    processor = image_processor_for(model, None)
     train = captions.fashion_mnist_captions("train", max_samples=a.train_samples)
     timer = LoopTimer()
     with tempfile.TemporaryDirectory() as scratch:
         if a.lib == "ours":
-            from hfcontrast.collators import CollatorEpochCallback, ImageTextCollator, with_index_column
+            from hfcontrast.collators import ImageTextCollator, with_index_column
             from hfcontrast.objectives import CLIP
             from hfcontrast.trainer import ContrastiveTrainer, ContrastiveTrainingArguments
 
@@ -122,8 +113,8 @@ def train_worker(a: argparse.Namespace) -> dict[str, Any]:
                                          index_column="idx", max_length=MAX_LENGTH)
             trainer: Any = ContrastiveTrainer(
                 model=model, args=ContrastiveTrainingArguments(**training_args(a, scratch, world)),
-                objective=CLIP(model), train_dataset=with_index_column(train, "idx"), data_collator=collator,
-                callbacks=[CollatorEpochCallback(collator), step_timer_callback(timer)],
+                objective=CLIP(), train_dataset=with_index_column(train, "idx"), data_collator=collator,
+                callbacks=[step_timer_callback(timer)],
             )
         else:
             from transformers import (
@@ -137,35 +128,26 @@ def train_worker(a: argparse.Namespace) -> dict[str, Any]:
                 model.config.vision_config, model.config.text_config, projection_dim=model.config.projection_dim
             )
             peer = VisionTextDualEncoderModel(config)
-            # Same starting weights as ours: the recipe's ViT init and MiniLM (the pooler stays the peer's own).
-            peer.vision_model.load_state_dict(model.vision_model.state_dict(), strict=False)
-            from transformers import AutoModel
-
-            from hfcontrast.demo import default_text_model
-
-            peer.text_model.load_state_dict(AutoModel.from_pretrained(default_text_model()).state_dict())
+            # The same starting weights, loaded strictly: towers (MiniLM, the ViT init), poolers, projections, scale.
+            result = peer.load_state_dict(model.state_dict(), strict=True)
+            assert not result.missing_keys and not result.unexpected_keys, result
             for parameter in peer.text_model.parameters():  # run_clip.py --freeze_text_model
                 parameter.requires_grad = False
             rng = random.Random(a.seed)
             train = train.map(lambda row: {"caption": rng.choice(row["caption"])})
-            # run_clip.py: tokenise captions in .map (padding to max_length), images in set_transform.
-            train = train.map(lambda rows: dict(tokenizer(rows["caption"], max_length=MAX_LENGTH,
-                                                          padding="max_length", truncation=True)), batched=True)
 
-            def transform_images(rows: dict[str, Any]) -> dict[str, Any]:
+            def transform_images(rows: dict[str, Any]) -> dict[str, Any]:  # run_clip.py's set_transform
                 images = [image.convert("RGB") for image in rows["image"]]
                 rows["pixel_values"] = list(processor(images=images, return_tensors="pt")["pixel_values"])
                 return rows
 
             train.set_transform(transform_images)
 
-            def collate_fn(rows: list[dict[str, Any]]) -> dict[str, Any]:
-                return {
-                    "pixel_values": torch.stack([row["pixel_values"] for row in rows]),
-                    "input_ids": torch.tensor([row["input_ids"] for row in rows], dtype=torch.long),
-                    "attention_mask": torch.tensor([row["attention_mask"] for row in rows], dtype=torch.long),
-                    "return_loss": True,
-                }
+            def collate_fn(rows: list[dict[str, Any]]) -> dict[str, Any]:  # captions padded to the batch's longest
+                text = tokenizer([row["caption"] for row in rows], max_length=MAX_LENGTH, padding=True,
+                                 truncation=True, return_tensors="pt")  # fmt: skip
+                return {"pixel_values": torch.stack([row["pixel_values"] for row in rows]),
+                        "input_ids": text["input_ids"], "attention_mask": text["attention_mask"], "return_loss": True}
 
             model = peer
             trainer = Trainer(model=peer, args=TrainingArguments(**training_args(a, scratch, world)),
@@ -267,6 +249,7 @@ def main() -> None:
     if a.worker == "eval":
         return write_result(a.result, eval_worker(a))
 
+    apply_smoke(a, steps=2, warmup=1, batch_size=8, train_samples=32, test_samples=40, processes=[1])
     a.steps = a.steps or (48 if a.quick else 200)  # enough steps for zero-shot to move well off chance
     a.warmup = a.warmup or (4 if a.quick else 10)
     a.train_samples = a.train_samples or (a.steps * a.batch_size if a.quick else 60000)

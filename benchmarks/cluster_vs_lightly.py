@@ -38,13 +38,16 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from claims import interval_verdicts
 from common import (
     LoopTimer,
+    apply_smoke,
     base_parser,
     format_table,
     machine_info,
     mean_sd,
     peak_rss_mb,
+    peer_missing,
     ratio,
     run_worker,
     save_results,
@@ -231,7 +234,13 @@ def lightly_worker(a: argparse.Namespace) -> dict[str, Any]:
             momentum = cosine_schedule(step, a.steps, 0.99, 1.0)
             update_momentum(backbone, teacher, m=momentum)
             update_momentum(head, teacher_head, m=momentum)
-            with torch.no_grad():
+            if a.peer_group_crops:  # one forward per resolution (teacher: the two global crops together), as ours
+                with torch.no_grad():
+                    targets = list(teacher_head(features(teacher, torch.cat(views[:2]))).chunk(2))
+                groups = [torch.cat(views[:2]), torch.cat(views[2:])]
+                students = [c for g in groups for c in head(features(backbone, g)).chunk(len(g) // len(views[0]))]
+                return criterion(targets, students)
+            with torch.no_grad():  # lightly's example: one forward per crop
                 targets = [teacher_head(features(teacher, v)) for v in views[:2]]
             return criterion(targets, [head(features(backbone, v)) for v in views])
         z0, z1 = head(features(backbone, views[0])), head(features(backbone, views[1]))
@@ -257,7 +266,8 @@ def main() -> None:
         parser.add_argument(flag)
     parser.add_argument("--peer-python", default=DEFAULT_PEER_PYTHON)
     parser.add_argument("--peer-group-crops", action="store_true",
-                        help="SwAV: lightly's side forwards the crops of one size together (one BatchNorm batch each)")  # fmt: skip
+                        help="SwAV, DINO: lightly's side forwards the crops of one size together, as ours does (the "
+                        "comparison measures both: grouped for the verdict, per crop as lightly's examples do)")  # fmt: skip
     parser.add_argument("--peer-views", choices=("lightly", "ours"), default="lightly",
                         help="diagnostic: the peer's crops from its own transforms (default) or from our pipelines")  # fmt: skip
     parser.add_argument("--peer-prototype-bias", action="store_true",
@@ -274,13 +284,14 @@ def main() -> None:
     parser.add_argument("--num-workers", type=int, default=0)
     parser.add_argument("--train-samples", type=int, default=60000)
     parser.add_argument("--bank-size", type=int, default=10000)
+    parser.add_argument("--knn-k", type=int, default=200)
     a = parser.parse_args()
     if a.worker:
         return write_result(a.result, (ours_worker if a.worker == "ours" else lightly_worker)(a))
+    smoke = apply_smoke(a, steps=2, warmup=1, batch_size=16, train_samples=64, bank_size=64, knn_k=5)
     a.steps = a.steps or (150 if a.quick else 400)
     seeds = a.seeds or [a.seed]
-    if not Path(a.peer_python).exists():
-        raise SystemExit(f"peer python {a.peer_python} not found: create the lightly venv (benchmarks/README.md)")
+    peers = () if peer_missing(a.peer_python, smoke, "lightly") else ("lightly", "lightly_per_crop")
     tmp = Path(tempfile.mkdtemp(prefix="bench_cluster_"))
     runs: list[dict[str, Any]] = []
     before: dict[int, float] = {}
@@ -288,25 +299,31 @@ def main() -> None:
         for repeat, seed in enumerate(seeds):
             prepare(tmp, a.bank_size, seed)  # each seed its own initial weights, shared by both libraries
             baseline_embeddings(tmp)
-            before[seed] = knn_top1(tmp, "init", 200, 0.1)
+            before[seed] = knn_top1(tmp, "init", a.knn_k, 0.1)
             for method in a.methods:
-                order = ("lightly", "ours") if repeat % 2 == 0 and not a.replay_dir else ("ours", "lightly")
+                libs = [lib for lib in peers if lib == "lightly" or method != "nnclr"]  # NNCLR: 2 crops, one size
+                order = [*libs, "ours"] if repeat % 2 == 0 and not a.replay_dir else ["ours", *libs]
                 for lib in order:  # alternate who goes first (ours first when the peer replays our batches)
                     runs.append(measure(a, tmp, method, lib, seed))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    if not peers:
+        print("[smoke] hfcontrast ran; without the peer there is nothing to compare")
+        return
     summary, rows = {}, []
     for method in a.methods:
         pairs = [[next(r for r in runs if (r["method"], r["lib"], r["seed"]) == (method, lib, seed)) for lib in ("lightly", "ours")]
                  for seed in seeds]  # fmt: skip
         ratios = [ratio(ours["images_per_s"], peer["images_per_s"]) for peer, ours in pairs]
         deltas = [ours["knn_top1"] - peer["knn_top1"] for peer, ours in pairs]
+        per_crop = [r["images_per_s"] for r in runs if (r["method"], r["lib"]) == (method, "lightly_per_crop")]
         entry = {"lightly": mean_of(pairs, 0), "ours": mean_of(pairs, 1), "throughput_ratio": sum(ratios) / len(ratios),
-                 "throughput_ratios": ratios, "knn_delta": sum(deltas) / len(deltas), "knn_deltas": deltas}  # fmt: skip
-        met = entry["throughput_ratio"] >= TARGET_THROUGHPUT and entry["knn_delta"] >= TARGET_KNN_DELTA
-        entry["target"] = "MET" if met else "MISSED"
+                 "throughput_ratios": ratios, "knn_delta": sum(deltas) / len(deltas), "knn_deltas": deltas,
+                 "lightly_per_crop_images_per_s": sum(per_crop) / len(per_crop) if per_crop else None}  # fmt: skip
+        entry.update(interval_verdicts(pairs, "images_per_s", "knn_top1", TARGET_THROUGHPUT, TARGET_KNN_DELTA))
         summary[method] = entry
-        rows.append([method, mean_sd([p["images_per_s"] for p, _ in pairs], 1), mean_sd([o["images_per_s"] for _, o in pairs], 1),
+        rows.append([method, mean_sd([p["images_per_s"] for p, _ in pairs], 1),
+                     mean_sd(per_crop, 1) if per_crop else "-", mean_sd([o["images_per_s"] for _, o in pairs], 1),
                      mean_sd(ratios, 2), mean_sd([p["knn_top1"] for p, _ in pairs], 2),
                      mean_sd([o["knn_top1"] for _, o in pairs], 2), mean_sd(deltas, 2), entry["target"]])  # fmt: skip
     keys = ("quick", "steps", "batch_size", "lr", "threads", "train_samples", "bank_size", "peer_group_crops", "peer_views",
@@ -318,21 +335,23 @@ def main() -> None:
                                              "knn_top1_at_init": before, "summary": summary, "runs": runs})  # fmt: skip
     print(f"\n{NAME}: kNN top-1 of the initial weights {mean_sd(list(before.values()), 2)}; target images/s >= "
           f"{TARGET_THROUGHPUT}x lightly at kNN delta >= {TARGET_KNN_DELTA} points (means over seeds {seeds})")  # fmt: skip
-    print(format_table(["method", "lightly img/s", "ours img/s", "ratio", "lightly kNN", "ours kNN", "delta (pts)", "target"], rows))
+    print(format_table(["method", "lightly img/s (grouped)", "lightly img/s (per crop)", "ours img/s", "ratio",
+                        "lightly kNN", "ours kNN", "delta (pts)", "verdict (95% CI)"], rows))  # fmt: skip
 
 
 def measure(a: argparse.Namespace, tmp: Path, method: str, lib: str, seed: int) -> dict[str, Any]:
     """One training run of ``lib`` in its own process, with its kNN top-1 scored here."""
     prefix = f"{method}-{lib}"
-    argv = [__file__, "--worker", lib, "--method", method, "--init", str(tmp / "init.safetensors"),
+    worker = "lightly" if lib.startswith("lightly") else "ours"
+    argv = [__file__, "--worker", worker, "--method", method, "--init", str(tmp / "init.safetensors"),
             "--eval-dir", str(tmp), "--prefix", prefix, "--seed", str(seed)]  # fmt: skip
     for flag in ("steps", "warmup", "batch_size", "lr", "threads", "num_workers", "train_samples"):
         argv += [f"--{flag.replace('_', '-')}", str(getattr(a, flag))]
-    argv += ["--peer-group-crops"] if a.peer_group_crops else []
+    argv += ["--peer-group-crops"] if lib == "lightly" else []  # the verdict's peer groups crops, as ours
     argv += ["--peer-prototype-bias"] if a.peer_prototype_bias else []
     argv += ["--peer-views", a.peer_views] + (["--replay-dir", str(tmp / f"replay-{method}-{seed}")] if a.replay_dir else [])
-    run = run_worker(argv, python=a.peer_python if lib == "lightly" else sys.executable)
-    run.update(method=method, seed=seed, images_per_s=run["samples_per_s"], knn_top1=knn_top1(tmp, prefix, 200, 0.1))
+    run = run_worker(argv, python=a.peer_python if worker == "lightly" else sys.executable)
+    run.update(method=method, lib=lib, seed=seed, images_per_s=run["samples_per_s"], knn_top1=knn_top1(tmp, prefix, a.knn_k, 0.1))
     print(f"[{method} {lib:7s} seed {seed}] {run['images_per_s']:.1f} images/s, kNN {run['knn_top1']:.2f}, "
           f"loss {run['train_loss']:.3f}, calib {run['calib_s'] * 1000:.0f} ms", flush=True)  # fmt: skip
     return run

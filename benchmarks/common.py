@@ -249,6 +249,11 @@ def write_result(path: str | None, payload: dict[str, Any]) -> None:
 def base_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="small settings (< 10 minutes on 2 CPU cores)")
+    parser.add_argument(
+        "--smoke", action="store_true",
+        help="2 steps of tiny settings, the peer included where it is installed (skipped, exit 0, where not); "
+        "the results go to a temporary folder, never to results/",
+    )  # fmt: skip
     parser.add_argument("--reps", type=int, default=None, help="runs per library (alternated A B A B)")
     parser.add_argument(
         "--wait-quiet",
@@ -277,10 +282,43 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def save_results(results_dir: str | os.PathLike[str], name: str, payload: dict[str, Any]) -> Path:
+def apply_smoke(a: argparse.Namespace, **settings: Any) -> bool:
+    """With ``--smoke``: ``settings`` replace the parsed arguments (2 steps, tiny sizes) and the results go
+    to a temporary folder. Returns whether this is a smoke run."""
+    if not getattr(a, "smoke", False):
+        return False
+    import tempfile
+
+    for key, value in settings.items():
+        setattr(a, key, value)
+    a.results_dir = tempfile.mkdtemp(prefix="bench_smoke_")
+    a.reps = a.reps or 1
+    print(f"[smoke] {settings}; results in {a.results_dir}", flush=True)
+    return True
+
+
+def peer_missing(python: str | os.PathLike[str], smoke: bool, what: str) -> bool:
+    """True when the peer's interpreter is absent and this is a smoke run (the peer is skipped, said
+    loudly); a full run without its peer is an error."""
+    if Path(python).exists():
+        return False
+    if not smoke:
+        raise SystemExit(f"peer python {python} not found: create the {what} venv (benchmarks/README.md)")
+    print(f"[smoke] the peer ({what}, {python}) is not installed: running hfcontrast alone", flush=True)
+    return True
+
+
+def save_results(
+    results_dir: str | os.PathLike[str], name: str, payload: dict[str, Any], peer_versions: dict[str, Any] | None = None
+) -> Path:
+    """``<results_dir>/<name>.json`` with the payload and its :func:`claims.provenance` (commit, dirty tree,
+    versions of both libraries, command)."""
+    from claims import provenance
+
     folder = Path(results_dir)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.json"
+    payload = {**payload, "provenance": provenance(peer_versions)}
     path.write_text(json.dumps(payload, indent=1, sort_keys=False) + "\n")
     return path
 

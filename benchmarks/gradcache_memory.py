@@ -289,6 +289,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="batches 64, 256, 1024")
+    parser.add_argument("--smoke", action="store_true", help="batches 16, 32, chunk 8, one timed step, 2 layers; a temporary file")
     parser.add_argument("--batches", type=int, nargs="*", help="default: 64 ... 4096 (quick: 64 256 1024)")
     parser.add_argument("--chunk", type=int, default=64, help="GradCache chunk / CMNRL mini_batch_size")
     parser.add_argument("--repeats", type=int, default=0, help="timed steps (default: 3, 2 or 1 by batch)")
@@ -302,6 +303,11 @@ def main() -> None:
     parser.add_argument("--method", help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.smoke:
+        import tempfile
+
+        args.batches, args.chunk, args.repeats, args.layers, args.max_length = [16, 32], 8, 1, 2, 32
+        args.out = str(Path(tempfile.mkdtemp(prefix="bench_smoke_")) / "gradcache_memory.json")
     if args.layers is None:
         args.layers = 2 if args.quick else 6
     if args.worker:
@@ -317,8 +323,10 @@ def main() -> None:
     print("\n" + table(results) + "\n")
     for key, value in summary.items():
         print(f"{key}: {value:.3f}")
+    from claims import provenance
+
     payload = {"config": {k: v for k, v in vars(args).items() if k not in ("worker", "method", "batch")},
-               "wall_s": time.time() - started, "results": results, "summary": summary}
+               "wall_s": time.time() - started, "results": results, "summary": summary, "provenance": provenance()}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=2))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 import time
 
-from common import base_parser, format_table, machine_info, save_results, wait_until_quiet
+from common import apply_smoke, base_parser, format_table, machine_info, save_results, wait_until_quiet
 
 
 def main() -> None:
@@ -22,6 +22,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=4096)
     parser.add_argument("--batch", type=int, default=256)
     args = parser.parse_args()
+    apply_smoke(args, images=64, batch=32)
     if args.wait_quiet:
         wait_until_quiet(args.wait_quiet)
     import numpy as np

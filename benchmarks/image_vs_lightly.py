@@ -40,11 +40,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     LoadSampler,
     LoopTimer,
+    apply_smoke,
     base_parser,
     format_table,
     machine_info,
     median,
     peak_rss_mb,
+    peer_missing,
     plot_side_by_side,
     ratio,
     run_worker,
@@ -285,13 +287,13 @@ def main() -> None:
     if a.worker == "lightly":
         return write_result(a.result, lightly_worker(a))
 
+    smoke = apply_smoke(a, steps=2, warmup=1, batch_size=16, bank_size=64, train_samples=64, knn_k=5)
     a.steps = a.steps or (150 if a.quick else 600)  # kNN needs ~100+ steps to move off the initial weights
     a.warmup = a.warmup or (5 if a.quick else 10)
     a.batch_size = a.batch_size or (128 if a.quick else 256)
     a.bank_size = a.bank_size or (10000 if a.quick else 60000)
     reps = a.reps or (1 if a.quick else 2)
-    if not Path(a.peer_python).exists():
-        raise SystemExit(f"peer python {a.peer_python} not found: create the lightly venv (benchmarks/README.md)")
+    libs = ("ours",) if peer_missing(a.peer_python, smoke, "lightly") else ("lightly", "ours")
     quiet = wait_until_quiet(a.wait_quiet) if a.wait_quiet else None
     tmp = Path(tempfile.mkdtemp(prefix="bench_image_"))
     runs: list[dict[str, Any]] = []
@@ -302,7 +304,7 @@ def main() -> None:
         with LoadSampler() as load:
             for method in a.methods:
                 for rep in range(reps):
-                    for lib in ("lightly", "ours") if rep % 2 == 0 else ("ours", "lightly"):
+                    for lib in libs if rep % 2 == 0 else libs[::-1]:
                         prefix = f"{method}-{lib}-{rep}"
                         argv = [__file__, "--worker", lib, "--method", method, "--init", str(tmp / "init.safetensors"),
                                 "--eval-dir", str(tmp), "--prefix", prefix]
@@ -319,6 +321,9 @@ def main() -> None:
                               f"loss {run['train_loss']:.3f}, torch {run['torch']}", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    if libs == ("ours",):
+        print("[smoke] hfcontrast ran; without the peer there is nothing to compare")
+        return
 
     summary: dict[str, Any] = {}
     rows = []

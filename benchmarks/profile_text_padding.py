@@ -28,7 +28,16 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHARED_DATA, base_parser, format_table, machine_info, median, ratio, save_results
+from common import (
+    SHARED_DATA,
+    apply_smoke,
+    base_parser,
+    format_table,
+    machine_info,
+    median,
+    ratio,
+    save_results,
+)
 
 NAME = "profile_text_padding"
 
@@ -40,6 +49,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1)
     a = parser.parse_args()
+    apply_smoke(a, batches=2, batch_size=8)
     batches = a.batches or (6 if a.quick else 20)
 
     import datasets

@@ -15,7 +15,7 @@ import os
 import sys
 import time
 
-from common import base_parser, format_table, machine_info, save_results, wait_until_quiet
+from common import apply_smoke, base_parser, format_table, machine_info, save_results, wait_until_quiet
 
 
 def _timed(fn) -> float:  # type: ignore[no-untyped-def]
@@ -36,6 +36,7 @@ def main() -> None:
     parser = base_parser(__doc__ or "")
     parser.add_argument("--num-proc", type=int, default=None, help="processes for the check (default: auto)")
     args = parser.parse_args()
+    smoke = apply_smoke(args)
     if args.wait_quiet:
         wait_until_quiet(args.wait_quiet)
     from transformers import AutoTokenizer
@@ -46,11 +47,11 @@ def main() -> None:
     from hfcontrast.demo import WIKI_SENTENCES, data_file, default_text_model, load_text_dataset
     from hfcontrast.demo.fashion_mnist import load_fashion_mnist
 
-    images = with_index_column(load_fashion_mnist("train", max_samples=12000 if args.quick else None))
+    images = with_index_column(load_fashion_mnist("train", max_samples=256 if smoke else 12000 if args.quick else None))
     views = MultiViewCollator(
         "image", pipeline=view_pipelines("light", 28, (0.286,), (0.353,)), seed=0, index_column="row_index"
     )
-    texts = load_text_dataset(data_file(WIKI_SENTENCES))
+    texts = load_text_dataset(data_file(WIKI_SENTENCES), max_samples=256 if smoke else None)
     sentences = UnsupervisedSimCSECollator(AutoTokenizer.from_pretrained(default_text_model()), "text", max_length=32)
     rows = []
     for name, dataset, collator, batch in (("Fashion-MNIST images", images, views, 128), ("Wikipedia sentences", texts, sentences, 64)):

@@ -2,6 +2,7 @@
 
     python benchmarks/text_techniques.py              # all three, about 40 min on 2 CPU cores
     python benchmarks/text_techniques.py matryoshka   # one of: matryoshka, mining, distillation
+    python benchmarks/text_techniques.py --smoke      # every run for 2 steps of 8 rows, in a temporary folder
 
 * **matryoshka**: supervised SimCSE from MiniLM on the SNLI triplets (2 epochs), with and without
   ``--matryoshka_dims 384,256,128,64,32``; STS-B dev Spearman at 384 and at 64 dimensions.
@@ -30,13 +31,16 @@ OUT = ROOT / "outputs" / "bench-text"
 SNLI = ROOT / "hfcontrast" / "demo" / "data" / "nli" / "snli_dev_triplets.csv"
 COMMON = ["--per_device_train_batch_size", "64", "--eval_strategy", "no", "--overwrite_output_dir"]
 SEEDS = (42, 1, 2)
+#: With ``--smoke``: 2 steps of 8 rows for every run, one seed, the STS file cut to 40 pairs, a temporary OUT.
+SMOKE = ["--per_device_train_batch_size", "8", "--max_steps", "2", "--max_train_samples", "32"]
+EXTRA: list[str] = []
 
 
 def recipe(name: str, *args: str, seed: int = 42) -> dict[str, float]:
     out = OUT / (name if seed == 42 else f"{name}-seed{seed}")
     if not (out / "eval_results.json").is_file():
         cmd = [sys.executable, str(ROOT / "recipes" / "simcse.py"), "--output_dir", str(out), *COMMON,
-               "--seed", str(seed), *args]  # fmt: skip
+               "--seed", str(seed), *args, *EXTRA]  # fmt: skip
         print("$", " ".join(cmd[1:]), flush=True)
         subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     return json.loads((out / "eval_results.json").read_text())
@@ -62,12 +66,14 @@ def mining() -> list[list[str]]:
     if not pairs.is_file():
         datasets.load_dataset("csv", data_files=str(SNLI), split="train").select_columns(["sent0", "sent1"]).to_csv(pairs)
     if not mined.is_file():
+        smoke = ["--max_train_samples", "32", "--range_min", "1", "--range_max", "8"] if EXTRA else []
         subprocess.run([sys.executable, str(ROOT / "recipes" / "mine_negatives.py"), "--output_file", str(mined),
-                        "--range_min", "10", "--range_max", "100", "--max_score_ratio", "0.95"], check=True, cwd=ROOT)  # fmt: skip
+                        "--range_min", "10", "--range_max", "100", "--max_score_ratio", "0.95", *smoke], check=True, cwd=ROOT)  # fmt: skip
     steps = ["--max_steps", "46", "--learning_rate", "2e-5"]
     rows = []
     for name, train in (("in-batch negatives", pairs), ("+ 1 mined negative", mined)):
-        runs = [recipe(f"mining-{'on' if train == mined else 'off'}", "--train_file", str(train), *steps, seed=s) for s in SEEDS]
+        runs = [recipe(f"mining-{'on' if train == mined else 'off'}", "--train_file", str(train), *steps, seed=s)
+                for s in (SEEDS[:1] if EXTRA else SEEDS)]
         after = [r["eval_sts_spearman"] for r in runs]
         rows.append([name, f"{runs[0]['before_sts_spearman']:.4f}", mean_sd(after), " / ".join(f"{a:.4f}" for a in after)])
     return rows
@@ -92,7 +98,17 @@ TABLES = {
 
 
 def main() -> None:
-    chosen = sys.argv[1:] or list(TABLES)
+    global OUT
+    chosen = [arg for arg in sys.argv[1:] if arg != "--smoke"] or list(TABLES)
+    if "--smoke" in sys.argv:
+        import tempfile
+
+        OUT = Path(tempfile.mkdtemp(prefix="bench_smoke_"))
+        sts = OUT / "sts-dev-40.csv"
+        rows = (ROOT / "hfcontrast" / "demo" / "data" / "stsb" / "sts-dev.csv").read_text(encoding="utf-8").splitlines()
+        sts.write_text("\n".join(rows[:40]) + "\n", encoding="utf-8")
+        EXTRA.extend([*SMOKE, "--validation_file", str(sts)])
+        print(f"[smoke] every run: {' '.join(EXTRA)}; outputs in {OUT}", flush=True)
     lines = []
     for name in chosen:
         run, header = TABLES[name]

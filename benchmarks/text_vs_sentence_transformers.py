@@ -35,6 +35,7 @@ from common import (
     SHARED_DATA,
     LoadSampler,
     LoopTimer,
+    apply_smoke,
     base_parser,
     format_table,
     machine_info,
@@ -234,6 +235,7 @@ def main() -> None:
 
     from hfcontrast.demo import default_text_model
 
+    apply_smoke(a, steps=2, warmup=1, batch_size=8, models=["random-bert"])
     # A random 2-layer BERT step takes ~0.2 s: it gets 5x the steps so its timed window is seconds, not noise.
     steps = {m: a.steps or (12 if a.quick else 40) * (5 if m == "random-bert" else 1) for m in a.models}
     a.warmup = a.warmup or (3 if a.quick else 5)

@@ -47,3 +47,44 @@ def test_sts_reader(tmp_path: Path) -> None:
     path = tmp_path / "sts.csv"
     path.write_text("g\tf\t2012\t1\t4.5\tA man.\tA person.\textra\nbad line\n")
     assert text.sts_pairs(path) == (["A man."], ["A person."], [4.5])
+
+
+# ----------------------------------------------------------------------------- every script, 2 steps
+#: Each runnable script of benchmarks/ and the arguments of its smoke run (peers included where installed).
+SMOKE_RUNS = {
+    "against_ref.py": ["--ref", "HEAD"],
+    "chunked_loss_memory.py": [],
+    "clip_vs_hf_dual_encoder.py": [],
+    "cluster_vs_lightly.py": [],
+    "gradcache_memory.py": [],
+    "image_views.py": [],
+    "image_vs_lightly.py": [],
+    "loss_kernels.py": [],
+    "profile_text_padding.py": [],
+    "row_checks.py": [],
+    "text_techniques.py": [],
+    "text_vs_sentence_transformers.py": [],
+}
+NEEDS_IMAGES = {"clip_vs_hf_dual_encoder.py", "cluster_vs_lightly.py", "image_vs_lightly.py", "row_checks.py"}
+
+
+def test_every_runnable_script_has_a_smoke_run() -> None:
+    runnable = {path.name for path in BENCH.glob("*.py") if 'if __name__ == "__main__"' in path.read_text()}
+    assert runnable == set(SMOKE_RUNS), "add the script to SMOKE_RUNS (and give it --smoke)"
+
+
+@pytest.mark.benchmark
+@pytest.mark.parametrize(
+    "script", [pytest.param(s, marks=pytest.mark.fashion_mnist) if s in NEEDS_IMAGES else s for s in sorted(SMOKE_RUNS)]
+)
+def test_smoke_run(script: str) -> None:
+    """The script runs at HEAD: 2 steps of tiny settings, its results in a temporary folder (never results/)."""
+    import os
+    import subprocess
+
+    before = {p.name: p.stat().st_mtime for p in (BENCH / "results").iterdir()}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, str(BENCH / script), "--smoke", *SMOKE_RUNS[script]], cwd=BENCH, env=env,
+                            capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    assert {p.name: p.stat().st_mtime for p in (BENCH / "results").iterdir()} == before, "a smoke run wrote results/"

@@ -20,13 +20,15 @@ from torch import Tensor, nn
 from hfcontrast import ContrastiveEncoderOutput
 from hfcontrast.distributed import (
     all_reduce_mean,
+    all_reduce_sum,
+    broadcast_tensor,
     collective_device,
     equal_batches,
     gather_detached,
     gather_with_grad,
     groups,
 )
-from hfcontrast.objectives import BYOL, CLIP, MoCo, SimCLR, SimCSE, SimSiam
+from hfcontrast.objectives import BYOL, CLIP, DINO, NNCLR, PCL, MoCo, SimCLR, SimCSE, SimSiam, SwAV
 
 META = torch.device("meta")
 
@@ -47,6 +49,7 @@ def nccl_group(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[torch.device]]:
     monkeypatch.setattr(dist, "get_backend", lambda group=None: "nccl")
     monkeypatch.setattr(dist, "all_reduce", lambda tensor, op=None, group=None, async_op=False: record(tensor))
     monkeypatch.setattr(dist, "all_gather", lambda outputs, tensor, group=None, async_op=False: record(outputs, tensor))
+    monkeypatch.setattr(dist, "broadcast", lambda tensor, src=0, group=None, async_op=False: record(tensor))
     monkeypatch.setattr(groups, "_accelerator_device", lambda kind: META)
     yield seen
 
@@ -59,6 +62,10 @@ def test_collectives_move_cpu_tensors_to_the_nccl_device(nccl_group: list[torch.
         gather_detached(torch.arange(3))  # queue ids
     assert gathered.shape == (6, 4) and offset == 0
     assert len(nccl_group) == 1 + 2 * 3 and all(device == META for device in nccl_group), nccl_group
+    nccl_group.clear()
+    assert broadcast_tensor(torch.zeros(3)).device == META  # PCL's clusters, from the first process
+    all_reduce_sum(torch.ones(2))  # SwAV's Sinkhorn sums, DINO's centre
+    assert nccl_group == [META, META], nccl_group
     nccl_group.clear()
     with pytest.raises(RuntimeError, match="meta"):  # unequal sizes: the exchange reads them on the host
         gather_with_grad(torch.randn(3, 4))
@@ -102,7 +109,16 @@ CASES = {
     "byol": (lambda m: BYOL(m, predictor_hidden_dim=8), ("query", "key"), "pixel_values"),
     "simsiam": (lambda m: SimSiam(encoder=m, predictor_hidden_dim=8), ("query", "key"), "pixel_values"),
     "clip+queue+momentum": (lambda m: CLIP(m, queue_size=8, momentum=0.9), ("image", "text"), "pixel_values"),
+    "swav+queue": (lambda m: SwAV(m, num_prototypes=4, queue_size=4), ("query", "key"), "pixel_values"),
+    "dino": (lambda m: DINO(m, out_dim=6, hidden_dim=8, bottleneck_dim=4), ("query", "key"), "pixel_values"),
+    "nnclr": (lambda m: NNCLR(encoder=m, support_size=4, predictor_hidden_dim=8), ("query", "key"), "pixel_values"),
+    "pcl": (lambda m: _clustered(PCL(m, num_rows=4, num_clusters=(2,), queue_size=8)), ("query", "key"), "pixel_values"),
 }
+
+
+def _clustered(pcl: PCL) -> PCL:
+    pcl.set_clusters(torch.randn(4, 4, generator=torch.Generator().manual_seed(0)), step=0)
+    return pcl
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -113,8 +129,9 @@ def test_every_stat_lives_on_the_embeddings_device(case: str) -> None:
     model = Toy()
     objective = build(model).train()
     batch = _views(names, key)
+    batch["ids"] = torch.arange(4)  # rows' dataset indices (PCL looks its clusters up by them)
     for step in range(2):  # the second step sees a filled queue
-        embeddings = {name: model(**view).embeddings for name, view in batch.items()}
+        embeddings = {name: model(**view).embeddings for name, view in batch.items() if isinstance(view, dict)}
         with torch.device(META):
             output = objective(embeddings, batch)
         assert output.loss.device.type == "cpu"

@@ -79,6 +79,16 @@ def test_short_path_two_processes_equal_one_explicit_process(tmp_path: Path) -> 
         assert _max_diff(dump["objective"], single["objective"]) <= 1e-10
 
 
+def test_momentum_simcse_two_processes_equal_one_process(tmp_path: Path) -> None:
+    """Positives from the momentum encoder (an EMA copy, updated after each step) and a queue of them: the
+    EMA weights, the queue and the model equal one process's over the concatenated batch."""
+    rank0, rank1, single = _float64_parity(tmp_path, ["--grad_accum", "2", "--steps", "3", "--queue_size", "10", "--momentum", "0.9"])
+    for dump in (rank0, rank1):
+        assert _max_diff(dump["weights"], single["weights"]) <= 1e-12 * _scale(single["weights"])
+        assert any(key.startswith("key_encoder.") for key in single["objective"])
+        assert _max_diff(dump["objective"], single["objective"]) <= 1e-10
+
+
 @pytest.mark.parametrize("objective", ["matryoshka", "kl"])
 def test_matryoshka_and_in_batch_kl_two_processes_equal_one_process(tmp_path: Path, objective: str) -> None:
     """Matryoshka over gathered positives and hard negatives; in-batch KL over gathered student and teacher

@@ -1,5 +1,6 @@
-"""Train a tiny ViT a few steps with SwAV (multi-crop, queue), DINO (multi-crop), NNCLR and PCL, and dump
-losses, gradients, weights and objective state per process.
+"""Train a tiny ViT a few steps with SwAV (multi-crop, queue), DINO (multi-crop), NNCLR, PCL, and the
+momentum/predictor family MoCo v3, BYOL and SimSiam (their predictors without BatchNorm, whose per-process
+statistics could not equal one process's), and dump losses, gradients, weights and objective state.
 
 Run under ``accelerate launch`` (2 processes, local batch 4) and as a plain single process over the
 concatenated batch (8); tests/test_cluster_distributed.py compares the dumps. fp64, dropout off.
@@ -14,16 +15,18 @@ from typing import Any
 import datasets
 import torch
 from gradcache_parity import Recorder, SequentialTrainer, image, record
+from torch import nn
 from transformers import ViTConfig
 
 from hfcontrast import ContrastiveVisionConfig, ContrastiveVisionModel
 from hfcontrast.distributed import rank
-from hfcontrast.objectives import DINO, NNCLR, PCL, SwAV
+from hfcontrast.objectives import BYOL, DINO, NNCLR, PCL, MoCo, SimSiam, SwAV
 from hfcontrast.objectives.base import ContrastiveObjective
 from hfcontrast.objectives.clusters import ClusterRefreshCallback
 from hfcontrast.trainer import ContrastiveTrainingArguments
 
 ROWS = 48
+FAMILIES = ("swav", "dino", "nnclr", "pcl", "mocov3", "byol", "simsiam")
 
 
 def vit(projection: str = "linear") -> ContrastiveVisionModel:
@@ -62,8 +65,27 @@ def family(name: str) -> tuple[ContrastiveVisionModel, ContrastiveObjective, Any
     if name == "nnclr":
         model = vit()
         return model, NNCLR(0.2, support_size=8, encoder=model).double(), two_views
+    if name == "pcl":
+        model = vit()
+        return model, PCL(model, num_rows=ROWS, num_clusters=(3, 5), queue_size=8, momentum=0.9).double(), two_views
     model = vit()
-    return model, PCL(model, num_rows=ROWS, num_clusters=(3, 5), queue_size=8, momentum=0.9).double(), two_views
+    predictor: ContrastiveObjective = {
+        "mocov3": lambda: MoCo(model, version="v3", temperature=0.2, predictor_hidden_dim=16, momentum=0.9),
+        "byol": lambda: BYOL(model, predictor_hidden_dim=16, momentum=0.9),
+        "simsiam": lambda: SimSiam(predictor_hidden_dim=16, encoder=model),
+    }[name]()
+    return model, without_batchnorm(predictor).double(), two_views
+
+
+def without_batchnorm(objective: ContrastiveObjective) -> ContrastiveObjective:
+    """The predictor's BatchNorm replaced by the identity: the rest of the bookkeeping (gathered keys, the
+    momentum encoder, the predictor's own gradients) is what these parity runs check."""
+    for module in list(objective.modules()):
+        for child, layer in list(module.named_children()):
+            if isinstance(layer, nn.BatchNorm1d):
+                setattr(module, child, nn.Identity())
+    assert not any(isinstance(m, nn.BatchNorm1d) for m in objective.modules())
+    return objective
 
 
 def main() -> None:
@@ -72,7 +94,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, required=True)
     args = parser.parse_args()
     dump: dict[str, Any] = {}
-    for name in ("swav", "dino", "nnclr", "pcl"):
+    for name in FAMILIES:
         torch.manual_seed(0)
         model, objective, views = family(name)
         training_args = ContrastiveTrainingArguments(

@@ -60,6 +60,7 @@ def main() -> None:
     parser.add_argument("--grad_accum", type=int, default=1)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--queue_size", type=int, default=0)
+    parser.add_argument("--momentum", type=float, default=None, help="positives from an EMA copy of the model")
     parser.add_argument("--symmetric", action="store_true")
     parser.add_argument("--pooler", default="mean")
     parser.add_argument("--float64", action="store_true")
@@ -81,7 +82,7 @@ def main() -> None:
     matryoshka = MatryoshkaConfig((32, 16, 8), (1.0, 0.5, 0.25)) if args.objective == "matryoshka" else None
     objective: ContrastiveObjective = SimCSE(
         0.05, hard_negative_weight=0.3, symmetric=args.symmetric, queue_size=args.queue_size, matryoshka=matryoshka,
-        encoder=None if args.short_path else model,
+        encoder=None if args.short_path else model, momentum=args.momentum,
     )
     if args.objective == "kl":  # in-batch KL from a frozen teacher (another random model) run on the fly
         teacher = ContrastiveTextModel(ContrastiveTextConfig(backbone_config=backbone, pooler="cls", mlp_head=False))

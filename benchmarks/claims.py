@@ -1,0 +1,139 @@
+"""What a benchmark may claim: where each number comes from, and what the spread allows.
+
+* :func:`provenance`: the git commit, whether the tree was dirty, the versions of this library and the
+  peer's, the exact command. Every results JSON carries it (``common.save_results`` adds it).
+* :func:`paired_interval` / :func:`ratio_interval`: a 95 % confidence interval of the difference (or of
+  the ratio, on the log scale) of paired runs, by Student's t. :func:`verdict` says "met" only when the whole
+  interval clears the target, else "not shown", with the interval.
+* :data:`MEASURED` lists the code each benchmark measures; :func:`stale` tells whether a JSON's commit is
+  older than the last change to it. ``tests/test_benchmark_claims.py`` checks every quoted table against
+  its JSON and that commit.
+
+Importable from any virtual environment (standard library at import time; scipy when an interval is made).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LIBRARY = ("hfcontrast", "torch", "transformers", "accelerate", "datasets", "sentence-transformers")
+#: The code each benchmark measures: a JSON from a commit older than the last change to these is stale.
+MEASURED: dict[str, tuple[str, ...]] = {
+    "text_vs_sentence_transformers": ("hfcontrast/trainer", "hfcontrast/objectives", "hfcontrast/losses",
+                                      "hfcontrast/collators", "hfcontrast/models", "hfcontrast/distributed",
+                                      "benchmarks/text_vs_sentence_transformers.py"),
+    "image_vs_lightly": ("hfcontrast/trainer", "hfcontrast/objectives", "hfcontrast/losses", "hfcontrast/collators",
+                         "hfcontrast/augment", "hfcontrast/models", "hfcontrast/memory", "benchmarks/image_vs_lightly.py"),
+    "cluster_vs_lightly": ("hfcontrast/trainer", "hfcontrast/objectives", "hfcontrast/losses", "hfcontrast/collators",
+                           "hfcontrast/augment", "hfcontrast/models", "benchmarks/cluster_vs_lightly.py"),
+    "clip_vs_hf_dual_encoder": ("hfcontrast/trainer", "hfcontrast/objectives", "hfcontrast/losses",
+                                "hfcontrast/collators", "hfcontrast/models", "benchmarks/clip_vs_hf_dual_encoder.py"),
+    "loss_kernels": ("hfcontrast/losses", "benchmarks/loss_kernels.py"),
+}  # fmt: skip
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip()
+
+
+def versions(names: Sequence[str] = LIBRARY) -> dict[str, str | None]:
+    """Installed versions of ``names`` in this environment (``None`` when absent)."""
+    found: dict[str, str | None] = {}
+    for name in names:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def provenance(peer_versions: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Where a result comes from: commit, dirty tree (tracked files changed), versions, the command."""
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "commit": _git("rev-parse", "HEAD"),
+        "dirty": None if status is None else bool(status),
+        "versions": versions(),
+        "peer_versions": dict(peer_versions or {}),
+        "python": platform.python_version(),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "cwd": os.getcwd(),
+    }
+
+
+def last_change(paths: Sequence[str]) -> str | None:
+    """The newest commit that touched any of ``paths`` (``None`` without git history)."""
+    return _git("log", "-1", "--format=%H", "--", *paths)
+
+
+def stale(commit: str | None, paths: Sequence[str]) -> str | None:
+    """Why a result measured at ``commit`` no longer speaks for ``paths`` (``None``: it does)."""
+    if not commit:
+        return "the result records no commit"
+    changed = last_change(paths)
+    if changed is None:
+        return None  # no history here to judge by
+    if _git("merge-base", "--is-ancestor", changed, commit) is None:
+        return f"measured at {commit[:9]}, but {changed[:9]} changed {', '.join(paths)} since"
+    return None
+
+
+def _t(level: float, dof: int) -> float:
+    from scipy import stats
+
+    return float(stats.t.ppf(0.5 + level / 2, dof))
+
+
+def paired_interval(ours: Sequence[float], peer: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """``(mean, low, high)`` of ``ours - peer`` over paired runs (one seed, one pair), Student's t."""
+    if len(ours) != len(peer) or len(ours) < 2:
+        raise ValueError(f"need two or more pairs, got {len(ours)} and {len(peer)}")
+    diffs = [a - b for a, b in zip(ours, peer, strict=True)]
+    mean = sum(diffs) / len(diffs)
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1))
+    half = _t(level, len(diffs) - 1) * sd / math.sqrt(len(diffs))
+    return mean, mean - half, mean + half
+
+
+def ratio_interval(ours: Sequence[float], peer: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """``(geometric mean, low, high)`` of ``ours / peer`` over paired runs: the t interval of the log ratios."""
+    mean, low, high = paired_interval([math.log(a) for a in ours], [math.log(b) for b in peer], level)
+    return math.exp(mean), math.exp(low), math.exp(high)
+
+
+def verdict(low: float, high: float, target: float) -> str:
+    """``"met"`` when the whole interval ``[low, high]`` is at or above ``target``, else ``"not shown"``."""
+    return "met" if low >= target else f"not shown ({low:.3g} to {high:.3g} vs {target:g})"
+
+
+def interval_verdicts(
+    pairs: Sequence[Sequence[Mapping[str, float]]], speed: str, quality: str, speed_target: float, quality_target: float
+) -> dict[str, Any]:
+    """Over paired runs ``[(peer, ours), ...]`` (one per seed): the 95 % interval of the speed ratio and of the
+    quality difference, and the verdict: "met" only when both whole intervals clear their targets."""
+    peer, ours = [p[speed] for p, _ in pairs], [o[speed] for _, o in pairs]
+    if len(pairs) < 2:
+        return {"target": "not shown (one seed: no interval)"}
+    speed_interval = ratio_interval(ours, peer)
+    quality_interval = paired_interval([o[quality] for _, o in pairs], [p[quality] for p, _ in pairs])
+    verdicts = [verdict(speed_interval[1], speed_interval[2], speed_target),
+                verdict(quality_interval[1], quality_interval[2], quality_target)]  # fmt: skip
+    shown = [v for v in verdicts if v != "met"]
+    return {
+        "throughput_ratio_interval": speed_interval,
+        f"{quality}_delta_interval": quality_interval,
+        "target": "met" if not shown else "; ".join(shown),
+    }
