@@ -97,7 +97,9 @@ def _t(level: float, dof: int) -> float:
     return float(stats.t.ppf(0.5 + level / 2, dof))
 
 
-def paired_interval(ours: Sequence[float], peer: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+def paired_interval(
+    ours: Sequence[float], peer: Sequence[float], level: float = 0.95
+) -> tuple[float, float, float]:
     """``(mean, low, high)`` of ``ours - peer`` over paired runs (one seed, one pair), Student's t."""
     if len(ours) != len(peer) or len(ours) < 2:
         raise ValueError(f"need two or more pairs, got {len(ours)} and {len(peer)}")
@@ -108,7 +110,9 @@ def paired_interval(ours: Sequence[float], peer: Sequence[float], level: float =
     return mean, mean - half, mean + half
 
 
-def ratio_interval(ours: Sequence[float], peer: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+def ratio_interval(
+    ours: Sequence[float], peer: Sequence[float], level: float = 0.95
+) -> tuple[float, float, float]:
     """``(geometric mean, low, high)`` of ``ours / peer`` over paired runs: the t interval of the log ratios."""
     mean, low, high = paired_interval([math.log(a) for a in ours], [math.log(b) for b in peer], level)
     return math.exp(mean), math.exp(low), math.exp(high)
@@ -120,7 +124,11 @@ def verdict(low: float, high: float, target: float) -> str:
 
 
 def interval_verdicts(
-    pairs: Sequence[Sequence[Mapping[str, float]]], speed: str, quality: str, speed_target: float, quality_target: float
+    pairs: Sequence[Sequence[Mapping[str, float]]],
+    speed: str,
+    quality: str,
+    speed_target: float,
+    quality_target: float,
 ) -> dict[str, Any]:
     """Over paired runs ``[(peer, ours), ...]`` (one per seed): the 95 % interval of the speed ratio and of the
     quality difference, and the verdict: "met" only when both whole intervals clear their targets."""

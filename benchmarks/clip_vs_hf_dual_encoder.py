@@ -109,11 +109,19 @@ def train_worker(a: argparse.Namespace) -> dict[str, Any]:
 
             mean, std = normalization_from_processor(processor)
             size = int(model.config.vision_config.image_size)
-            collator = ImageTextCollator(eval_pipeline(size, mean, std, resize_size=size), tokenizer, seed=a.seed,
-                                         index_column="idx", max_length=MAX_LENGTH)
+            collator = ImageTextCollator(
+                eval_pipeline(size, mean, std, resize_size=size),
+                tokenizer,
+                seed=a.seed,
+                index_column="idx",
+                max_length=MAX_LENGTH,
+            )
             trainer: Any = ContrastiveTrainer(
-                model=model, args=ContrastiveTrainingArguments(**training_args(a, scratch, world)),
-                objective=CLIP(), train_dataset=with_index_column(train, "idx"), data_collator=collator,
+                model=model,
+                args=ContrastiveTrainingArguments(**training_args(a, scratch, world)),
+                objective=CLIP(),
+                train_dataset=with_index_column(train, "idx"),
+                data_collator=collator,
                 callbacks=[step_timer_callback(timer)],
             )
         else:
@@ -125,7 +133,9 @@ def train_worker(a: argparse.Namespace) -> dict[str, Any]:
             )
 
             config = VisionTextDualEncoderConfig.from_vision_text_configs(
-                model.config.vision_config, model.config.text_config, projection_dim=model.config.projection_dim
+                model.config.vision_config,
+                model.config.text_config,
+                projection_dim=model.config.projection_dim,
             )
             peer = VisionTextDualEncoderModel(config)
             # The same starting weights, loaded strictly: towers (MiniLM, the ViT init), poolers, projections, scale.
@@ -143,23 +153,40 @@ def train_worker(a: argparse.Namespace) -> dict[str, Any]:
 
             train.set_transform(transform_images)
 
-            def collate_fn(rows: list[dict[str, Any]]) -> dict[str, Any]:  # captions padded to the batch's longest
+            def collate_fn(
+                rows: list[dict[str, Any]],
+            ) -> dict[str, Any]:  # captions padded to the batch's longest
                 text = tokenizer([row["caption"] for row in rows], max_length=MAX_LENGTH, padding=True,
                                  truncation=True, return_tensors="pt")  # fmt: skip
-                return {"pixel_values": torch.stack([row["pixel_values"] for row in rows]),
-                        "input_ids": text["input_ids"], "attention_mask": text["attention_mask"], "return_loss": True}
+                return {
+                    "pixel_values": torch.stack([row["pixel_values"] for row in rows]),
+                    "input_ids": text["input_ids"],
+                    "attention_mask": text["attention_mask"],
+                    "return_loss": True,
+                }
 
             model = peer
-            trainer = Trainer(model=peer, args=TrainingArguments(**training_args(a, scratch, world)),
-                              train_dataset=train, data_collator=collate_fn, callbacks=[step_timer_callback(timer)])
+            trainer = Trainer(
+                model=peer,
+                args=TrainingArguments(**training_args(a, scratch, world)),
+                train_dataset=train,
+                data_collator=collate_fn,
+                callbacks=[step_timer_callback(timer)],
+            )
         result = trainer.train()
         rss = peak_rss_mb()
         trainer.save_model(a.export)
         if a.lib != "ours" and trainer.is_world_process_zero():
             tokenizer.save_pretrained(a.export)
-    return {"lib": a.lib, "world_size": world, "peak_rss_mb": rss, "train_loss": float(result.training_loss),
-            "torch": torch.__version__, "threads": torch.get_num_threads(),
-            **timer.throughput(a.warmup, (a.batch_size // world) * world)}
+    return {
+        "lib": a.lib,
+        "world_size": world,
+        "peak_rss_mb": rss,
+        "train_loss": float(result.training_loss),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        **timer.throughput(a.warmup, (a.batch_size // world) * world),
+    }
 
 
 def eval_worker(a: argparse.Namespace) -> dict[str, Any]:
@@ -179,16 +206,23 @@ def eval_worker(a: argparse.Namespace) -> dict[str, Any]:
     tokenizer = AutoTokenizer.from_pretrained(default_text_model())
 
     def pixels(images: list[Any]) -> torch.Tensor:  # resize 28 (a no-op here), [0, 1], mean/std 0.5
-        arrays = [np.asarray(image.convert("RGB").resize((28, 28)), dtype=np.float32) / 255.0 for image in images]
+        arrays = [
+            np.asarray(image.convert("RGB").resize((28, 28)), dtype=np.float32) / 255.0 for image in images
+        ]
         return (torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) - 0.5) / 0.5
 
     def tokens(texts: list[str]) -> dict[str, torch.Tensor]:
-        return dict(tokenizer(texts, padding=True, truncation=True, max_length=MAX_LENGTH, return_tensors="pt"))
+        return dict(
+            tokenizer(texts, padding=True, truncation=True, max_length=MAX_LENGTH, return_tensors="pt")
+        )
 
     test_pixels, pair_pixels = pixels(test["image"]), pixels(pairs["image"])
     labels = torch.tensor(test["label"])
-    prompts = [captions.fill(t, name) for name in captions.FASHION_MNIST_CLASS_NAMES
-               for t in captions.HELD_OUT_TEMPLATES]
+    prompts = [
+        captions.fill(t, name)
+        for name in captions.FASHION_MNIST_CLASS_NAMES
+        for t in captions.HELD_OUT_TEMPLATES
+    ]
     prompt_tokens, pair_tokens = tokens(prompts), tokens(list(pairs["caption"]))
 
     def features(output: Any) -> torch.Tensor:
@@ -197,16 +231,27 @@ def eval_worker(a: argparse.Namespace) -> dict[str, Any]:
 
     out = {}
     for path in a.paths:
-        model = (VisionTextDualEncoderModel if "peer" in Path(path).name else AutoModel).from_pretrained(path).eval()
+        model = (
+            (VisionTextDualEncoderModel if "peer" in Path(path).name else AutoModel)
+            .from_pretrained(path)
+            .eval()
+        )
         with torch.inference_mode():
-            image = torch.cat([features(model.get_image_features(pixel_values=test_pixels[i : i + 512]))
-                               for i in range(0, len(test_pixels), 512)])
+            image = torch.cat(
+                [
+                    features(model.get_image_features(pixel_values=test_pixels[i : i + 512]))
+                    for i in range(0, len(test_pixels), 512)
+                ]
+            )
             classes = features(model.get_text_features(**prompt_tokens))
-            classes = F.normalize(classes.view(len(captions.FASHION_MNIST_CLASS_NAMES), -1, classes.shape[-1])
-                                  .mean(1), dim=-1)
+            classes = F.normalize(
+                classes.view(len(captions.FASHION_MNIST_CLASS_NAMES), -1, classes.shape[-1]).mean(1), dim=-1
+            )
             zero_shot = 100.0 * float(((image @ classes.T).argmax(1) == labels).float().mean())
-            sims = features(model.get_text_features(**pair_tokens)) @ features(
-                model.get_image_features(pixel_values=pair_pixels)).T
+            sims = (
+                features(model.get_text_features(**pair_tokens))
+                @ features(model.get_image_features(pixel_values=pair_pixels)).T
+            )
             target = torch.arange(len(sims))
             out[path] = {
                 "zeroshot_top1": zero_shot,
@@ -236,8 +281,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps at the start")
     parser.add_argument("--batch-size", type=int, default=128, help="global batch (per device: / processes)")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads per process (0: torch default; default: 1 with --quick, else 0)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads per process (0: torch default; default: 1 with --quick, else 0)",
+    )
     parser.add_argument("--train-samples", type=int, default=None)
     parser.add_argument("--test-samples", type=int, default=None)
     parser.add_argument("--processes", type=int, nargs="*", default=[1, 2], help="1 and/or 2")
@@ -265,33 +314,68 @@ def main() -> None:
                 launcher = None
                 env = {}
                 if processes > 1:
-                    launcher = [accelerate, "launch", "--multi_gpu", "--num_processes", str(processes),
-                                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+                    launcher = [
+                        accelerate,
+                        "launch",
+                        "--multi_gpu",
+                        "--num_processes",
+                        str(processes),
+                        "--num_machines",
+                        "1",
+                        "--mixed_precision",
+                        "no",
+                        "--dynamo_backend",
+                        "no",
+                    ]
                     env = {"ACCELERATE_USE_CPU": "1"}
                 threads = a.threads or (1 if processes > 1 else 0)
                 for rep in range(reps):
                     for lib in ("peer", "ours") if rep % 2 == 0 else ("ours", "peer"):
                         export = tmp / f"{lib}-{processes}p-{rep}"
                         argv = [__file__, "--worker", "train", "--lib", lib, "--export", str(export)]
-                        for flag, value in (("steps", a.steps), ("warmup", a.warmup), ("batch-size", a.batch_size),
-                                            ("seed", a.seed), ("threads", threads),
-                                            ("train-samples", a.train_samples)):
+                        for flag, value in (
+                            ("steps", a.steps),
+                            ("warmup", a.warmup),
+                            ("batch-size", a.batch_size),
+                            ("seed", a.seed),
+                            ("threads", threads),
+                            ("train-samples", a.train_samples),
+                        ):
                             argv += [f"--{flag}", str(value)]
                         run = run_worker(argv, launcher=launcher, env=env)
                         run.update(processes=processes, rep=rep, export=str(export))
                         runs.append(run)
-                        print(f"[{processes} proc rep {rep} {lib:4s}] {run['samples_per_s']:.1f} samples/s, "
-                              f"rss {run['peak_rss_mb']:.0f} MiB, loss {run['train_loss']:.3f}", flush=True)
-        scored = run_worker([__file__, "--worker", "eval", "--test-samples", str(a.test_samples),
-                             "--threads", str(a.threads),
-                             "--paths", *[r["export"] for r in runs]])
+                        print(
+                            f"[{processes} proc rep {rep} {lib:4s}] {run['samples_per_s']:.1f} samples/s, "
+                            f"rss {run['peak_rss_mb']:.0f} MiB, loss {run['train_loss']:.3f}",
+                            flush=True,
+                        )
+        scored = run_worker(
+            [
+                __file__,
+                "--worker",
+                "eval",
+                "--test-samples",
+                str(a.test_samples),
+                "--threads",
+                str(a.threads),
+                "--paths",
+                *[r["export"] for r in runs],
+            ]
+        )
         for run in runs:
             run.update(scored["metrics"][run.pop("export")])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    keys = ("samples_per_s", "samples_per_cpu_s", "peak_rss_mb", "zeroshot_top1", "text_to_image_R@1",
-            "image_to_text_R@1")
+    keys = (
+        "samples_per_s",
+        "samples_per_cpu_s",
+        "peak_rss_mb",
+        "zeroshot_top1",
+        "text_to_image_R@1",
+        "image_to_text_R@1",
+    )
     summary: dict[str, Any] = {}
     rows = []
     for processes in a.processes:
@@ -304,29 +388,78 @@ def main() -> None:
         entry["target"] = "MET" if entry["throughput_ratio"] >= TARGET_THROUGHPUT else "MISSED"
         entry["negatives_per_row"] = {"peer": a.batch_size // processes, "ours": a.batch_size}
         summary[name] = entry
-        rows.append([name, entry["peer"]["samples_per_s"], entry["ours"]["samples_per_s"], entry["throughput_ratio"],
-                     entry["peer"]["zeroshot_top1"], entry["ours"]["zeroshot_top1"],
-                     entry["peer"]["text_to_image_R@1"], entry["ours"]["text_to_image_R@1"],
-                     entry["peer"]["image_to_text_R@1"], entry["ours"]["image_to_text_R@1"],
-                     f"{a.batch_size // processes} / {a.batch_size}", entry["target"]])
+        rows.append(
+            [
+                name,
+                entry["peer"]["samples_per_s"],
+                entry["ours"]["samples_per_s"],
+                entry["throughput_ratio"],
+                entry["peer"]["zeroshot_top1"],
+                entry["ours"]["zeroshot_top1"],
+                entry["peer"]["text_to_image_R@1"],
+                entry["ours"]["text_to_image_R@1"],
+                entry["peer"]["image_to_text_R@1"],
+                entry["ours"]["image_to_text_R@1"],
+                f"{a.batch_size // processes} / {a.batch_size}",
+                entry["target"],
+            ]
+        )
     info = machine_info()
     info.update(load.summary())
     if quiet:
         info["wait_quiet"] = quiet
-    settings = {k: getattr(a, k) for k in ("quick", "steps", "warmup", "batch_size", "seed", "threads",
-                                          "train_samples", "test_samples", "processes")}
+    settings = {
+        k: getattr(a, k)
+        for k in (
+            "quick",
+            "steps",
+            "warmup",
+            "batch_size",
+            "seed",
+            "threads",
+            "train_samples",
+            "test_samples",
+            "processes",
+        )
+    }
     settings.update(reps=reps, retrieval_pairs=scored["pairs"])
-    payload = {"name": NAME, "machine": info, "settings": settings, "summary": summary, "runs": runs,
-               "targets": {"throughput_ratio": TARGET_THROUGHPUT}}
+    payload = {
+        "name": NAME,
+        "machine": info,
+        "settings": settings,
+        "summary": summary,
+        "runs": runs,
+        "targets": {"throughput_ratio": TARGET_THROUGHPUT},
+    }
     save_results(a.results_dir, NAME, payload)
     plot(Path(a.results_dir) / f"{NAME}.png", summary)
-    print(f"\nload average (1 min) during the runs: {info['load1_min']:.2f} .. {info['load1_max']:.2f}; "
-          f"zero-shot on {scored['test_images']} test images, R@1 on {scored['pairs']} pairs")
-    print(f"{NAME}: global batch {a.batch_size}, {a.steps} steps; target samples/s >= {TARGET_THROUGHPUT}x the "
-          "HF dual encoder (gathered negatives on)")
-    print(format_table(["run", "HF samples/s", "ours samples/s", "ratio", "HF zero-shot", "ours zero-shot",
-                        "HF t2i R@1", "ours t2i R@1", "HF i2t R@1", "ours i2t R@1", "negatives HF / ours",
-                        "target"], rows))
+    print(
+        f"\nload average (1 min) during the runs: {info['load1_min']:.2f} .. {info['load1_max']:.2f}; "
+        f"zero-shot on {scored['test_images']} test images, R@1 on {scored['pairs']} pairs"
+    )
+    print(
+        f"{NAME}: global batch {a.batch_size}, {a.steps} steps; target samples/s >= {TARGET_THROUGHPUT}x the "
+        "HF dual encoder (gathered negatives on)"
+    )
+    print(
+        format_table(
+            [
+                "run",
+                "HF samples/s",
+                "ours samples/s",
+                "ratio",
+                "HF zero-shot",
+                "ours zero-shot",
+                "HF t2i R@1",
+                "ours t2i R@1",
+                "HF i2t R@1",
+                "ours i2t R@1",
+                "negatives HF / ours",
+                "target",
+            ],
+            rows,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -80,12 +80,16 @@ TARGET_THROUGHPUT, TARGET_KNN_DELTA = 1.0, -1.0
 def prototypes_init(seed: int) -> Any:
     import torch
 
-    return torch.nn.functional.normalize(torch.randn(PROTOTYPES, 128, generator=torch.Generator().manual_seed(seed)), dim=1)
+    return torch.nn.functional.normalize(
+        torch.randn(PROTOTYPES, 128, generator=torch.Generator().manual_seed(seed)), dim=1
+    )
 
 
 def our_view_pipelines(method: str) -> tuple[Any, Any]:
     """Our global and local crop pipelines for ``method`` (local is None for NNCLR)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the peer's venv has no hfcontrast installed
+    sys.path.insert(
+        0, str(Path(__file__).resolve().parents[1])
+    )  # the peer's venv has no hfcontrast installed
     from hfcontrast.augment.pipelines import ViewParams, ViewPipeline, local_crop_pipeline
 
     global_scale, local_scale = CROPS[method]
@@ -129,7 +133,9 @@ def ours_worker(a: argparse.Namespace) -> dict[str, Any]:
             objective = SwAV(model, num_prototypes=PROTOTYPES, temperature=0.1)
             objective.prototypes.weight.data.copy_(prototypes_init(a.seed))
         else:
-            objective = DINO(model, out_dim=DINO_OUT, hidden_dim=512, bottleneck_dim=64, momentum=0.99, final_momentum=1.0)
+            objective = DINO(
+                model, out_dim=DINO_OUT, hidden_dim=512, bottleneck_dim=64, momentum=0.99, final_momentum=1.0
+            )
     if a.replay_dir:
         collator = recording(collator, Path(a.replay_dir))
     timer = LoopTimer()
@@ -186,7 +192,9 @@ def lightly_worker(a: argparse.Namespace) -> dict[str, Any]:
             solarization_prob=0.0, **common,
         )  # fmt: skip
     else:
-        transform = SimCLRTransform(input_size=IMAGE_SIZE, min_scale=global_scale[0], gaussian_blur=0.0, **common)
+        transform = SimCLRTransform(
+            input_size=IMAGE_SIZE, min_scale=global_scale[0], gaussian_blur=0.0, **common
+        )
     if a.peer_views == "ours":
         transform = pipeline_transform(*our_view_pipelines(a.method), LOCAL_CROPS, a.seed)
     loader = peer_loader(transform, a) if not a.replay_dir else replayed(Path(a.replay_dir))
@@ -221,12 +229,19 @@ def lightly_worker(a: argparse.Namespace) -> dict[str, Any]:
         criterion = NTXentLoss(temperature=0.1)
         params += list(head.parameters())
     optimizer = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.0)
+
     def loss_of(views: Any, step: int) -> Any:
         if a.method == "swav":
             prototypes.normalize()
             if a.peer_group_crops:  # one forward per resolution, as ours and the SwAV paper's code
                 groups = [torch.cat(views[:2]), torch.cat(views[2:])]
-                crops = [c for g in groups for c in prototypes(F.normalize(head(features(backbone, g)), dim=1)).chunk(len(g) // len(views[0]))]
+                crops = [
+                    c
+                    for g in groups
+                    for c in prototypes(F.normalize(head(features(backbone, g)), dim=1)).chunk(
+                        len(g) // len(views[0])
+                    )
+                ]
             else:  # lightly's example: one forward per crop
                 crops = [prototypes(F.normalize(head(features(backbone, v)), dim=1)) for v in views]
             return criterion(crops[:2], crops[2:])
@@ -234,11 +249,15 @@ def lightly_worker(a: argparse.Namespace) -> dict[str, Any]:
             momentum = cosine_schedule(step, a.steps, 0.99, 1.0)
             update_momentum(backbone, teacher, m=momentum)
             update_momentum(head, teacher_head, m=momentum)
-            if a.peer_group_crops:  # one forward per resolution (teacher: the two global crops together), as ours
+            if (
+                a.peer_group_crops
+            ):  # one forward per resolution (teacher: the two global crops together), as ours
                 with torch.no_grad():
                     targets = list(teacher_head(features(teacher, torch.cat(views[:2]))).chunk(2))
                 groups = [torch.cat(views[:2]), torch.cat(views[2:])]
-                students = [c for g in groups for c in head(features(backbone, g)).chunk(len(g) // len(views[0]))]
+                students = [
+                    c for g in groups for c in head(features(backbone, g)).chunk(len(g) // len(views[0]))
+                ]
                 return criterion(targets, students)
             with torch.no_grad():  # lightly's example: one forward per crop
                 targets = [teacher_head(features(teacher, v)) for v in views[:2]]
@@ -279,7 +298,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="repeat with each seed (default: --seed)")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=None, help="repeat with each seed (default: --seed)"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--num-workers", type=int, default=0)
     parser.add_argument("--train-samples", type=int, default=60000)
@@ -301,7 +322,9 @@ def main() -> None:
             baseline_embeddings(tmp)
             before[seed] = knn_top1(tmp, "init", a.knn_k, 0.1)
             for method in a.methods:
-                libs = [lib for lib in peers if lib == "lightly" or method != "nnclr"]  # NNCLR: 2 crops, one size
+                libs = [
+                    lib for lib in peers if lib == "lightly" or method != "nnclr"
+                ]  # NNCLR: 2 crops, one size
                 order = [*libs, "ours"] if repeat % 2 == 0 and not a.replay_dir else ["ours", *libs]
                 for lib in order:  # alternate who goes first (ours first when the peer replays our batches)
                     runs.append(measure(a, tmp, method, lib, seed))
@@ -316,18 +339,32 @@ def main() -> None:
                  for seed in seeds]  # fmt: skip
         ratios = [ratio(ours["images_per_s"], peer["images_per_s"]) for peer, ours in pairs]
         deltas = [ours["knn_top1"] - peer["knn_top1"] for peer, ours in pairs]
-        per_crop = [r["images_per_s"] for r in runs if (r["method"], r["lib"]) == (method, "lightly_per_crop")]
+        per_crop = [
+            r["images_per_s"] for r in runs if (r["method"], r["lib"]) == (method, "lightly_per_crop")
+        ]
         entry = {"lightly": mean_of(pairs, 0), "ours": mean_of(pairs, 1), "throughput_ratio": sum(ratios) / len(ratios),
                  "throughput_ratios": ratios, "knn_delta": sum(deltas) / len(deltas), "knn_deltas": deltas,
                  "lightly_per_crop_images_per_s": sum(per_crop) / len(per_crop) if per_crop else None}  # fmt: skip
-        entry.update(interval_verdicts(pairs, "images_per_s", "knn_top1", TARGET_THROUGHPUT, TARGET_KNN_DELTA))
+        entry.update(
+            interval_verdicts(pairs, "images_per_s", "knn_top1", TARGET_THROUGHPUT, TARGET_KNN_DELTA)
+        )
         summary[method] = entry
         rows.append([method, mean_sd([p["images_per_s"] for p, _ in pairs], 1),
                      mean_sd(per_crop, 1) if per_crop else "-", mean_sd([o["images_per_s"] for _, o in pairs], 1),
                      mean_sd(ratios, 2), mean_sd([p["knn_top1"] for p, _ in pairs], 2),
                      mean_sd([o["knn_top1"] for _, o in pairs], 2), mean_sd(deltas, 2), entry["target"]])  # fmt: skip
-    keys = ("quick", "steps", "batch_size", "lr", "threads", "train_samples", "bank_size", "peer_group_crops", "peer_views",
-            "peer_prototype_bias")
+    keys = (
+        "quick",
+        "steps",
+        "batch_size",
+        "lr",
+        "threads",
+        "train_samples",
+        "bank_size",
+        "peer_group_crops",
+        "peer_views",
+        "peer_prototype_bias",
+    )
     settings = {k: getattr(a, k) for k in keys}
     subset = set(a.methods) != set(METHODS)  # a subset keeps the full run's file
     name = "_".join([NAME, *a.methods, f"{a.steps}steps"]) if subset else NAME
@@ -349,9 +386,17 @@ def measure(a: argparse.Namespace, tmp: Path, method: str, lib: str, seed: int) 
         argv += [f"--{flag.replace('_', '-')}", str(getattr(a, flag))]
     argv += ["--peer-group-crops"] if lib == "lightly" else []  # the verdict's peer groups crops, as ours
     argv += ["--peer-prototype-bias"] if a.peer_prototype_bias else []
-    argv += ["--peer-views", a.peer_views] + (["--replay-dir", str(tmp / f"replay-{method}-{seed}")] if a.replay_dir else [])
+    argv += ["--peer-views", a.peer_views] + (
+        ["--replay-dir", str(tmp / f"replay-{method}-{seed}")] if a.replay_dir else []
+    )
     run = run_worker(argv, python=a.peer_python if worker == "lightly" else sys.executable)
-    run.update(method=method, lib=lib, seed=seed, images_per_s=run["samples_per_s"], knn_top1=knn_top1(tmp, prefix, a.knn_k, 0.1))
+    run.update(
+        method=method,
+        lib=lib,
+        seed=seed,
+        images_per_s=run["samples_per_s"],
+        knn_top1=knn_top1(tmp, prefix, a.knn_k, 0.1),
+    )
     print(f"[{method} {lib:7s} seed {seed}] {run['images_per_s']:.1f} images/s, kNN {run['knn_top1']:.2f}, "
           f"loss {run['train_loss']:.3f}, calib {run['calib_s'] * 1000:.0f} ms", flush=True)  # fmt: skip
     return run
@@ -361,6 +406,7 @@ def mean_of(pairs: list[list[dict[str, Any]]], index: int) -> dict[str, float]:
     """One library's numbers, averaged over the seeds."""
     keys = ("images_per_s", "knn_top1", "peak_rss_mb", "train_loss")
     return {k: sum(p[index][k] for p in pairs) / len(pairs) for k in keys}
+
 
 if __name__ == "__main__":
     main()

@@ -76,6 +76,8 @@ NAME = "image_vs_lightly"
 TARGET_THROUGHPUT = 1.0
 TARGET_KNN_DELTA = -1.0  # points
 DEFAULT_PEER_PYTHON = "/work/lightly-venv/bin/python"
+
+
 # ----------------------------------------------------------------------------- workers
 def ours_worker(a: argparse.Namespace) -> dict[str, Any]:
     import torch
@@ -94,7 +96,10 @@ def ours_worker(a: argparse.Namespace) -> dict[str, Any]:
     set_seed(a.seed)
     spec = METHODS[a.method]
     config = ContrastiveVisionConfig(
-        backbone_config=ResNetConfig(**RESNET), projection="mlp", projection_dim=128, projection_hidden_dim=256
+        backbone_config=ResNetConfig(**RESNET),
+        projection="mlp",
+        projection_dim=128,
+        projection_hidden_dim=256,
     )
     model = ContrastiveVisionModel(config)
     backbone, head = load_init(a.init)
@@ -102,23 +107,42 @@ def ours_worker(a: argparse.Namespace) -> dict[str, Any]:
     assert model.projection is not None
     model.projection.layers.load_state_dict(head)
     if a.method == "simclr":
-        pipeline = simclr_pipeline(size=IMAGE_SIZE, crop_scale=(spec["min_scale"], 1.0),
-                                   jitter_strength=spec["jitter"], blur_p=0.0)
+        pipeline = simclr_pipeline(
+            size=IMAGE_SIZE, crop_scale=(spec["min_scale"], 1.0), jitter_strength=spec["jitter"], blur_p=0.0
+        )
         objective: Any = SimCLR(temperature=spec["temperature"])
     else:
         pipeline = mocov2_pipeline(size=IMAGE_SIZE, crop_scale=(spec["min_scale"], 1.0), blur_p=0.0)
-        objective = MoCo(model, version="v2", temperature=spec["temperature"], queue_size=QUEUE,
-                         momentum=MOCO_MOMENTUM, final_momentum=MOCO_MOMENTUM)
+        objective = MoCo(
+            model,
+            version="v2",
+            temperature=spec["temperature"],
+            queue_size=QUEUE,
+            momentum=MOCO_MOMENTUM,
+            final_momentum=MOCO_MOMENTUM,
+        )
     train = load_fashion_mnist("train", max_samples=a.train_samples)
     timer = LoopTimer()
     with tempfile.TemporaryDirectory() as scratch:
         trainer = ContrastiveTrainer(
             model=model,
             args=ContrastiveTrainingArguments(
-                output_dir=scratch, per_device_train_batch_size=a.batch_size, learning_rate=a.lr,
-                max_steps=a.steps, seed=a.seed, data_seed=a.seed, lr_scheduler_type="constant", weight_decay=0.0,
-                warmup_steps=0, logging_steps=10, save_strategy="no", report_to="none", disable_tqdm=True,
-                dataloader_drop_last=True, dataloader_num_workers=a.num_workers, use_cpu=True,
+                output_dir=scratch,
+                per_device_train_batch_size=a.batch_size,
+                learning_rate=a.lr,
+                max_steps=a.steps,
+                seed=a.seed,
+                data_seed=a.seed,
+                lr_scheduler_type="constant",
+                weight_decay=0.0,
+                warmup_steps=0,
+                logging_steps=10,
+                save_strategy="no",
+                report_to="none",
+                disable_tqdm=True,
+                dataloader_drop_last=True,
+                dataloader_num_workers=a.num_workers,
+                use_cpu=True,
                 max_grad_norm=0.0,  # lightly's loop does not clip gradients (Trainer's default clips at 1.0)
             ),
             objective=objective,
@@ -130,9 +154,15 @@ def ours_worker(a: argparse.Namespace) -> dict[str, Any]:
     rss = peak_rss_mb()
     model.eval()
     embed_eval_arrays(lambda x: model(pixel_values=x).embeddings, a.eval_dir, a.prefix)
-    return {"lib": "ours", "peak_rss_mb": rss, "train_loss": float(result.training_loss), "calib_s": calib,
-            "torch": torch.__version__, "threads": torch.get_num_threads(),
-            **timer.throughput(a.warmup, a.batch_size)}
+    return {
+        "lib": "ours",
+        "peak_rss_mb": rss,
+        "train_loss": float(result.training_loss),
+        "calib_s": calib,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        **timer.throughput(a.warmup, a.batch_size),
+    }
 
 
 def lightly_worker(a: argparse.Namespace) -> dict[str, Any]:
@@ -153,8 +183,9 @@ def lightly_worker(a: argparse.Namespace) -> dict[str, Any]:
     np.random.seed(a.seed)
     spec = METHODS[a.method]
     if a.method == "simclr":
-        transform: Any = SimCLRTransform(input_size=IMAGE_SIZE, min_scale=spec["min_scale"],
-                                         cj_strength=spec["jitter"], gaussian_blur=0.0)
+        transform: Any = SimCLRTransform(
+            input_size=IMAGE_SIZE, min_scale=spec["min_scale"], cj_strength=spec["jitter"], gaussian_blur=0.0
+        )
     else:
         transform = MoCoV2Transform(input_size=IMAGE_SIZE, min_scale=spec["min_scale"], gaussian_blur=0.0)
     loader = peer_loader(transform, a)
@@ -192,9 +223,15 @@ def lightly_worker(a: argparse.Namespace) -> dict[str, Any]:
     rss = peak_rss_mb()
     backbone.eval()
     embed_eval_arrays(lambda x: backbone(pixel_values=x).pooler_output.flatten(1), a.eval_dir, a.prefix)
-    return {"lib": "lightly", "peak_rss_mb": rss, "train_loss": sum(losses) / len(losses), "calib_s": calib,
-            "torch": torch.__version__, "threads": torch.get_num_threads(),
-            **timer.throughput(a.warmup, a.batch_size)}
+    return {
+        "lib": "lightly",
+        "peak_rss_mb": rss,
+        "train_loss": sum(losses) / len(losses),
+        "calib_s": calib,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        **timer.throughput(a.warmup, a.batch_size),
+    }
 
 
 # ----------------------------------------------------------------------------- driver
@@ -272,11 +309,17 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads per process (0: torch default; default: 1 with --quick, else 0)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads per process (0: torch default; default: 1 with --quick, else 0)",
+    )
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers, both libraries")
     parser.add_argument("--train-samples", type=int, default=60000)
-    parser.add_argument("--bank-size", type=int, default=None, help="kNN memory bank: first N training images")
+    parser.add_argument(
+        "--bank-size", type=int, default=None, help="kNN memory bank: first N training images"
+    )
     parser.add_argument("--knn-k", type=int, default=200)
     parser.add_argument("--knn-temperature", type=float, default=0.1)
     a = parser.parse_args()
@@ -306,19 +349,45 @@ def main() -> None:
                 for rep in range(reps):
                     for lib in libs if rep % 2 == 0 else libs[::-1]:
                         prefix = f"{method}-{lib}-{rep}"
-                        argv = [__file__, "--worker", lib, "--method", method, "--init", str(tmp / "init.safetensors"),
-                                "--eval-dir", str(tmp), "--prefix", prefix]
-                        for flag in ("steps", "warmup", "batch_size", "lr", "seed", "threads", "num_workers",
-                                     "train_samples"):
+                        argv = [
+                            __file__,
+                            "--worker",
+                            lib,
+                            "--method",
+                            method,
+                            "--init",
+                            str(tmp / "init.safetensors"),
+                            "--eval-dir",
+                            str(tmp),
+                            "--prefix",
+                            prefix,
+                        ]
+                        for flag in (
+                            "steps",
+                            "warmup",
+                            "batch_size",
+                            "lr",
+                            "seed",
+                            "threads",
+                            "num_workers",
+                            "train_samples",
+                        ):
                             argv += [f"--{flag.replace('_', '-')}", str(getattr(a, flag))]
                         python = a.peer_python if lib == "lightly" else sys.executable
                         run = run_worker(argv, python=python)
-                        run.update(method=method, rep=rep, images_per_s=run["samples_per_s"],
-                                   knn_top1=knn_top1(tmp, prefix, a.knn_k, a.knn_temperature))
+                        run.update(
+                            method=method,
+                            rep=rep,
+                            images_per_s=run["samples_per_s"],
+                            knn_top1=knn_top1(tmp, prefix, a.knn_k, a.knn_temperature),
+                        )
                         runs.append(run)
-                        print(f"[{method} rep {rep} {lib:7s}] {run['images_per_s']:.1f} images/s, kNN "
-                              f"{run['knn_top1']:.2f}, calib {run['calib_s'] * 1000:.0f} ms, "
-                              f"loss {run['train_loss']:.3f}, torch {run['torch']}", flush=True)
+                        print(
+                            f"[{method} rep {rep} {lib:7s}] {run['images_per_s']:.1f} images/s, kNN "
+                            f"{run['knn_top1']:.2f}, calib {run['calib_s'] * 1000:.0f} ms, "
+                            f"loss {run['train_loss']:.3f}, torch {run['torch']}",
+                            flush=True,
+                        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if libs == ("ours",):
@@ -331,43 +400,100 @@ def main() -> None:
         entry: dict[str, Any] = {}
         for lib in ("lightly", "ours"):
             mine = [r for r in runs if r["method"] == method and r["lib"] == lib]
-            entry[lib] = {k: median(r[k] for r in mine)
-                          for k in ("images_per_s", "samples_per_cpu_s", "knn_top1", "peak_rss_mb", "calib_s")}
+            entry[lib] = {
+                k: median(r[k] for r in mine)
+                for k in ("images_per_s", "samples_per_cpu_s", "knn_top1", "peak_rss_mb", "calib_s")
+            }
         entry["throughput_ratio"] = ratio(entry["ours"]["images_per_s"], entry["lightly"]["images_per_s"])
-        entry["cpu_throughput_ratio"] = ratio(entry["ours"]["samples_per_cpu_s"],
-                                              entry["lightly"]["samples_per_cpu_s"])
+        entry["cpu_throughput_ratio"] = ratio(
+            entry["ours"]["samples_per_cpu_s"], entry["lightly"]["samples_per_cpu_s"]
+        )
         entry["calib_ratio"] = ratio(entry["lightly"]["calib_s"], entry["ours"]["calib_s"])
         entry["knn_delta"] = entry["ours"]["knn_top1"] - entry["lightly"]["knn_top1"]
         met = entry["throughput_ratio"] >= TARGET_THROUGHPUT and entry["knn_delta"] >= TARGET_KNN_DELTA
         entry["target"] = "MET" if met else "MISSED"
         summary[method] = entry
-        rows.append([method, entry["lightly"]["images_per_s"], entry["ours"]["images_per_s"],
-                     entry["throughput_ratio"], entry["cpu_throughput_ratio"], entry["calib_ratio"],
-                     entry["lightly"]["knn_top1"], entry["ours"]["knn_top1"], entry["knn_delta"], entry["target"]])
+        rows.append(
+            [
+                method,
+                entry["lightly"]["images_per_s"],
+                entry["ours"]["images_per_s"],
+                entry["throughput_ratio"],
+                entry["cpu_throughput_ratio"],
+                entry["calib_ratio"],
+                entry["lightly"]["knn_top1"],
+                entry["ours"]["knn_top1"],
+                entry["knn_delta"],
+                entry["target"],
+            ]
+        )
 
     info = machine_info()
     info.update(load.summary())
     if quiet:
         info["wait_quiet"] = quiet
-    settings = {k: getattr(a, k) for k in ("quick", "steps", "warmup", "batch_size", "lr", "seed", "threads",
-                                          "num_workers", "train_samples", "bank_size", "knn_k", "knn_temperature")}
-    settings.update(reps=reps, image_size=IMAGE_SIZE, resnet=RESNET, methods=METHODS, moco_momentum=MOCO_MOMENTUM,
-                    queue=QUEUE)
-    payload = {"name": NAME, "machine": info, "settings": settings, "knn_top1_at_init": before,
-               "summary": summary, "runs": runs,
-               "targets": {"throughput_ratio": TARGET_THROUGHPUT, "knn_delta_points": TARGET_KNN_DELTA}}
+    settings = {
+        k: getattr(a, k)
+        for k in (
+            "quick",
+            "steps",
+            "warmup",
+            "batch_size",
+            "lr",
+            "seed",
+            "threads",
+            "num_workers",
+            "train_samples",
+            "bank_size",
+            "knn_k",
+            "knn_temperature",
+        )
+    }
+    settings.update(
+        reps=reps,
+        image_size=IMAGE_SIZE,
+        resnet=RESNET,
+        methods=METHODS,
+        moco_momentum=MOCO_MOMENTUM,
+        queue=QUEUE,
+    )
+    payload = {
+        "name": NAME,
+        "machine": info,
+        "settings": settings,
+        "knn_top1_at_init": before,
+        "summary": summary,
+        "runs": runs,
+        "targets": {"throughput_ratio": TARGET_THROUGHPUT, "knn_delta_points": TARGET_KNN_DELTA},
+    }
     results_dir = Path(a.results_dir)
     save_results(results_dir, NAME, payload)
     plot(results_dir / f"{NAME}.png", summary)
-    print(f"\nload average (1 min) during the runs: {info['load1_min']:.2f} .. {info['load1_max']:.2f}; "
-          f"kNN top-1 of the shared initial weights: {before:.2f}")
-    print(f"{NAME}: median of {reps} alternated run(s) each; target images/s >= {TARGET_THROUGHPUT}x lightly "
-          f"at kNN delta >= {TARGET_KNN_DELTA} points (calib = lightly-venv torch time / ours: 1.0 = same speed)")
-    print(format_table(
-        ["method", "lightly img/s", "ours img/s", "ratio", "ratio (CPU time)", "calib", "lightly kNN",
-         "ours kNN", "delta (pts)", "target"],
-        rows,
-    ))
+    print(
+        f"\nload average (1 min) during the runs: {info['load1_min']:.2f} .. {info['load1_max']:.2f}; "
+        f"kNN top-1 of the shared initial weights: {before:.2f}"
+    )
+    print(
+        f"{NAME}: median of {reps} alternated run(s) each; target images/s >= {TARGET_THROUGHPUT}x lightly "
+        f"at kNN delta >= {TARGET_KNN_DELTA} points (calib = lightly-venv torch time / ours: 1.0 = same speed)"
+    )
+    print(
+        format_table(
+            [
+                "method",
+                "lightly img/s",
+                "ours img/s",
+                "ratio",
+                "ratio (CPU time)",
+                "calib",
+                "lightly kNN",
+                "ours kNN",
+                "delta (pts)",
+                "target",
+            ],
+            rows,
+        )
+    )
 
 
 if __name__ == "__main__":

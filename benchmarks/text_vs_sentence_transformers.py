@@ -225,8 +225,12 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=20.0, help="MNRL scale = 1 / SimCSE temperature")
     parser.add_argument("--max-length", type=int, default=32)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads per run (0: torch default; default: 1 with --quick, else 0)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads per run (0: torch default; default: 1 with --quick, else 0)",
+    )
     a = parser.parse_args()
     if a.worker == "train":
         return write_result(a.result, train_worker(a))
@@ -256,19 +260,41 @@ def main() -> None:
                 for rep in range(reps):
                     for lib in ("st", "ours") if rep % 2 == 0 else ("ours", "st"):
                         export = tmp / f"{model}-{lib}-{rep}"
-                        argv = [__file__, "--worker", "train", "--lib", lib, "--model-path", paths[model],
-                                "--export", str(export)]
+                        argv = [
+                            __file__,
+                            "--worker",
+                            "train",
+                            "--lib",
+                            lib,
+                            "--model-path",
+                            paths[model],
+                            "--export",
+                            str(export),
+                        ]
                         for flag in ("warmup", "batch_size", "lr", "scale", "max_length", "seed", "threads"):
                             argv += [f"--{flag.replace('_', '-')}", str(getattr(a, flag))]
                         argv += ["--steps", str(steps[model])]
                         run = run_worker(argv)
                         run.update(model=model, rep=rep, export=str(export))
                         runs.append(run)
-                        print(f"[{model} rep {rep} {lib:4s}] {run['samples_per_s']:.1f} samples/s, "
-                              f"rss {run['peak_rss_mb']:.0f} MiB, loss {run['train_loss']:.4f}", flush=True)
+                        print(
+                            f"[{model} rep {rep} {lib:4s}] {run['samples_per_s']:.1f} samples/s, "
+                            f"rss {run['peak_rss_mb']:.0f} MiB, loss {run['train_loss']:.4f}",
+                            flush=True,
+                        )
         before = [paths[m] for m in a.models]
-        scored = run_worker([__file__, "--worker", "eval", "--threads", str(a.threads), "--paths", *before,
-                             *[r["export"] for r in runs]])
+        scored = run_worker(
+            [
+                __file__,
+                "--worker",
+                "eval",
+                "--threads",
+                str(a.threads),
+                "--paths",
+                *before,
+                *[r["export"] for r in runs],
+            ]
+        )
         spearman = scored["spearman"]
         for run in runs:
             run["spearman"] = spearman[run.pop("export")]
@@ -281,40 +307,80 @@ def main() -> None:
         summary[model] = {"before_spearman": spearman[paths[model]]}
         for lib in ("st", "ours"):
             mine = [r for r in runs if r["model"] == model and r["lib"] == lib]
-            summary[model][lib] = {k: median(r[k] for r in mine) for k in ("samples_per_s", "peak_rss_mb", "spearman")}
+            summary[model][lib] = {
+                k: median(r[k] for r in mine) for k in ("samples_per_s", "peak_rss_mb", "spearman")
+            }
         ours, st = summary[model]["ours"], summary[model]["st"]
         summary[model]["throughput_ratio"] = ratio(ours["samples_per_s"], st["samples_per_s"])
         summary[model]["rss_ratio"] = ratio(ours["peak_rss_mb"], st["peak_rss_mb"])
         summary[model]["spearman_delta"] = ours["spearman"] - st["spearman"]
-        met = (summary[model]["throughput_ratio"] >= TARGET_THROUGHPUT
-               and summary[model]["spearman_delta"] >= TARGET_SPEARMAN_DELTA)
+        met = (
+            summary[model]["throughput_ratio"] >= TARGET_THROUGHPUT
+            and summary[model]["spearman_delta"] >= TARGET_SPEARMAN_DELTA
+        )
         summary[model]["target"] = "MET" if met else "MISSED"
-        rows.append([model, st["samples_per_s"], ours["samples_per_s"], summary[model]["throughput_ratio"],
-                     st["peak_rss_mb"], ours["peak_rss_mb"], summary[model]["rss_ratio"],
-                     summary[model]["before_spearman"], st["spearman"], ours["spearman"],
-                     summary[model]["spearman_delta"], summary[model]["target"]])
+        rows.append(
+            [
+                model,
+                st["samples_per_s"],
+                ours["samples_per_s"],
+                summary[model]["throughput_ratio"],
+                st["peak_rss_mb"],
+                ours["peak_rss_mb"],
+                summary[model]["rss_ratio"],
+                summary[model]["before_spearman"],
+                st["spearman"],
+                ours["spearman"],
+                summary[model]["spearman_delta"],
+                summary[model]["target"],
+            ]
+        )
 
     info = machine_info()
     info.update(load.summary())
     if quiet:
         info["wait_quiet"] = quiet
-    settings = {k: getattr(a, k) for k in ("quick", "steps", "warmup", "batch_size", "lr", "scale", "max_length",
-                                          "seed", "threads")}
+    settings = {
+        k: getattr(a, k)
+        for k in ("quick", "steps", "warmup", "batch_size", "lr", "scale", "max_length", "seed", "threads")
+    }
     settings["reps"], settings["steps"] = reps, steps
-    payload = {"name": NAME, "machine": info, "settings": settings, "summary": summary, "runs": runs,
-               "targets": {"throughput_ratio": TARGET_THROUGHPUT, "spearman_delta_points": TARGET_SPEARMAN_DELTA}}
+    payload = {
+        "name": NAME,
+        "machine": info,
+        "settings": settings,
+        "summary": summary,
+        "runs": runs,
+        "targets": {"throughput_ratio": TARGET_THROUGHPUT, "spearman_delta_points": TARGET_SPEARMAN_DELTA},
+    }
     results_dir = Path(a.results_dir)
     save_results(results_dir, NAME, payload)
     plot(results_dir / f"{NAME}.png", {m: summary[m] for m in a.models})
     print(json.dumps(settings))
     print(f"\nload average (1 min) during the runs: {info['load1_min']:.2f} .. {info['load1_max']:.2f}")
-    print(f"{NAME}: median of {reps} alternated runs each; target throughput >= {TARGET_THROUGHPUT}x ST "
-          f"at Spearman delta >= {TARGET_SPEARMAN_DELTA} points")
-    print(format_table(
-        ["model", "ST samples/s", "ours samples/s", "ratio", "ST RSS MiB", "ours RSS MiB", "RSS ratio",
-         "Spearman before", "ST Spearman", "ours Spearman", "delta (pts)", "target"],
-        rows,
-    ))
+    print(
+        f"{NAME}: median of {reps} alternated runs each; target throughput >= {TARGET_THROUGHPUT}x ST "
+        f"at Spearman delta >= {TARGET_SPEARMAN_DELTA} points"
+    )
+    print(
+        format_table(
+            [
+                "model",
+                "ST samples/s",
+                "ours samples/s",
+                "ratio",
+                "ST RSS MiB",
+                "ours RSS MiB",
+                "RSS ratio",
+                "Spearman before",
+                "ST Spearman",
+                "ours Spearman",
+                "delta (pts)",
+                "target",
+            ],
+            rows,
+        )
+    )
 
 
 if __name__ == "__main__":
