@@ -129,9 +129,11 @@ def interval_verdicts(
     quality: str,
     speed_target: float,
     quality_target: float,
+    delta: str | None = None,
 ) -> dict[str, Any]:
-    """Over paired runs ``[(peer, ours), ...]`` (one per seed): the 95 % interval of the speed ratio and of the
-    quality difference, and the verdict: "met" only when both whole intervals clear their targets."""
+    """Over paired runs ``[(peer, ours), ...]`` (one per seed): the 95 % interval of the speed ratio
+    (``throughput_ratio_interval``) and of the quality difference (``<delta>_interval``, default
+    ``<quality>_delta``), and the verdict: "met" only when both whole intervals clear their targets."""
     peer, ours = [p[speed] for p, _ in pairs], [o[speed] for _, o in pairs]
     if len(pairs) < 2:
         return {"target": "not shown (one seed: no interval)"}
@@ -142,6 +144,13 @@ def interval_verdicts(
     shown = [v for v in verdicts if v != "met"]
     return {
         "throughput_ratio_interval": speed_interval,
-        f"{quality}_delta_interval": quality_interval,
+        f"{delta or quality + '_delta'}_interval": quality_interval,
         "target": "met" if not shown else "; ".join(shown),
     }
+
+
+def interval_text(entry: Mapping[str, Any], key: str, digits: int = 2) -> str:
+    """``"1.21 (1.15 to 1.27)"``: ``entry[key]`` and its 95 % interval ``entry[key + "_interval"]`` if any."""
+    value = f"{entry[key]:.{digits}f}"
+    interval = entry.get(f"{key}_interval")
+    return f"{value} ({interval[1]:.{digits}f} to {interval[2]:.{digits}f})" if interval else value

@@ -40,6 +40,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from claims import interval_verdicts
 from common import (
+    SEEDS,
     LoopTimer,
     apply_smoke,
     base_parser,
@@ -299,7 +300,11 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument(
-        "--seeds", type=int, nargs="+", default=None, help="repeat with each seed (default: --seed)"
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=list(SEEDS),
+        help="one pair of runs per seed (fixed in advance: the verdict's interval is over them)",
     )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--num-workers", type=int, default=0)
@@ -309,9 +314,11 @@ def main() -> None:
     a = parser.parse_args()
     if a.worker:
         return write_result(a.result, (ours_worker if a.worker == "ours" else lightly_worker)(a))
-    smoke = apply_smoke(a, steps=2, warmup=1, batch_size=16, train_samples=64, bank_size=64, knn_k=5)
+    smoke = apply_smoke(
+        a, steps=2, warmup=1, batch_size=16, train_samples=64, bank_size=64, knn_k=5, seeds=[42]
+    )
     a.steps = a.steps or (150 if a.quick else 400)
-    seeds = a.seeds or [a.seed]
+    seeds = a.seeds
     peers = () if peer_missing(a.peer_python, smoke, "lightly") else ("lightly", "lightly_per_crop")
     tmp = Path(tempfile.mkdtemp(prefix="bench_cluster_"))
     runs: list[dict[str, Any]] = []
@@ -346,7 +353,9 @@ def main() -> None:
                  "throughput_ratios": ratios, "knn_delta": sum(deltas) / len(deltas), "knn_deltas": deltas,
                  "lightly_per_crop_images_per_s": sum(per_crop) / len(per_crop) if per_crop else None}  # fmt: skip
         entry.update(
-            interval_verdicts(pairs, "images_per_s", "knn_top1", TARGET_THROUGHPUT, TARGET_KNN_DELTA)
+            interval_verdicts(
+                pairs, "images_per_s", "knn_top1", TARGET_THROUGHPUT, TARGET_KNN_DELTA, "knn_delta"
+            )
         )
         summary[method] = entry
         rows.append([method, mean_sd([p["images_per_s"] for p, _ in pairs], 1),

@@ -282,6 +282,11 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+#: The seeds of every comparison with a peer, fixed in advance: one (peer, ours) pair of runs per seed, the
+#: order alternating; verdicts come from the 95 % interval over these pairs (benchmarks/claims.py).
+SEEDS = (42, 1, 2, 3, 4)
+
+
 def apply_smoke(a: argparse.Namespace, **settings: Any) -> bool:
     """With ``--smoke``: ``settings`` replace the parsed arguments (2 steps, tiny sizes) and the results go
     to a temporary folder. Returns whether this is a smoke run."""

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 from torch import nn
 from transformers import TrainerCallback
@@ -116,3 +117,27 @@ def test_moco_v2_resume_is_exact(tmp_path: Path) -> None:
         torch.testing.assert_close(got[name], tensor, rtol=0, atol=1e-6, msg=name)
     assert int(got["keys.queue.filled"]) == 40 and int(got["keys.queue.ptr"]) == (6 * 16) % 40
     assert os.path.isdir(checkpoint)
+
+
+def test_sync_batchnorm_converts_model_and_objective_and_changes_nothing_on_one_process(
+    tmp_path: Path,
+) -> None:
+    """``sync_batchnorm``: every BatchNorm of the model (ResNet, projection head) and of the objective (BYOL's
+    predictor, its target network) becomes torch's SyncBatchNorm, sharing the weights; on one process it
+    normalises as BatchNorm does, so the run is bit-identical. Several CPU processes are refused (it needs GPUs)."""
+    from hfcontrast.objectives import BYOL
+    from hfcontrast.trainer.sharding import sync_batchnorm
+
+    runs = {}
+    for sync in (False, True):
+        trainer = train(
+            tmp_path / str(sync), lambda model: BYOL(model, predictor_hidden_dim=8), 3, sync_batchnorm=sync
+        )
+        modules = [*trainer.model.modules(), *trainer.objective.modules()]  # type: ignore[union-attr]
+        kinds = {type(m) for m in modules if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+        assert kinds == ({nn.SyncBatchNorm} if sync else {nn.BatchNorm1d, nn.BatchNorm2d}), kinds
+        runs[sync] = (run(trainer), {k: v.clone() for k, v in trainer.model.state_dict().items()})  # type: ignore[union-attr]
+    assert runs[True][0] == runs[False][0]
+    assert all(torch.equal(runs[True][1][k], v) for k, v in runs[False][1].items())
+    with pytest.raises(ValueError, match="needs GPUs"):
+        sync_batchnorm([nn.BatchNorm1d(2)], processes=2, device=torch.device("cpu"))

@@ -62,6 +62,14 @@ class ContrastiveTrainingArguments(TrainingArguments):
         metadata={"help": "Processes for the row check before training (default: up to 8 for large data)."},
     )
 
+    sync_batchnorm: bool = field(
+        default=False,
+        metadata={
+            "help": "Under DDP on GPUs: the BatchNorm layers of the model and of the objective (predictors, heads, "
+            "momentum encoders) normalise with the statistics of the global batch (torch's SyncBatchNorm)."
+        },
+    )
+
     multi_dataset_policy: str = field(
         default="proportional",
         metadata={

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+from torch import nn
+
 from ..objectives import ContrastiveObjective, MomentumEncoder
 
 
@@ -43,6 +46,26 @@ def sharding_problems(
             "does not hold"
         )
     return problems
+
+
+def sync_batchnorm(modules: list[nn.Module], *, processes: int, device: torch.device) -> int:
+    """Replace every BatchNorm of ``modules`` (in place) by torch's ``SyncBatchNorm``, which shares weights
+    and buffers with it; returns how many were replaced. Several processes on the CPU are refused: torch's
+    SyncBatchNorm runs on accelerators only (its statistics would need a CPU collective it does not have)."""
+    if processes > 1 and device.type == "cpu":
+        raise ValueError(
+            "sync_batchnorm needs GPUs: torch's SyncBatchNorm does not run on the CPU; drop --sync_batchnorm"
+        )
+    count = 0
+    for module in modules:
+        for parent in list(module.modules()):
+            for name, child in list(parent.named_children()):
+                if isinstance(child, nn.modules.batchnorm._BatchNorm) and not isinstance(
+                    child, nn.SyncBatchNorm
+                ):
+                    setattr(parent, name, nn.SyncBatchNorm.convert_sync_batchnorm(child))
+                    count += 1
+    return count
 
 
 def check_sharding(accelerator: Any, objective: ContrastiveObjective, *, gradcache: bool) -> None:

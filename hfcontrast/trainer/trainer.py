@@ -42,7 +42,7 @@ from .multi_source import (
     multi_source_dataloader,
 )
 from .outputs import claim_output_dir
-from .sharding import check_sharding
+from .sharding import check_sharding, sync_batchnorm
 from .summary import RunSummary, run_summary
 from .views import embed_views, embed_views_chunked, split_views
 
@@ -122,6 +122,12 @@ class ContrastiveTrainer(Trainer):
             assert self.model is not None
             objective.bind(self.model)
         check_sharding(self.accelerator, self.objective, gradcache=self.args.gradcache_chunk_size is not None)
+        if self.args.sync_batchnorm:
+            assert self.model is not None
+            converted = sync_batchnorm(
+                [self.model, objective], processes=world_size(), device=self.args.device
+            )
+            logger.info("sync_batchnorm: %d BatchNorm layers normalise over the global batch", converted)
         self.objective.to(self.args.device)
         # The objective returns a per-batch mean: Trainer divides it by the accumulation steps
         # (transformers >= 5.5 reads loss_is_scaled_for_ga, earlier releases model_accepts_loss_kwargs).
