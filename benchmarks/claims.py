@@ -25,19 +25,22 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+RESULTS = "benchmarks/results"  # what the benchmarks write: never part of the measured tree
 LIBRARY = ("hfcontrast", "torch", "transformers", "accelerate", "datasets", "sentence-transformers")
 #: The code each benchmark measures: a JSON from a commit older than the last change to these is stale.
+_TRAINING = ("hfcontrast/trainer", "hfcontrast/objectives", "hfcontrast/losses", "hfcontrast/collators",
+             "hfcontrast/models", "hfcontrast/distributed", "hfcontrast/memory", "benchmarks/common.py")
+_IMAGES = ("hfcontrast/augment", "hfcontrast/demo/fashion_mnist.py", "hfcontrast/evaluation/knn.py",
+           "benchmarks/image_setup.py")
 MEASURED: dict[str, tuple[str, ...]] = {
-    "text_vs_sentence_transformers": ("hfcontrast/trainer", "hfcontrast/objectives", "hfcontrast/losses",
-                                      "hfcontrast/collators", "hfcontrast/models", "hfcontrast/distributed",
+    "text_vs_sentence_transformers": (*_TRAINING, "hfcontrast/demo/text.py",
                                       "benchmarks/text_vs_sentence_transformers.py"),
-    "image_vs_lightly": ("hfcontrast/trainer", "hfcontrast/objectives", "hfcontrast/losses", "hfcontrast/collators",
-                         "hfcontrast/augment", "hfcontrast/models", "hfcontrast/memory", "benchmarks/image_vs_lightly.py"),
-    "cluster_vs_lightly": ("hfcontrast/trainer", "hfcontrast/objectives", "hfcontrast/losses", "hfcontrast/collators",
-                           "hfcontrast/augment", "hfcontrast/models", "benchmarks/cluster_vs_lightly.py"),
-    "clip_vs_hf_dual_encoder": ("hfcontrast/trainer", "hfcontrast/objectives", "hfcontrast/losses",
-                                "hfcontrast/collators", "hfcontrast/models", "benchmarks/clip_vs_hf_dual_encoder.py"),
-    "loss_kernels": ("hfcontrast/losses", "benchmarks/loss_kernels.py"),
+    "image_vs_lightly": (*_TRAINING, *_IMAGES, "benchmarks/image_vs_lightly.py"),
+    "cluster_vs_lightly": (*_TRAINING, *_IMAGES, "benchmarks/image_vs_lightly.py", "benchmarks/peer_diagnostics.py",
+                           "benchmarks/cluster_vs_lightly.py"),
+    "clip_vs_hf_dual_encoder": (*_TRAINING, "hfcontrast/augment", "hfcontrast/cli/clip.py", "hfcontrast/demo",
+                                "hfcontrast/evaluation", "benchmarks/clip_vs_hf_dual_encoder.py"),
+    "loss_kernels": ("hfcontrast/losses", "benchmarks/common.py", "benchmarks/loss_kernels.py"),
 }  # fmt: skip
 
 
@@ -61,11 +64,14 @@ def versions(names: Sequence[str] = LIBRARY) -> dict[str, str | None]:
 
 
 def provenance(peer_versions: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Where a result comes from: commit, dirty tree (tracked files changed), versions, the command."""
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    """Where a result comes from: commit, dirty tree (tracked files changed, other benchmarks' results
+    aside) and which paths, versions, the command."""
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", f":!{RESULTS}")
+    dirty_paths = None if status is None else sorted(line.split(maxsplit=1)[1] for line in status.splitlines())
     return {
         "commit": _git("rev-parse", "HEAD"),
-        "dirty": None if status is None else bool(status),
+        "dirty": None if dirty_paths is None else bool(dirty_paths),
+        "dirty_paths": dirty_paths,
         "versions": versions(),
         "peer_versions": dict(peer_versions or {}),
         "python": platform.python_version(),
