@@ -5,15 +5,16 @@
 * :func:`paired_interval` / :func:`ratio_interval`: a 95 % confidence interval of the difference (or of
   the ratio, on the log scale) of paired runs, by Student's t. :func:`verdict` says "met" only when the whole
   interval clears the target, else "not shown", with the interval.
-* :data:`MEASURED` lists the code each benchmark measures; :func:`stale` tells whether a JSON's commit is
-  older than the last change to it. ``tests/test_benchmark_claims.py`` checks every quoted table against
-  its JSON and that commit.
+* :data:`MEASURED` lists the code each benchmark measures; :func:`stale` tells whether that code has
+  changed since a JSON's commit (changes confined to the :data:`UNMEASURED` functions aside).
+  ``tests/test_benchmark_claims.py`` checks every quoted table against its JSON and that commit.
 
 Importable from any virtual environment (standard library at import time; scipy when an interval is made).
 """
 
 from __future__ import annotations
 
+import ast
 import math
 import os
 import platform
@@ -41,7 +42,16 @@ MEASURED: dict[str, tuple[str, ...]] = {
     "clip_vs_hf_dual_encoder": (*_TRAINING, "hfcontrast/augment", "hfcontrast/cli/clip.py", "hfcontrast/demo",
                                 "hfcontrast/evaluation", "benchmarks/clip_vs_hf_dual_encoder.py"),
     "loss_kernels": ("hfcontrast/losses", "benchmarks/common.py", "benchmarks/loss_kernels.py"),
+    "gradcache_memory": (*_TRAINING, "benchmarks/gradcache_memory.py"),
+    "chunked_loss_memory": ("hfcontrast/losses", "benchmarks/chunked_loss_memory.py"),
+    "row_checks": ("hfcontrast/collators", "hfcontrast/demo", "benchmarks/common.py", "benchmarks/row_checks.py"),
+    "image_views": ("hfcontrast/augment", "hfcontrast/collators", "hfcontrast/demo/fashion_mnist.py",
+                    "benchmarks/common.py", "benchmarks/image_views.py"),
 }  # fmt: skip
+#: Functions under a measured path that no benchmark runs: a change confined to them keeps results current.
+UNMEASURED: dict[str, frozenset[str]] = {
+    "hfcontrast/trainer/trainer.py": frozenset({"ContrastiveTrainer.push_to_hub"}),
+}
 
 
 def _git(*args: str) -> str | None:
@@ -80,20 +90,43 @@ def provenance(peer_versions: Mapping[str, Any] | None = None) -> dict[str, Any]
     }
 
 
-def last_change(paths: Sequence[str]) -> str | None:
-    """The newest commit that touched any of ``paths`` (``None`` without git history)."""
-    return _git("log", "-1", "--format=%H", "--", *paths)
+def _code(source: str, skip: frozenset[str]) -> str:
+    """The syntax tree of ``source`` without positions and without the functions named in ``skip``
+    (qualified: ``Class.method``): comments and layout aside, two versions run the same code iff equal."""
+
+    def prune(body: list[ast.stmt], prefix: str) -> list[ast.stmt]:
+        kept = []
+        for node in body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                if prefix + node.name in skip:
+                    continue
+                if isinstance(node, ast.ClassDef):
+                    node.body = prune(node.body, f"{prefix}{node.name}.")
+            kept.append(node)
+        return kept
+
+    tree = ast.parse(source)
+    tree.body = prune(tree.body, "")
+    return ast.dump(tree)
 
 
-def stale(commit: str | None, paths: Sequence[str]) -> str | None:
-    """Why a result measured at ``commit`` no longer speaks for ``paths`` (``None``: it does)."""
+def stale(
+    commit: str | None, paths: Sequence[str], unmeasured: Mapping[str, frozenset[str]] = UNMEASURED
+) -> str | None:
+    """Why a result measured at ``commit`` no longer speaks for ``paths`` (``None``: it does): a file under
+    them differs at ``HEAD``, unless the change lies wholly in its :data:`UNMEASURED` functions."""
     if not commit:
         return "the result records no commit"
-    changed = last_change(paths)
+    if _git("cat-file", "-e", f"{commit}^{{commit}}") is None:
+        return f"commit {commit[:9]} is not in this repository"
+    changed = _git("diff", "--name-only", commit, "HEAD", "--", *paths)
     if changed is None:
         return None  # no history here to judge by
-    if _git("merge-base", "--is-ancestor", changed, commit) is None:
-        return f"measured at {commit[:9]}, but {changed[:9]} changed {', '.join(paths)} since"
+    for path in changed.splitlines():
+        before, after = _git("show", f"{commit}:{path}"), _git("show", f"HEAD:{path}")
+        skip = unmeasured.get(path)
+        if skip is None or before is None or after is None or _code(before, skip) != _code(after, skip):
+            return f"measured at {commit[:9]}, but {path} has changed since"
     return None
 
 

@@ -17,17 +17,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def accelerate_launch(script: str | Path, *args: str, num_processes: int = 2, timeout: int = 600) -> str:
-    """``accelerate launch --multi_gpu --num_processes N`` on CPU; returns stdout, raises with the log."""
-    return run(accelerate_command(script, *args, num_processes=num_processes), timeout=timeout)
+def accelerate_launch(
+    script: str | Path, *args: str, num_processes: int = 2, timeout: int = 600, cpu: bool = True
+) -> str:
+    """``accelerate launch --multi_gpu --num_processes N`` on CPU (``cpu=False``: on the GPUs); returns
+    stdout, raises with the log."""
+    return run(accelerate_command(script, *args, num_processes=num_processes), timeout=timeout, cpu=cpu)
 
 
-def run_python(script: str | Path, *args: str, timeout: int = 600) -> str:
-    return run([sys.executable, str(script), *args], timeout=timeout)
+def run_python(script: str | Path, *args: str, timeout: int = 600, cpu: bool = True) -> str:
+    return run([sys.executable, str(script), *args], timeout=timeout, cpu=cpu)
 
 
-def run(command: list[str], timeout: int = 600) -> str:
-    env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+def run(command: list[str], timeout: int = 600, cpu: bool = True) -> str:
+    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    if cpu:
+        env["ACCELERATE_USE_CPU"] = "1"
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
         raise AssertionError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")

@@ -61,6 +61,7 @@ SMOKE_RUNS = {
     "image_vs_lightly.py": [],
     "loss_kernels.py": [],
     "profile_text_padding.py": [],
+    "render_tables.py": [],
     "row_checks.py": [],
     "text_techniques.py": [],
     "text_vs_sentence_transformers.py": [],

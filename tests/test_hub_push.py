@@ -33,11 +33,13 @@ class FakeHub:
 
     def __init__(self) -> None:
         self.repos: list[str] = []
+        self.private: list[bool | None] = []
         self.commits: list[dict[str, Any]] = []
 
     def create_repo(self, api: HfApi, repo_id: str, **kwargs: Any) -> RepoUrl:
         assert kwargs.get("exist_ok") is True
         self.repos.append(repo_id)
+        self.private.append(kwargs.get("private"))
         return RepoUrl(f"https://huggingface.co/{repo_id}")
 
     def create_commit(self, api: HfApi, repo_id: str, operations: list, **kwargs: Any) -> CommitInfo:
@@ -144,6 +146,15 @@ def test_trainer_push_without_a_card_writes_hfcontrast_card(hub: FakeHub, tmp_pa
     card = hub.card(tmp_path)
     assert card.data.library_name == "hfcontrast" and "simcse" in card.data.tags
     assert hub.commits[-1]["files"] == TEXT_CHECKPOINT
+
+
+def test_trainer_push_creates_a_private_repo_when_asked(hub: FakeHub, tmp_path: Path) -> None:
+    """``private=`` reaches ``create_repo`` on every supported transformers; the arguments are left as they were."""
+    trainer = make_trainer(tmp_path)
+    before = trainer.args.hub_private_repo
+    trainer.push_to_hub(private=True)
+    assert hub.repos == ["someone/tiny-simcse"] and hub.private == [True]
+    assert trainer.args.hub_private_repo == before and before is not True
 
 
 def test_model_push_to_hub_sends_weights_config_and_code(hub: FakeHub) -> None:

@@ -445,7 +445,12 @@ class ContrastiveTrainer(Trainer):
         self.callback_handler.on_push_begin(self.args, self.state, self.control)
         token = token if token is not None else self.args.hub_token
         if self.hub_model_id is None:
-            self.init_hf_repo(token=token, private=private)
+            chosen = self.args.hub_private_repo  # init_hf_repo(private=) is newer than our transformers floor
+            self.args.hub_private_repo = private if private is not None else chosen
+            try:
+                self.init_hf_repo(token=token)
+            finally:
+                self.args.hub_private_repo = chosen
         self.save_model(_internal_call=True)
         if not self.is_world_process_zero():
             return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import Any
 
 import datasets
@@ -27,6 +28,10 @@ from hfcontrast.trainer import ContrastiveTrainingArguments
 
 ROWS = 48
 FAMILIES = ("swav", "dino", "nnclr", "pcl", "mocov3", "byol", "simsiam")
+#: ``--sync_batchnorm`` (GPUs only: ``tests/gpu/test_sync_batchnorm.py``): the predictor families keep their
+#: BatchNorm, made torch's SyncBatchNorm, so 2 processes normalise over the global batch as one process does.
+SYNC_FAMILIES = ("mocov3", "byol", "simsiam")
+SYNC_BATCHNORM = "--sync_batchnorm" in sys.argv
 
 
 def vit(projection: str = "linear") -> ContrastiveVisionModel:
@@ -74,7 +79,7 @@ def family(name: str) -> tuple[ContrastiveVisionModel, ContrastiveObjective, Any
         "byol": lambda: BYOL(model, predictor_hidden_dim=16, momentum=0.9),
         "simsiam": lambda: SimSiam(predictor_hidden_dim=16, encoder=model),
     }[name]()
-    return model, without_batchnorm(predictor).double(), two_views
+    return model, (predictor if SYNC_BATCHNORM else without_batchnorm(predictor)).double(), two_views
 
 
 def without_batchnorm(objective: ContrastiveObjective) -> ContrastiveObjective:
@@ -92,15 +97,17 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
     parser.add_argument("--batch", type=int, required=True)
+    parser.add_argument("--sync_batchnorm", action="store_true", help="keep BatchNorm, synchronised (GPUs)")
     args = parser.parse_args()
     dump: dict[str, Any] = {}
-    for name in FAMILIES:
+    for name in SYNC_FAMILIES if args.sync_batchnorm else FAMILIES:
         torch.manual_seed(0)
         model, objective, views = family(name)
         training_args = ContrastiveTrainingArguments(
             output_dir=os.path.join(args.out, name), per_device_train_batch_size=args.batch,
             gradient_accumulation_steps=2, max_steps=3, learning_rate=0.1, optim="sgd", lr_scheduler_type="constant",
-            max_grad_norm=0.0, report_to=[], save_strategy="no", logging_steps=1, use_cpu=True, seed=0,
+            max_grad_norm=0.0, report_to=[], save_strategy="no", logging_steps=1, use_cpu=not args.sync_batchnorm, seed=0,
+            sync_batchnorm=args.sync_batchnorm,
             disable_tqdm=True, dataloader_drop_last=True, bad_rows="unchecked",  # the test's own collators
         )  # fmt: skip
         recorder = Recorder()
