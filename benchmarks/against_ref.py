@@ -11,7 +11,7 @@ speed ratios "this / ref" (above 1: this checkout is faster), per round and thei
     python benchmarks/against_ref.py --ref HEAD~3 --only losses
 
 The ref's tree is extracted with ``git archive``; its text benchmark reads the demo data from
-``HFCONTRAST_SHARED_DATA`` (default ``../shared/data``) when its own tree does not ship it.
+``HFCONTRAST_SHARED_DATA`` (default: its own packaged data, else ``../shared/data``).
 """
 
 from __future__ import annotations
@@ -49,8 +49,12 @@ def extract(ref: str, into: Path) -> Path:
 
 
 def timed(tree: Path, argv: list[str], key: str) -> float:
-    env = {"PYTHONPATH": str(tree), "HFCONTRAST_SHARED_DATA": os.environ.get(
-        "HFCONTRAST_SHARED_DATA", str(REPO.parent / "shared" / "data"))}
+    env = {"PYTHONPATH": str(tree)}
+    shared = os.environ.get("HFCONTRAST_SHARED_DATA")
+    if shared is None and not (tree / "hfcontrast" / "demo" / "data" / "nli").is_dir():
+        shared = str(REPO.parent / "shared" / "data")  # an old tree that does not ship the text data
+    if shared is not None:
+        env["HFCONTRAST_SHARED_DATA"] = shared
     return float(run_worker([str(tree / "benchmarks" / argv[0]), *argv[1:]], env=env, cwd=tree)[key])
 
 
