@@ -32,6 +32,7 @@ from hfcontrast.collators import ImageTextCollator, with_index_column
 from hfcontrast.demo.image_text import load_image_text_data
 from hfcontrast.objectives import CLIP, ContrastiveObjective, SigLIP
 from hfcontrast.trainer import ContrastiveTrainer, ContrastiveTrainingArguments
+from hfcontrast.trainer.defaults import INDEX_COLUMN
 
 logger = logging.getLogger("clip")
 
@@ -82,7 +83,7 @@ def main() -> None:
         max_train_samples=data_args.max_train_samples, max_eval_samples=data_args.max_eval_samples,
         seed=training_args.seed,
     )  # fmt: skip
-    train = with_index_column(data.train, "idx")  # per-row caption/augmentation seeds: exact resume
+    train = with_index_column(data.train, INDEX_COLUMN)  # per-row caption/augmentation seeds: exact resume
     model, tokenizer, pretrained_vision = build_dual_encoder_from(model_args, siglip=objective_args.loss == "siglip")
     record_matryoshka(model, negative_args.matryoshka)
     processor = image_processor_for(model, pretrained_vision)
@@ -90,7 +91,7 @@ def main() -> None:
     columns = dict(image_column=data_args.image_column, caption_column=data_args.caption_column,
                    max_length=data_args.max_seq_length)  # fmt: skip
     ids = negative_args.duplicate_id_column if negative_args.false_negative_masking else None
-    collator = ImageTextCollator(train_view, tokenizer, seed=training_args.seed, index_column="idx", id_column=ids,
+    collator = ImageTextCollator(train_view, tokenizer, seed=training_args.seed, index_column=INDEX_COLUMN, id_column=ids,
                                  label_column=negative_args.supcon_label_column, **columns)  # fmt: skip
     objective: ContrastiveObjective
     with flag_errors(ObjectiveArguments):
@@ -129,4 +130,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with flag_errors():  # the library's field names as this recipe's flags
+        main()

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from accelerate import PartialState
 from transformers import AutoTokenizer, HfArgumentParser
 
+from hfcontrast.cli.flags import flag_errors
 from hfcontrast.cli.runs import use_all_cpu_cores_when_alone
 from hfcontrast.cli.text import load_text_encoder
 from hfcontrast.collators import TextPairCollator
@@ -90,4 +91,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with flag_errors():  # the library's field names as this recipe's flags
+        main()

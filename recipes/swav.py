@@ -69,4 +69,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with flag_errors():  # the library's field names as this recipe's flags
+        main()

@@ -50,9 +50,9 @@ def test_packaged_files_equal_the_shared_originals(shared_data: Path, name: str)
 def test_non_utf8_file_names_the_file_and_flag(tmp_path: Path) -> None:
     path = tmp_path / "latin1.txt"
     path.write_bytes("caf\xe9 au lait\n".encode("latin-1"))
-    with pytest.raises(ValueError, match=r"--train_file .*latin1\.txt: not UTF-8 text"):
+    with pytest.raises(ValueError, match=r"train_file .*latin1\.txt: not UTF-8 text"):
         load_text_dataset(str(path))
     table = tmp_path / "latin1.csv"
     table.write_bytes("sent0,sent1\ncaf\xe9,th\xe9\n".encode("latin-1"))
-    with pytest.raises(ValueError, match=r"--train_file .*latin1\.csv: not UTF-8"):
+    with pytest.raises(ValueError, match=r"train_file .*latin1\.csv: not UTF-8"):
         load_text_dataset(str(table))

@@ -67,8 +67,23 @@ def test_card_without_a_hub_id_uses_a_clear_placeholder_and_the_precision_used(t
 
 
 def test_fp16_on_the_cpu_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="--fp16 cannot take effect on the CPU"):
+    with pytest.raises(ValueError, match="fp16 cannot take effect on the CPU") as refused:
         ContrastiveTrainingArguments(output_dir=str(tmp_path), use_cpu=True, fp16=True)
+    assert "--" not in str(refused.value)  # the library names its fields; the recipes translate them
+
+
+def test_recipes_read_the_library_fields_as_their_flags(tmp_path: Path) -> None:
+    """``flag_errors`` (which every recipe's ``main`` runs under) keeps the error's type and names flags."""
+    from hfcontrast.cli.flags import flag_errors
+    from hfcontrast.trainer.checkpoints import resolve_resume
+
+    with pytest.raises(ValueError, match=r"^--fp16 cannot .* or with --bf16=True \(CPU autocast\)$"), flag_errors():
+        ContrastiveTrainingArguments(output_dir=str(tmp_path), use_cpu=True, fp16=True)
+    with pytest.raises(FileNotFoundError, match=r"^--resume_from_checkpoint latest: no complete checkpoint in "), flag_errors():
+        resolve_resume("latest", str(tmp_path / "x"), needs_objective_state=False)
+    with pytest.raises(FileNotFoundError, match="no complete checkpoint in") as kept, flag_errors():
+        resolve_resume("latest", str(tmp_path / "output_dir"), needs_objective_state=False)
+    assert "/--output_dir" not in str(kept.value)  # a field name inside a path stays as it is
 
 
 def test_an_installed_wheel_finds_its_data_from_any_directory(tmp_path: Path) -> None:

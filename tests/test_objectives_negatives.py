@@ -295,7 +295,7 @@ def test_simcse_mochi_equals_the_papers_mixing_written_out() -> None:
     n, s_mix, s_query, tau = 3, 2, 1, 0.1
     options = NegativeConfig(mochi_n=n, mochi_s=s_mix, mochi_s_prime=s_query, mask_duplicates=True)
     objective = SimCSE(tau, queue_size=5, embedding_dim=DIM, negatives=options).train()
-    anchor, positive = rand(4, DIM, seed=25), rand(4, DIM, seed=26)
+    anchor, positive = rand(4, DIM, seed=25).requires_grad_(), rand(4, DIM, seed=26)
     batch = {"ids": torch.tensor([0, 1, 2, 3])}
     assert objective({"anchor": anchor, "positive": positive}, batch).stats["negatives"].item() == 3  # empty queue
     objective.after_optimizer_step(nn.Linear(1, 1), 1, 10)
@@ -305,7 +305,7 @@ def test_simcse_mochi_equals_the_papers_mixing_written_out() -> None:
     torch.manual_seed(1)
     out = objective({"anchor": anchor, "positive": positive}, batch)
     assert out.stats["negatives"].item() == 3 + 3 + 3
-    rows, columns = F.normalize(anchor, dim=-1), F.normalize(positive, dim=-1)
+    rows, columns = F.normalize(anchor.detach(), dim=-1), F.normalize(positive, dim=-1)
     total = 0.0
     for i in range(4):
         usable = [m for m in range(4) if m != i]  # the queue holds the first batch's positives, ids 0..3
@@ -320,6 +320,10 @@ def test_simcse_mochi_equals_the_papers_mixing_written_out() -> None:
         logits += [float(rows[i] @ queue[m]) / tau for m in usable] + [float(rows[i] @ h) / tau for h in synthetic]
         total += math.log(sum(math.exp(x) for x in logits)) - logits[i]
     assert out.loss.item() == pytest.approx(total / 4, rel=1e-9)
+    torch.manual_seed(1)
+    torch.testing.assert_close(objective({"anchor": anchor, "positive": positive}, batch).loss, out.loss)  # same draws
+    out.loss.backward()
+    assert anchor.grad is not None and torch.isfinite(anchor.grad).all() and anchor.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("family", ["simcse", "simclr", "clip"])

@@ -20,6 +20,7 @@ from transformers import BertConfig, ViTConfig
 
 from hfcontrast import (
     CLIP,
+    PCL,
     ContrastiveDualEncoder,
     ContrastiveDualEncoderConfig,
     ContrastiveTrainer,
@@ -38,6 +39,7 @@ from hfcontrast.collators import (
     TextPairCollator,
     with_index_column,
 )
+from hfcontrast.objectives import ClusterRefreshCallback
 from hfcontrast.trainer.defaults import CAPTION_MAX_LENGTH, INDEX_COLUMN, TEXT_MAX_LENGTH
 from tests.test_gradcache import sentences
 from tests.tiny import text_model, tokenizer
@@ -100,7 +102,7 @@ def text_rows(columns: int) -> datasets.Dataset:
     return datasets.Dataset.from_dict({name: sentences(STEPS * BATCH, seed) for seed, name in enumerate(names)})
 
 
-@pytest.mark.parametrize("columns", [1, 3], ids=["unsupervised", "triplets"])
+@pytest.mark.parametrize("columns", [1, 2, 3], ids=["unsupervised", "pairs", "triplets"])
 def test_simcse_short_path_equals_the_explicit_one(tmp_path: Path, columns: int) -> None:
     def build(short: bool) -> Any:
         torch.manual_seed(0)
@@ -109,7 +111,7 @@ def test_simcse_short_path_equals_the_explicit_one(tmp_path: Path, columns: int)
         if short:
             return run(tmp_path / "short", model, SimCSE(0.05, queue_size=8), rows, processing_class=tokenizer())
         names = rows.column_names
-        anchor, positive, negatives = (names[0], names[0], ()) if columns == 1 else (names[0], names[1], (names[2],))
+        anchor, positive, negatives = (names[0], names[0] if columns == 1 else names[1], tuple(names[2:]))
         collator = TextPairCollator(tokenizer(), anchor, positive, negatives, max_length=TEXT_MAX_LENGTH)
         return run(tmp_path / "explicit", model, SimCSE(0.05, queue_size=8, encoder=model), rows, data_collator=collator,
                    processing_class=tokenizer())  # fmt: skip
@@ -198,3 +200,26 @@ def test_views_change_every_epoch_and_repeat_after_a_resume(tmp_path: Path) -> N
     assert len(resumed) == 2
     for got, want in zip(resumed, straight[2:]):
         assert torch.equal(got, want)
+
+
+def test_short_path_adds_pcls_cluster_refresh_over_the_checked_rows(tmp_path: Path) -> None:
+    """The objective's declared callback (PCL's refresh) is added by the trainer and runs: the clusters exist after
+    training. A row check that drops rows is refused for PCL, whose clusters are looked up by row index."""
+
+    def trainer(rows: Any, out: Path, **overrides: Any) -> ContrastiveTrainer:
+        torch.manual_seed(0)
+        args = ContrastiveTrainingArguments(
+            output_dir=str(out), per_device_train_batch_size=BATCH, max_steps=3, learning_rate=1e-2, report_to=[],
+            save_strategy="no", use_cpu=True, seed=0, disable_tqdm=True, **overrides,
+        )  # fmt: skip
+        return ContrastiveTrainer(model=vit_model(), args=args, objective=PCL(num_clusters=(2, 3), every_n_steps=2, start_step=1,
+                                                                               queue_size=8), train_dataset=rows)  # fmt: skip
+
+    good = trainer(datasets.Dataset.from_dict({"image": images(4 * BATCH)}), tmp_path / "good")
+    good.train()
+    assert sum(isinstance(cb, ClusterRefreshCallback) for cb in good.callback_handler.callbacks) == 1
+    objective = good.objective
+    assert isinstance(objective, PCL) and int(objective.clustered_at) == 1 and bool((objective.assignments >= 0).all())
+    bad_rows = datasets.Dataset.from_dict({"image": [*images(4 * BATCH - 1), b"not an image"]})
+    with pytest.raises(ValueError, match=r"PCL looks each row up by its index, but bad_rows='skip' dropped 1 of 16 rows"):
+        trainer(bad_rows, tmp_path / "bad", bad_rows="skip").train()

@@ -8,7 +8,8 @@ reshapes or drops one, a test here fails instead of a run going quietly wrong. T
 * ``loss_is_scaled_for_ga`` / ``model_accepts_loss_kwargs`` (set False): Trainer then divides the objective's
   per-batch mean by the accumulation steps, also when ``labels`` make it count ``num_items_in_batch``;
 * ``__init__``'s refusal of an ``eval_strategy`` without ``eval_dataset``, which evaluators side-step;
-* ``init_hf_repo``, ``callback_handler.on_push_begin`` and ``_finish_current_push`` (``push_to_hub``).
+* ``init_hf_repo``, ``callback_handler.on_push_begin`` and ``_finish_current_push`` (``push_to_hub``), with
+  ``private=`` handed to ``init_hf_repo`` through the ``hub_private_repo`` argument it reads.
 
 Everything else goes through public hooks: callbacks, ``compute_loss``, ``training_step``,
 ``get_train_dataloader``, ``get_eval_dataloader``, ``evaluation_loop``, ``save_model``, ``create_model_card``,
@@ -33,6 +34,7 @@ from hfcontrast.collators import TextPairCollator
 from hfcontrast.evaluation import STSEvaluator
 from hfcontrast.objectives import ContrastiveObjective, ObjectiveOutput, SimCSE
 from hfcontrast.trainer import ContrastiveTrainer, ContrastiveTrainingArguments
+from hfcontrast.trainer.views import embed_views
 from tests.test_gradcache import sentences
 from tests.tiny import text_model, tokenizer
 
@@ -161,7 +163,7 @@ def test_accumulated_loss_is_the_mean_of_micro_batches_even_with_labels(tmp_path
     rows = [{"sent0": a, "sent1": b, "label": i % 2} for i, (a, b) in enumerate(zip(sentences(8, 0), sentences(8, 1)))]
     for half in (rows[:4], rows[4:]):
         batch = collator(half)
-        embeddings = {v: model(**batch[v], use_head=True).embeddings for v in ("anchor", "positive")}
+        embeddings = embed_views(model, {v: batch[v] for v in ("anchor", "positive")})  # the trainer's forwards
         (objective(embeddings, batch).loss / 2).backward()
     for name, param in model.named_parameters():
         torch.testing.assert_close(accumulated[name], param.grad, rtol=1e-5, atol=1e-7, msg=name)

@@ -35,19 +35,31 @@ def flag_message(message: str, names: Mapping[str, str] = FIELD_FLAGS, flags: tu
     """``message`` with each library field name replaced by its flag: the names of ``FIELD_FLAGS`` and
     ``flags`` (fields whose flag is ``--<field>``)."""
     table = dict(names) | {name: f"--{name}" for name in flags}
-    pattern = re.compile(r"(?<![\w.-])(" + "|".join(re.escape(k) for k in sorted(table, key=len, reverse=True)) + r")(?![\w])")
+    pattern = re.compile(r"(?<![\w./-])(" + "|".join(re.escape(k) for k in sorted(table, key=len, reverse=True)) + r")(?![\w])")
     return pattern.sub(lambda match: table[match.group(1)], message)
+
+
+#: Fields of the trainer's arguments and the data loaders that library errors name; each is the flag ``--<field>``.
+TRAINER_FLAGS = (
+    "nan_policy", "max_nan_skips", "bad_rows", "resume_from_checkpoint", "overwrite_output_dir", "output_dir",
+    "per_device_train_batch_size", "learning_rate", "multi_dataset_policy", "multi_dataset_temperature", "fp16",
+    "bf16", "sync_batchnorm", "gradcache_chunk_size", "image_column", "train_file", "validation_file",
+    "dataset_name", "model_name_or_path", "demo_dataset",
+)  # fmt: skip
 
 
 @contextlib.contextmanager
 def flag_errors(*dataclasses: Any) -> Iterator[None]:
-    """Re-raise a ``ValueError`` of the block with flag names instead of field names (the fields of
-    ``dataclasses`` are flags of their own name)."""
+    """Re-raise an error of the block (its type kept) with flag names instead of field names: those of
+    :data:`FIELD_FLAGS`, :data:`TRAINER_FLAGS` and the fields of ``dataclasses`` (flags of their own name)."""
     try:
         yield
-    except ValueError as error:
-        names = tuple(f.name for group in dataclasses for f in fields(group))
-        raise ValueError(flag_message(str(error), flags=names)) from error
+    except Exception as error:
+        if not error.args or not isinstance(error.args[0], str):
+            raise
+        names = TRAINER_FLAGS + tuple(f.name for group in dataclasses for f in fields(group))
+        error.args = (flag_message(error.args[0], flags=names), *error.args[1:])
+        raise
 
 
 @dataclass

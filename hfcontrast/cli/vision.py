@@ -25,11 +25,11 @@ from ..evaluation import KNNEvaluator
 from ..models import ContrastiveVisionConfig, ContrastiveVisionModel
 from ..objectives import ContrastiveObjective
 from ..trainer import ContrastiveTrainer, ContrastiveTrainingArguments
+from ..trainer.defaults import INDEX_COLUMN
 from .flags import NegativeArguments, epochs_replace_steps, record_matryoshka
 from .runs import finish_run, start_run, train_with_before_after
 
 logger = logging.getLogger(__name__)
-INDEX_COLUMN = "row_index"
 
 
 @dataclass

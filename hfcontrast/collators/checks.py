@@ -276,12 +276,12 @@ def check_rows(
         more = f"\n  ... and {len(bad) - _SHOWN} more" if len(bad) > _SHOWN else ""
         raise BadRowsError(
             f"{source}: {len(rows)} of {len(dataset)} rows cannot be used (checked before training):\n"
-            + "\n".join(lines) + more + "\nFix them, or pass --bad_rows skip to train without them "
+            + "\n".join(lines) + more + "\nFix them, or pass bad_rows='skip' to train without them "
             "(they are written to rejected_rows.jsonl)"
         )
     if is_main_process and rejected_path is not None:
         _write_rejected(rejected_path, dataset, spec, bad)
-    logger.warning("%s: skipping %d bad rows of %d (--bad_rows skip); they are listed in %s",
+    logger.warning("%s: skipping %d bad rows of %d (bad_rows='skip'); they are listed in %s",
                    source, len(rows), len(dataset), rejected_path)  # fmt: skip
     dropped = set(rows)
     keep = [i for i in range(len(dataset)) if i not in dropped]

@@ -78,7 +78,7 @@ def idx_file(folder: Path, stem: str) -> Path:
         f"Fashion-MNIST file {stem}(.gz) not found in {folder}. Install it with "
         "`sudo apt-get install -y dataset-fashion-mnist` (Debian/Ubuntu), or set "
         f"{FASHION_MNIST_ENV} to a folder holding the four idx files, or run the demo on scikit-learn's "
-        "digits (no download): --demo_dataset digits, or pass --train_file / --dataset_name"
+        "digits (no download): demo_dataset='digits', or pass train_file / dataset_name"
     )
 
 

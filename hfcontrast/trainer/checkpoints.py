@@ -62,11 +62,11 @@ def resolve_resume(value: str | bool | None, output_dir: str, needs_objective_st
                 return str(folder)
         detail = f"; incomplete: {[f.name for f in folders]}" if folders else ""
         raise FileNotFoundError(
-            f"--resume_from_checkpoint {value}: no complete checkpoint in {output_dir}{detail}"
+            f"resume_from_checkpoint {value}: no complete checkpoint in {output_dir}{detail}"
         )
     folder = Path(str(value))
     if not folder.is_dir():
-        raise FileNotFoundError(f"--resume_from_checkpoint {value}: no such checkpoint folder")
+        raise FileNotFoundError(f"resume_from_checkpoint {value}: no such checkpoint folder")
     missing = missing_files(folder, needs_objective_state)
     if missing:
         what = (
@@ -75,7 +75,7 @@ def resolve_resume(value: str | bool | None, output_dir: str, needs_objective_st
             if OBJECTIVE_STATE_NAME in missing
             else ""
         )
-        raise FileNotFoundError(f"--resume_from_checkpoint {value}: the checkpoint has no {', '.join(missing)}{what}")
+        raise FileNotFoundError(f"resume_from_checkpoint {value}: the checkpoint has no {', '.join(missing)}{what}")
     return str(folder)
 
 

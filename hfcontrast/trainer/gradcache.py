@@ -157,8 +157,6 @@ class GradCache:
     """
 
     def __init__(self, chunk_size: int, context: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext) -> None:
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         self.chunk_size, self.context = chunk_size, context
         self.groups: list[_Group] = []
 

@@ -75,14 +75,14 @@ class NonFiniteGuard(TrainerCallback):
         if self.policy == "skip" and self.skipped < self.max_skips:
             if not self.skip_next_step:
                 self.skipped += 1
-                logger.warning("step %d: %s; skipping the step (%d of --max_nan_skips %d)",
+                logger.warning("step %d: %s; skipping the step (%d of max_nan_skips=%d)",
                                self._step, what, self.skipped, self.max_skips)  # fmt: skip
             self.skip_next_step = True
             return
         hint = (
-            f"--max_nan_skips {self.max_skips} steps were skipped already"
+            f"max_nan_skips={self.max_skips} steps were skipped already"
             if self.policy == "skip"
-            else "lower --learning_rate, check the data, or pass --nan_policy skip --max_nan_skips N"
+            else "lower learning_rate, check the data, or pass nan_policy='skip' with max_nan_skips=N"
         )
         raise NonFiniteError(f"training diverged at step {self._step}: {what}; {last}. Stopped: {hint}")
 

@@ -83,7 +83,7 @@ def _acquire(folder: Path) -> OutputLock:
             if isinstance(pid, int) and (host != record["host"] or _alive(pid)):
                 raise OutputDirError(
                     f"output_dir {folder} is in use by another run: PID {pid} on {host}, started "
-                    f"{holder.get('started')} (lock file {lock.path}). Choose another --output_dir, or wait "
+                    f"{holder.get('started')} (lock file {lock.path}). Choose another output_dir, or wait "
                     "for that run to finish"
                 ) from None
             logger.warning("taking over the lock of a run that is gone (%s): %s", holder or "unreadable", lock.path)
@@ -105,7 +105,7 @@ def _clear(folder: Path, entries: list[str]) -> None:
     here = Path.cwd().resolve()
     if ".git" in entries or folder.resolve() in (here, *here.parents, Path.home().resolve()):
         raise OutputDirError(
-            f"--overwrite_output_dir would delete {folder} ({len(entries)} entries), which holds a repository "
+            f"overwrite_output_dir=True would delete {folder} ({len(entries)} entries), which holds a repository "
             "or your working directory; pass a folder for this run's outputs"
         )
     for name in entries:
@@ -114,7 +114,7 @@ def _clear(folder: Path, entries: list[str]) -> None:
             shutil.rmtree(path)
         else:
             path.unlink()
-    logger.warning("--overwrite_output_dir: removed the previous run's %d entries from %s", len(entries), folder)
+    logger.warning("overwrite_output_dir: removed the previous run's %d entries from %s", len(entries), folder)
 
 
 def _decide(folder: Path, *, overwrite: bool, resuming: bool) -> str | None:
@@ -128,8 +128,8 @@ def _decide(folder: Path, *, overwrite: bool, resuming: bool) -> str | None:
                 shown = ", ".join(entries[:6]) + (", ..." if len(entries) > 6 else "")
                 return (
                     f"output_dir {folder} is not empty ({len(entries)} entries: {shown}); a new run would mix "
-                    "its files with the previous run's. Pass --overwrite_output_dir to replace that run, "
-                    "--resume_from_checkpoint latest to continue it, or another --output_dir"
+                    "its files with the previous run's. Pass overwrite_output_dir=True to replace that run, "
+                    "resume_from_checkpoint='latest' to continue it, or another output_dir"
                 )
             _clear(folder, entries)
     except OutputDirError as error:

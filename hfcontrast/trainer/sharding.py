@@ -54,7 +54,7 @@ def sync_batchnorm(modules: list[nn.Module], *, processes: int, device: torch.de
     SyncBatchNorm runs on accelerators only (its statistics would need a CPU collective it does not have)."""
     if processes > 1 and device.type == "cpu":
         raise ValueError(
-            "sync_batchnorm needs GPUs: torch's SyncBatchNorm does not run on the CPU; drop --sync_batchnorm"
+            "sync_batchnorm needs GPUs: torch's SyncBatchNorm does not run on the CPU; set sync_batchnorm=False"
         )
     count = 0
     for module in modules:

@@ -73,7 +73,7 @@ def setup_rows(trainer: Run, hyperparameters: Mapping[str, Any]) -> dict[str, An
         "Seed": args.seed,
         "Hardware": hardware(trainer),
         "Rows left out": (
-            f"{trainer.rejected_rows} unusable training rows (--bad_rows skip), listed in rejected_rows.jsonl"
+            f"{trainer.rejected_rows} unusable training rows (bad_rows='skip'), listed in rejected_rows.jsonl"
             if trainer.rejected_rows
             else None
         ),

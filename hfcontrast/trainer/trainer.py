@@ -86,9 +86,10 @@ class ContrastiveTrainer(Trainer):
 
     Trainer members that are not public hooks, each pinned by ``tests/test_trainer_hooks.py``:
     ``_prepare_inputs`` (``prediction_step``), ``_clip_grad_norm`` (overridden), ``_finish_current_push``,
-    ``init_hf_repo`` and ``callback_handler.on_push_begin`` (``push_to_hub``), the attributes
-    ``loss_is_scaled_for_ga`` / ``model_accepts_loss_kwargs`` (set), and ``__init__``'s refusal of an
-    ``eval_strategy`` without ``eval_dataset`` (side-stepped when evaluators are given).
+    ``init_hf_repo`` and ``callback_handler.on_push_begin`` (``push_to_hub``, which hands ``private=`` to
+    ``init_hf_repo`` through ``args.hub_private_repo``: older releases' ``init_hf_repo`` takes no ``private``),
+    the attributes ``loss_is_scaled_for_ga`` / ``model_accepts_loss_kwargs`` (set), and ``__init__``'s refusal
+    of an ``eval_strategy`` without ``eval_dataset`` (side-stepped when evaluators are given).
     """
 
     def __init__(
@@ -172,14 +173,27 @@ class ContrastiveTrainer(Trainer):
                 args.eval_strategy = strategy
 
     def _add_data_callbacks(self) -> None:
-        """New views every epoch (a collator with ``set_epoch``), and the callbacks the objective declares;
-        one that ``callbacks=`` holds already (with the caller's settings) is not added twice."""
+        """New views every epoch (a collator with ``set_epoch``); one that ``callbacks=`` holds already (with
+        the caller's settings) is not added twice. The objective's callbacks follow the row check."""
         collator, present = self.data_collator, list(self.callback_handler.callbacks)
         if callable(getattr(collator, "set_epoch", None)) and not any(isinstance(cb, CollatorEpochCallback) for cb in present):
             self.add_callback(CollatorEpochCallback(collator))
-        if self.train_dataset is not None:
-            for callback in self.objective.training_callbacks(self.train_dataset, collator, present):
-                self.add_callback(callback)
+
+    def _add_objective_callbacks(self, bound_rows: int | None) -> None:
+        """The callbacks the objective declares (PCL's cluster refresh), over the checked training rows. An
+        objective that looks rows up by index (``needs_row_ids``) refuses a dataset the check shrank."""
+        if self.train_dataset is None:
+            return
+        rows = len(self.train_dataset) if hasattr(self.train_dataset, "__len__") else None
+        if self.objective.needs_row_ids and self.rejected_rows and rows != bound_rows:
+            raise ValueError(
+                f"{type(self.objective).__name__} looks each row up by its index, but bad_rows='skip' dropped "
+                f"{self.rejected_rows} of {bound_rows} rows (listed in rejected_rows.jsonl): remove them from the data "
+                "first, so that the row indices count the rows trained on"
+            )
+        present = list(self.callback_handler.callbacks)
+        for callback in self.objective.training_callbacks(self.train_dataset, self.data_collator, present):
+            self.add_callback(callback)
 
     def _all_trainable_parameters(self) -> list[nn.Parameter]:
         assert self.model is not None
@@ -290,6 +304,9 @@ class ContrastiveTrainer(Trainer):
         return_outputs: bool = False,
         num_items_in_batch: Tensor | int | None = None,
     ) -> Tensor | tuple[Tensor, dict[str, Tensor]]:
+        """The objective's loss over the embedded views. ``num_items_in_batch`` is not used, on purpose: the loss
+        is a mean over the batch's rows (every row is a query), so Trainer divides it by the accumulation steps
+        (``loss_is_scaled_for_ga = False``) and a step's gradient is the mean of its micro-batches'."""
         inputs = self.build_views(inputs, model.training)
         views = self.online_views(inputs)
         self.objective.train(model.training)
@@ -356,18 +373,20 @@ class ContrastiveTrainer(Trainer):
             "is_main_process": self.is_world_process_zero(),
         }  # fmt: skip
         source = self.train_source or "the training dataset"
+        bound_rows = len(self.train_dataset) if hasattr(self.train_dataset, "__len__") else None
         if isinstance(self.train_dataset, MultiSourceDataset):
             self.train_dataset, self.rejected_rows = check_multi_source_rows(self.train_dataset, self.data_collator, **settings)
         else:
             result = check_rows(self.train_dataset, self.data_collator, source=source, **settings)
             self.train_dataset, self.rejected_rows = result.dataset, result.rejected
+        self._add_objective_callbacks(bound_rows)
         rows = len(self.train_dataset) if hasattr(self.train_dataset, "__len__") else None
         batch = self.args.per_device_train_batch_size * world_size()
         if rows is not None and rows < batch:
             raise ValueError(
                 f"{source} has {rows} usable rows, fewer than one global batch ({self.args.per_device_train_batch_size} "
                 f"per device x {world_size()} processes = {batch}): the run would train on nothing. Add data or "
-                "lower --per_device_train_batch_size"
+                "lower per_device_train_batch_size"
             )
         self._rows_checked = True
 

@@ -66,7 +66,16 @@ def train(tmp_path: Path, model: nn.Module, objective: Any, rows: Any, settle: i
     )  # fmt: skip
     trainer = ContrastiveTrainer(model, ContrastiveTrainingArguments(**{**values, **overrides}), objective=objective,
                                  train_dataset=rows, **kwargs)  # fmt: skip
+    seen: list[torch.device] = []
+    record = trainer.record_stats
+
+    def spy(output: Any) -> None:  # every step's loss and statistics are made on the device
+        seen.extend([output.loss.device, *(value.device for value in output.stats.values())])
+        record(output)
+
+    trainer.record_stats = spy  # type: ignore[method-assign]
     trainer.train()
+    assert seen and all(device.type == DEVICE.type for device in seen), seen
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     assert len(losses) == STEPS and all(torch.isfinite(torch.tensor(losses))), losses
     assert sum(losses[-3:]) < sum(losses[settle : settle + 3]), f"the loss did not fall: {losses}"
@@ -107,7 +116,10 @@ TEXT: dict[str, Callable[[nn.Module], Any]] = {
 def test_text(tmp_path: Path, name: str) -> None:
     model = text_model(pooler="mean")
     rows = datasets.Dataset.from_dict({"text": sentences(32)})
-    trainer = train(tmp_path, model, TEXT[name](model), rows, SETTLE.get(name, 0), processing_class=tokenizer())
+    objective = TEXT[name](model)
+    trainer = train(tmp_path, model, objective, rows, SETTLE.get(name, 0), processing_class=tokenizer())
+    if objective.keys is not None:  # the queue is full, on the device
+        assert len(objective.keys) == 16 and objective.keys.queue.embeddings.device.type == DEVICE.type
     reloads(trainer, text_inputs(), tmp_path)
 
 
