@@ -25,6 +25,7 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
+from claims import ratio_interval
 from common import (
     apply_smoke,
     base_parser,
@@ -135,9 +136,10 @@ def main() -> None:
                     value = timed(trees[side], args, key)
                     speeds[side].append(value if higher else 1.0 / value)
             per_round = [t / r for t, r in zip(speeds["this"], speeds["ref"], strict=True)]
+            interval = ratio_interval(speeds["this"], speeds["ref"]) if reps > 1 else None
             rows.append([name, *(f"{x:.3f}" for x in per_round), f"{median(per_round):.3f}"])
             runs.append({"case": name, "speed_this": speeds["this"], "speed_ref": speeds["ref"],
-                         "ratio_per_round": per_round, "ratio_median": median(per_round)})
+                         "ratio_per_round": per_round, "ratio_median": median(per_round), "ratio_interval": interval})
             print(f"[{name}] this/ref {median(per_round):.3f} ({', '.join(f'{x:.3f}' for x in per_round)})", flush=True)
     print(format_table(["case", *(f"round {i + 1}" for i in range(reps)), "median this/ref"], rows))
     payload: dict[str, Any] = {"name": "against_ref", "ref": a.ref, "machine": machine_info(), "runs": runs}

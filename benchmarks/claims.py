@@ -34,8 +34,8 @@ _TRAINING = ("hfcontrast/trainer", "hfcontrast/objectives", "hfcontrast/losses",
 _IMAGES = ("hfcontrast/augment", "hfcontrast/demo/fashion_mnist.py", "hfcontrast/evaluation/knn.py",
            "benchmarks/image_setup.py")
 MEASURED: dict[str, tuple[str, ...]] = {
-    "text_vs_sentence_transformers": (*_TRAINING, "hfcontrast/demo/text.py",
-                                      "benchmarks/text_vs_sentence_transformers.py"),
+    "text_vs_sentence_transformers": (*_TRAINING, "hfcontrast/__init__.py", "hfcontrast/hub", "hfcontrast/demo/text.py",
+                                      "hfcontrast/demo/data", "benchmarks/text_vs_sentence_transformers.py"),
     "image_vs_lightly": (*_TRAINING, *_IMAGES, "benchmarks/image_vs_lightly.py"),
     "cluster_vs_lightly": (*_TRAINING, *_IMAGES, "benchmarks/image_vs_lightly.py", "benchmarks/peer_diagnostics.py",
                            "benchmarks/cluster_vs_lightly.py"),
@@ -44,7 +44,8 @@ MEASURED: dict[str, tuple[str, ...]] = {
     "loss_kernels": ("hfcontrast/losses", "benchmarks/common.py", "benchmarks/loss_kernels.py"),
     "gradcache_memory": (*_TRAINING, "benchmarks/gradcache_memory.py"),
     "chunked_loss_memory": ("hfcontrast/losses", "benchmarks/chunked_loss_memory.py"),
-    "row_checks": ("hfcontrast/collators", "hfcontrast/demo", "benchmarks/common.py", "benchmarks/row_checks.py"),
+    "row_checks": ("hfcontrast/collators", "hfcontrast/augment", "hfcontrast/demo", "benchmarks/common.py",
+                   "benchmarks/row_checks.py"),
     "image_views": ("hfcontrast/augment", "hfcontrast/collators", "hfcontrast/demo/fashion_mnist.py",
                     "benchmarks/common.py", "benchmarks/image_views.py"),
 }  # fmt: skip

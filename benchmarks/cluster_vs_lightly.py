@@ -49,6 +49,7 @@ from common import (
     mean_sd,
     peak_rss_mb,
     peer_missing,
+    peer_versions,
     ratio,
     run_worker,
     save_results,
@@ -378,7 +379,8 @@ def main() -> None:
     subset = set(a.methods) != set(METHODS)  # a subset keeps the full run's file
     name = "_".join([NAME, *a.methods, f"{a.steps}steps"]) if subset else NAME
     save_results(Path(a.results_dir), name, {"name": NAME, "machine": machine_info(), "settings": {**settings, "seeds": seeds},
-                                             "knn_top1_at_init": before, "summary": summary, "runs": runs})  # fmt: skip
+                                             "knn_top1_at_init": before, "summary": summary, "runs": runs},
+                 peer_versions(a.peer_python))  # fmt: skip
     print(f"\n{NAME}: kNN top-1 of the initial weights {mean_sd(list(before.values()), 2)}; target images/s >= "
           f"{TARGET_THROUGHPUT}x lightly at kNN delta >= {TARGET_KNN_DELTA} points (means over seeds {seeds})")  # fmt: skip
     print(format_table(["method", "lightly img/s (grouped)", "lightly img/s (per crop)", "ours img/s", "ratio",

@@ -313,6 +313,17 @@ def peer_missing(python: str | os.PathLike[str], smoke: bool, what: str) -> bool
     return True
 
 
+def peer_versions(python: str | os.PathLike[str], names: Sequence[str] = ("lightly", "torch", "torchvision")) -> dict[str, Any]:
+    """The versions of ``names`` installed beside the peer's interpreter (``{}`` when it is absent)."""
+    if not Path(python).exists():
+        return {}
+    script = ("import json, importlib.metadata as m, sys\n"
+              "def v(n):\n    try:\n        return m.version(n)\n    except m.PackageNotFoundError:\n        return None\n"
+              "print(json.dumps({'python': sys.version.split()[0], **{n: v(n) for n in sys.argv[1:]}}))")  # fmt: skip
+    done = subprocess.run([str(python), "-c", script, *names], capture_output=True, text=True, check=True)
+    return dict(json.loads(done.stdout))
+
+
 def save_results(
     results_dir: str | os.PathLike[str], name: str, payload: dict[str, Any], peer_versions: dict[str, Any] | None = None
 ) -> Path:

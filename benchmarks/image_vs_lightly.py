@@ -50,6 +50,7 @@ from common import (
     median,
     peak_rss_mb,
     peer_missing,
+    peer_versions,
     plot_side_by_side,
     ratio,
     run_worker,
@@ -475,7 +476,7 @@ def main() -> None:
         "targets": {"throughput_ratio": TARGET_THROUGHPUT, "knn_delta_points": TARGET_KNN_DELTA},
     }
     results_dir = Path(a.results_dir)
-    save_results(results_dir, NAME, payload)
+    save_results(results_dir, NAME, payload, peer_versions(a.peer_python))
     plot(results_dir / f"{NAME}.png", summary)
     print(
         f"\nload average (1 min) during the runs: {info['load1_min']:.2f} .. {info['load1_max']:.2f}; "

@@ -18,7 +18,7 @@ torch.set_num_threads(1)
 
 
 FIX_DATA = "sudo apt-get update && sudo apt-get install -y dataset-fashion-mnist"
-_SKIPPED_FOR_DATA: list[str] = []
+NO_DATA = f"Fashion-MNIST is not installed ({FIX_DATA})"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -26,10 +26,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if needs and not has_fashion_mnist():
         if os.environ.get("CI") == "true":
             raise pytest.UsageError(f"{len(needs)} tests need Fashion-MNIST, which is not installed (CI=true). Fix: {FIX_DATA}")
-        skip = pytest.mark.skip(reason=f"Fashion-MNIST is not installed ({FIX_DATA})")
+        skip = pytest.mark.skip(reason=NO_DATA)
         for item in needs:
             item.add_marker(skip)
-            _SKIPPED_FOR_DATA.append(item.nodeid)
     if SHARED_DATA.is_dir():
         return
     skip = pytest.mark.skip(reason=f"shared data not found at {SHARED_DATA} (set HFCONTRAST_SHARED_DATA)")
@@ -39,8 +38,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    if _SKIPPED_FOR_DATA:
-        terminalreporter.write_sep("!", f"{len(_SKIPPED_FOR_DATA)} TESTS SKIPPED: Fashion-MNIST is not installed ({FIX_DATA})", red=True)
+    """Counted from the skip reports, which reach the controller under pytest-xdist too (its collection does not)."""
+    skipped = [report for report in terminalreporter.stats.get("skipped", []) if NO_DATA in str(report.longrepr)]
+    if skipped:
+        terminalreporter.write_sep("!", f"{len(skipped)} TESTS SKIPPED: {NO_DATA}", red=True)
 
 
 @pytest.fixture

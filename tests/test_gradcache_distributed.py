@@ -21,8 +21,10 @@ pytestmark = pytest.mark.distributed
 FAMILIES = ("text", "image", "image_text")
 
 
-def test_gradcache_two_processes_equal_one_uncached_process(tmp_path: Path) -> None:
-    accelerate_launch(SCRIPT, "--out", str(tmp_path / "ddp"), "--batch", "4", "--chunk", "3")
+@pytest.mark.parametrize("chunk", ["3", None], ids=["gradcache", "plain"])
+def test_two_processes_equal_one_uncached_process(tmp_path: Path, chunk: str | None) -> None:
+    """With GradCache (chunks of 3) and without it: plain DDP of every family against the same single process."""
+    accelerate_launch(SCRIPT, "--out", str(tmp_path / "ddp"), "--batch", "4", *(("--chunk", chunk) if chunk else ()))
     run_python(SCRIPT, "--out", str(tmp_path / "single"), "--batch", "8")
     ranks = [torch.load(tmp_path / "ddp" / f"rank{r}.pt") for r in range(2)]
     single = torch.load(tmp_path / "single" / "rank0.pt")
