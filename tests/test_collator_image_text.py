@@ -39,7 +39,8 @@ def rows(n: int = 4, captions: object = None) -> list[dict]:  # type: ignore[typ
 def test_views_with_image_processor() -> None:
     collator = ImageTextCollator(processor(), tokenizer(), max_length=8)
     batch = collator(rows(3, captions="a photo of a red square with a long caption"))
-    assert set(batch) == {"image", "text", "caption_index"}
+    assert set(batch) == {"image", "text", "caption_index", "lengths"}
+    assert list(batch["lengths"].views["text"]) == batch["text"]["attention_mask"].sum(dim=1).tolist()
     assert batch["image"]["pixel_values"].shape == (3, 3, 16, 16)
     assert set(batch["text"]) >= {"input_ids", "attention_mask"} and batch["text"]["input_ids"].shape == (3, 8)
     assert batch["caption_index"].dtype == torch.long and batch["caption_index"].tolist() == [0, 0, 0]

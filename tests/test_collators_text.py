@@ -12,8 +12,9 @@ from tests.tiny import tokenizer
 def test_unsupervised_views_are_the_same_tokens() -> None:
     collator = UnsupervisedSimCSECollator(tokenizer(), "text", max_length=16)
     batch = collator([{"text": "a cat sat"}, {"text": "the dog ran far away"}])
-    assert set(batch) == {"anchor", "positive"}
+    assert set(batch) == {"anchor", "positive", "lengths"}
     assert torch.equal(batch["anchor"]["input_ids"], batch["positive"]["input_ids"])
+    assert batch["lengths"].views == {"anchor": (5, 8), "positive": (5, 8)}
     expected = tokenizer()(["a cat sat", "the dog ran far away"], padding=True, return_tensors="pt")
     assert torch.equal(batch["anchor"]["input_ids"], expected["input_ids"])
 
@@ -34,7 +35,7 @@ def test_explicit_columns_and_ids() -> None:
         tokenizer(), ["q", "d", "id"], anchor_column="q", positive_column="d", id_column="id"
     )
     batch = collator([{"q": "x", "d": "y", "id": 7}, {"q": "z", "d": "w", "id": 9}])
-    assert set(batch) == {"anchor", "positive", "ids"}
+    assert set(batch) == {"anchor", "positive", "ids", "lengths"}
     assert batch["ids"].tolist() == [7, 9]
 
 
@@ -66,3 +67,21 @@ def test_batch_of_one_has_no_negatives() -> None:
     collator = UnsupervisedSimCSECollator(tokenizer(), "text")
     with pytest.raises(CollatorInputError, match=r"batch has 1 row\(s\) but at least 2 are needed for in-batch negatives"):
         collator([{"text": "alone"}])
+
+
+@pytest.mark.parametrize("multiple", [None, 8])
+def test_each_view_is_padded_to_its_own_longest_row_and_lengths_come_along(multiple: int | None) -> None:
+    """Padding is decided in the collator, on the CPU: each view as long as its longest row (rounded up to
+    ``pad_to_multiple_of``), and ``batch["lengths"]`` holds every row's token count, each equal to the tokenizer's
+    count for that text alone (the reference)."""
+    rows = [{"a": "short", "p": "a much longer positive sentence than the anchor", "n": "mid length text", "m": "x"},
+            {"a": "two words", "p": "tiny", "n": "one", "m": "another negative text here"}]  # fmt: skip
+    collator = TextPairCollator(tokenizer(), "a", "p", ("n", "m"), max_length=32, pad_to_multiple_of=multiple)
+    batch = collator(rows)
+    alone = {column: [len(tokenizer()(row[column])["input_ids"]) for row in rows] for column in "apnm"}
+    want = {"anchor": alone["a"], "positive": alone["p"], "negative": alone["n"] + alone["m"]}
+    assert {view: list(n) for view, n in batch["lengths"].views.items()} == want
+    for view, lengths in want.items():
+        width = max(lengths) if multiple is None else -(-max(lengths) // multiple) * multiple
+        assert batch[view]["input_ids"].shape[1] == width, view
+        assert batch[view]["attention_mask"].sum(dim=1).tolist() == lengths

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import datasets
 import pytest
 import torch
 import torch.nn.functional as F
@@ -75,6 +76,15 @@ def test_clusters_are_kmeans_of_the_features_with_their_concentration() -> None:
     assert int(pcl.clustered_at) == 4
     with pytest.raises(ValueError, match="batch\\['ids'\\]"):
         pcl({"query": randn(2, 8)}, {"key": batch([0, 1])["key"]})
+
+
+def test_row_indices_out_of_range_are_refused_before_training() -> None:
+    """The id column's range is checked once, on the host, when the trainer asks for the refresh."""
+    _, pcl = objective()
+    collator = type("C", (), {"id_column": "row", "eval_collator": lambda self: collate})()
+    rows = datasets.Dataset.from_dict({"row": [0, 5, 12]})  # PCL was bound to 12 rows
+    with pytest.raises(ValueError, match=r"column 'row' must hold row indices in \[0, 12\), got \[0, 12\]"):
+        pcl.training_callbacks(rows, collator)
 
 
 def test_interleaved_restores_row_order() -> None:

@@ -2,6 +2,7 @@
 
 from .image_text import CollatorEpochCallback, ImageTextCollator
 from .images import ImageEvalCollator, MultiViewCollator, RawImageCollator, load_rgb_image
+from .lengths import LENGTHS_KEY, ViewLengths
 from .multi_source import MultiSourceCollator, MultiSourceDataset, SingleSourceBatchSampler
 from .seeding import with_index_column
 from .text import KNOWN_TRIPLETS, TextPairCollator, UnsupervisedSimCSECollator
@@ -9,6 +10,7 @@ from .validation import CollatorInputError, check_batch_size, require_column, re
 
 __all__ = [
     "KNOWN_TRIPLETS",
+    "LENGTHS_KEY",
     "CollatorInputError",
     "ImageEvalCollator",
     "MultiSourceCollator",
@@ -18,6 +20,7 @@ __all__ = [
     "SingleSourceBatchSampler",
     "TextPairCollator",
     "UnsupervisedSimCSECollator",
+    "ViewLengths",
     "check_batch_size",
     "load_rgb_image",
     "require_column",

@@ -18,6 +18,7 @@ from transformers import PreTrainedTokenizerBase
 from ..augment import ViewPipeline
 from .checks import RowSpec
 from .images import load_rgb_image, require_int
+from .lengths import LENGTHS_KEY, ViewLengths
 from .seeding import CollatorEpochCallback as CollatorEpochCallback  # re-exported
 from .seeding import SeededCollator, row_index, row_rng
 from .validation import CollatorInputError, check_batch_size, require_column
@@ -186,6 +187,8 @@ class ImageTextCollator(SeededCollator):
             "image": {"pixel_values": self._pixels(images, rngs)},
             "text": dict(text),
             "caption_index": torch.tensor(chosen, dtype=torch.long),
+            LENGTHS_KEY: ViewLengths({"text": tuple(int(n) for n in text["attention_mask"].sum(dim=1).tolist())},
+                                     getattr(self.tokenizer, "padding_side", "right")),
         }
         for key, column in (("ids", self.id_column), ("labels", self.label_column)):
             if column is not None:

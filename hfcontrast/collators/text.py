@@ -11,6 +11,7 @@ from transformers import PreTrainedTokenizerBase
 
 from ..losses import text_ids
 from .checks import RowSpec
+from .lengths import LENGTHS_KEY, ViewLengths, split_views
 from .validation import CollatorInputError, check_batch_size, require_column, require_text
 
 # Column conventions recognised by ``TextPairCollator.from_column_names`` (anchor, positive, negative).
@@ -29,8 +30,10 @@ KNOWN_TRIPLETS: tuple[tuple[str, str, str | None], ...] = (
 class TextPairCollator:
     """Tokenise anchor / positive (/ negatives) columns into named views.
 
-    All texts of a batch are tokenised in one call (one padding length), then split into views:
-    ``{"anchor": {...}, "positive": {...}, "negative": {...}}``. Several negative columns are
+    All texts of a batch are tokenised in one call, then split into views, each padded to its own longest
+    row (rounded up to ``pad_to_multiple_of``): ``{"anchor": {...}, "positive": {...}, "negative": {...}}``,
+    plus ``batch["lengths"]``, each row's token count (:class:`~hfcontrast.collators.lengths.ViewLengths`), so
+    the training step plans its forwards without reading the device. Several negative columns are
     stacked into the ``negative`` view (row ``j * B + i`` is negative ``j`` of anchor ``i``).
     When ``anchor_column == positive_column`` (unsupervised SimCSE) the text is tokenised once and
     the view repeated; dropout in the encoder makes the two views differ.
@@ -139,12 +142,17 @@ class TextPairCollator:
         prompted = [[self.prompt(view) + text for text in column_texts] for view, column_texts in zip(views, texts)]
         encoded = self._tokenize([text for column_texts in prompted for text in column_texts])
         b = len(features)
-        chunks = [{key: value[j * b : (j + 1) * b] for key, value in encoded.items()} for j in range(len(columns))]
-        batch: dict[str, Any] = {"anchor": chunks[0]}
-        batch["positive"] = {k: v.clone() for k, v in chunks[0].items()} if unsupervised else chunks[1]
-        negatives = chunks[1 if unsupervised else 2 :]
-        if negatives:
-            batch["negative"] = {key: torch.cat([n[key] for n in negatives]) for key in negatives[0]}
+        layout = [(view, b) for view in views[: 1 if unsupervised else 2]]
+        if self.negative_columns:
+            layout.append(("negative", b * len(self.negative_columns)))  # row j * B + i: negative j of anchor i
+        side = getattr(self.tokenizer, "padding_side", "right")
+        batch: dict[str, Any]
+        batch, lengths = split_views(encoded, layout, self.pad_to_multiple_of, side)
+        if unsupervised:
+            batch["positive"] = {k: v.clone() for k, v in batch["anchor"].items()}
+            lengths = ViewLengths({**lengths.views, "positive": lengths.views["anchor"]}, side)
+        batch = {name: batch[name] for name in ("anchor", "positive", "negative") if name in batch}
+        batch[LENGTHS_KEY] = lengths
         if self.id_column is not None:
             batch["ids"] = _ids(features, self.id_column)
         elif self.ids_from_text:

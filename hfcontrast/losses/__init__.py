@@ -7,6 +7,7 @@ implementation of the InfoNCE family; :func:`info_nce`, :func:`nt_xent`, :func:`
 
 from __future__ import annotations
 
+from ._checks import value_checks
 from .clip import clip_loss
 from .clustering import (
     concentration,
@@ -80,4 +81,5 @@ __all__ = [
     "text_ids",
     "top1_accuracy",
     "uniformity",
+    "value_checks",
 ]

@@ -1,13 +1,39 @@
-"""Private validation / dtype helpers shared by the loss functions."""
+"""Private validation / dtype helpers shared by the loss functions.
+
+Checks of a tensor's *values* (an index range, a temperature held in a tensor, every row having a positive)
+read the device from the host: a host sync each. They run by default, so a direct call of a loss fails with a
+clear message; :func:`value_checks` turns them off for a block, which ``ContrastiveTrainer`` does on every
+training step after the first (the first step validates the set-up once).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
+from contextvars import ContextVar
 
 import torch
 from torch import Tensor
 
 from .types import Reduction
+
+_CHECK_VALUES: ContextVar[bool] = ContextVar("hfcontrast_check_values", default=True)
+
+
+@contextlib.contextmanager
+def value_checks(enabled: bool) -> Iterator[None]:
+    """Within the block, the losses check tensor values (``True``, the default) or skip those checks."""
+    token = _CHECK_VALUES.set(enabled)
+    try:
+        yield
+    finally:
+        _CHECK_VALUES.reset(token)
+
+
+def checking_values() -> bool:
+    """Whether checks that read tensor values on the host run here (see :func:`value_checks`)."""
+    return _CHECK_VALUES.get()
 
 
 def check_positive(name: str, value: float | Tensor) -> None:
@@ -17,6 +43,8 @@ def check_positive(name: str, value: float | Tensor) -> None:
             raise ValueError(
                 f"{name} must be a scalar (0-dim tensor or float), got shape {tuple(value.shape)}"
             )
+        if not checking_values():
+            return
         number = float(value.detach())
     else:
         number = float(value)
@@ -79,7 +107,7 @@ def check_index(name: str, index: Tensor, length: int, upper: int, upper_name: s
         raise TypeError(f"{name} must be an int64/int32 tensor")
     if index.shape != (length,):
         raise ValueError(f"{name} must have shape ({length},), got {tuple(index.shape)}")
-    if length and (int(index.min()) < 0 or int(index.max()) >= upper):
+    if length and checking_values() and (int(index.min()) < 0 or int(index.max()) >= upper):
         raise ValueError(
             f"{name} values must lie in [0, {upper}) ({upper_name}), "
             f"got range [{int(index.min())}, {int(index.max())}]"

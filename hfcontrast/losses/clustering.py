@@ -40,7 +40,7 @@ def sinkhorn_knopp(
     # No per-process max shift (it would scale each process's block differently); float64 holds exp(S / eps)
     # for cosine scores (|S| <= 1) down to eps ~ 0.0015.
     q = torch.exp(scores.double() / epsilon).T  # [K, B]
-    batch = reduce(torch.tensor([float(q.shape[1])], dtype=q.dtype, device=q.device))
+    batch = reduce(torch.full((1,), float(q.shape[1]), dtype=q.dtype, device=q.device))
     k = q.shape[0]
     q /= reduce(q.sum().reshape(1))
     for _ in range(iterations):

@@ -20,7 +20,7 @@ def masked_logsumexp(x: Tensor, mask: Tensor) -> Tensor:
     Safe for autograd: empty rows and masked entries (even ``-inf`` or ``nan`` ones) get zero gradient.
     """
     has_any = mask.any(dim=1, keepdim=True)
-    neg_inf = torch.tensor(float("-inf"), dtype=x.dtype, device=x.device)
+    neg_inf = x.new_full((), float("-inf"))
     safe = torch.where(mask, x, neg_inf)
     safe = torch.where(has_any, safe, torch.zeros_like(x))
     out = torch.logsumexp(safe, dim=1)

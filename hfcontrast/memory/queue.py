@@ -3,7 +3,8 @@ Representation Learning") kept as a ring buffer of persistent buffers.
 
 The queue holds the keys of the last ``size`` enqueued rows. Because every piece of state
 (``embeddings``, ``ptr``, ``filled`` and optionally ``ids``) is a persistent buffer, the queue is
-saved in ``objective.state_dict()`` and restored on resume, and it follows ``.to(device)``.
+saved in ``objective.state_dict()`` and restored on resume, and it follows ``.to(device)``. ``ptr`` and
+``filled`` are read on the host as Python ints (:mod:`hfcontrast.memory.mirror`), never from the device.
 
 Slot order
 ----------
@@ -26,6 +27,8 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+
+from .mirror import host_scalar, register_host_scalar, set_host_scalar
 
 __all__ = ["EmbeddingQueue"]
 
@@ -60,8 +63,9 @@ class EmbeddingQueue(nn.Module):
         self.dim = dim
         self.store_ids = bool(store_ids)
         self.register_buffer("embeddings", torch.zeros(size, dim, dtype=torch.float32))
-        self.register_buffer("ptr", torch.zeros((), dtype=torch.long))
-        self.register_buffer("filled", torch.zeros((), dtype=torch.long))
+        # Read on the host every step: Python ints, mirrored into the checkpointed buffers (no .item()).
+        register_host_scalar(self, "ptr", 0)
+        register_host_scalar(self, "filled", 0)
         if self.store_ids:
             self.register_buffer("ids", torch.full((size,), -1, dtype=torch.long))
         else:
@@ -75,7 +79,7 @@ class EmbeddingQueue(nn.Module):
         ``size`` keys (the newest) are kept, landing in the slots they would occupy had all ``b``
         been written one by one; ``ptr`` advances by ``b`` (mod ``size``) and
         ``filled = min(size, filled + b)``. With ``store_ids=True`` and ``ids=None`` the new slots
-        get id ``-1``. Sync-free: the slot arithmetic happens on the buffers' device.
+        get id ``-1``. Sync-free: the slots come from the host's copy of ``ptr``.
         """
         if not isinstance(keys, Tensor):
             raise TypeError(f"enqueue: keys must be a torch.Tensor, got {type(keys).__name__}")
@@ -102,7 +106,8 @@ class EmbeddingQueue(nn.Module):
         device = self.embeddings.device
         new_keys = keys.detach()[b - n :].to(device=device, dtype=self.embeddings.dtype)
         # The kept keys are the last n of b written from ptr: they start at slot ptr + (b - n).
-        slots = (self.ptr + (b - n) + torch.arange(n, device=device)) % self.size
+        ptr = host_scalar(self, "ptr")
+        slots = (torch.arange(n, device=device) + (ptr + b - n)) % self.size
         self.embeddings.index_copy_(0, slots, new_keys)
         if self.ids is not None:
             if ids is None:
@@ -110,8 +115,8 @@ class EmbeddingQueue(nn.Module):
             else:
                 new_ids = ids.detach()[b - n :].to(device=device, dtype=torch.long)
             self.ids.index_copy_(0, slots, new_ids)
-        self.ptr.add_(b).remainder_(self.size)
-        self.filled.add_(b).clamp_(max=self.size)
+        set_host_scalar(self, "ptr", (ptr + b) % self.size)
+        set_host_scalar(self, "filled", min(self.size, host_scalar(self, "filled") + b))
 
     def get(self) -> Tensor:
         """Valid keys ``[filled, dim]`` in slot order (see module docstring), no grad.
@@ -119,34 +124,34 @@ class EmbeddingQueue(nn.Module):
         Returns a copy, so a later :meth:`enqueue` (an in-place write) cannot invalidate an
         autograd graph that used the returned tensor (the MoCo ``queue.clone().detach()`` idiom).
         """
-        return self.embeddings[: int(self.filled)].detach().clone()
+        return self.embeddings[: len(self)].detach().clone()
 
     def get_ids(self) -> Tensor:
         """Ids ``[filled]`` of the valid keys, aligned with :meth:`get` (``-1`` = no id)."""
         if self.ids is None:
             raise ValueError("get_ids: this queue was built with store_ids=False")
-        return self.ids[: int(self.filled)].detach().clone()
+        return self.ids[: len(self)].detach().clone()
 
     def valid_mask(self) -> Tensor:
         """Bool ``[size]``: True for slots that hold an enqueued key (the first ``filled`` slots)."""
         return torch.arange(self.size, device=self.filled.device) < self.filled
 
     def __len__(self) -> int:
-        return int(self.filled)
+        return int(host_scalar(self, "filled"))
 
     @property
     def is_full(self) -> bool:
         """True once ``size`` keys have been enqueued since the last :meth:`reset`."""
-        return int(self.filled) == self.size
+        return len(self) == self.size
 
     @torch.no_grad()
     def reset(self) -> None:
         """Empty the queue: zero embeddings, ``ptr = filled = 0``, ids ``-1``."""
         self.embeddings.zero_()
-        self.ptr.zero_()
-        self.filled.zero_()
+        set_host_scalar(self, "ptr", 0)
+        set_host_scalar(self, "filled", 0)
         if self.ids is not None:
             self.ids.fill_(-1)
 
     def extra_repr(self) -> str:
-        return f"size={self.size}, dim={self.dim}, store_ids={self.store_ids}, filled={int(self.filled)}"
+        return f"size={self.size}, dim={self.dim}, store_ids={self.store_ids}, filled={len(self)}"

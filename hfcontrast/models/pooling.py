@@ -56,10 +56,33 @@ def without_prompt_tokens(
     for ids in sorted((list(p) for p in prompts), key=len, reverse=True):
         if not ids or len(ids) + 1 > input_ids.shape[1]:
             continue
-        prompt = torch.tensor(ids, dtype=input_ids.dtype, device=input_ids.device)
-        match = (input_ids[:, 1 : 1 + len(ids)] == prompt).all(dim=1) & ~done
-        mask[match, 1 : 1 + len(ids)] = 0
+        # Compared with Python ints and masked without boolean indexing: no host<->device round trip.
+        match = torch.stack([input_ids[:, 1 + k] == token for k, token in enumerate(ids)], dim=1).all(dim=1) & ~done
+        mask[:, 1 : 1 + len(ids)].masked_fill_(match[:, None], 0)
         done |= match
+    return mask
+
+
+#: Bidirectional encoders whose attention takes a prepared 4-D mask as it is (transformers'
+#: ``create_bidirectional_mask``), with no causal or windowed part of their own that a given mask would replace.
+BIDIRECTIONAL_ENCODERS = frozenset({
+    "albert", "bert", "camembert", "distilbert", "electra", "ernie", "megatron-bert", "mpnet", "roberta",
+    "roberta-prelayernorm", "roformer", "xlm-roberta", "xlm-roberta-xl",
+})  # fmt: skip
+
+
+def prepared_attention_mask(backbone: Any, mask: torch.Tensor) -> torch.Tensor:
+    """For an SDPA encoder of :data:`BIDIRECTIONAL_ENCODERS`, the boolean ``[B, 1, 1, L]`` mask transformers would
+    build from ``mask``, built here. transformers first asks whether the mask can be dropped (``mask.all()``), a
+    host read of the device at every forward; a prepared mask skips that question, and the result is the same.
+    Other backbones and attention implementations get ``mask`` as it is."""
+    config = getattr(backbone, "config", None)
+    if (
+        mask.dim() == 2
+        and getattr(config, "model_type", None) in BIDIRECTIONAL_ENCODERS
+        and getattr(config, "_attn_implementation", None) == "sdpa"
+    ):
+        return mask[:, None, None, :].bool()
     return mask
 
 
@@ -72,7 +95,8 @@ def pool_text(
     if inputs.get("attention_mask") is None:
         inputs = {**inputs, "attention_mask": torch.ones_like(inputs["input_ids"])}
     need_layers = pooler == "first_last_avg"
-    outputs = backbone(**inputs, output_hidden_states=need_layers, return_dict=True)
+    attention = prepared_attention_mask(backbone, inputs["attention_mask"])
+    outputs = backbone(**{**inputs, "attention_mask": attention}, output_hidden_states=need_layers, return_dict=True)
     if pooler == "pooler_output":
         if outputs.pooler_output is None:
             raise ValueError(f"{type(backbone).__name__} returns no pooler_output; pick another pooler")

@@ -141,7 +141,7 @@ def _require_built(objective: ContrastiveObjective, args: Any) -> None:
 
 def scalar_stat(value: float, like: Tensor) -> Tensor:
     """A logged number as a float32 scalar on ``like``'s device (NCCL all-reduces only device tensors)."""
-    return torch.tensor(float(value), dtype=torch.float32, device=like.device)
+    return torch.full((), float(value), dtype=torch.float32, device=like.device)  # a fill kernel: no host copy
 
 
 @torch.no_grad()

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from ..losses import byol_loss, collapse_std
 from ..models.heads import Predictor
-from .base import ContrastiveObjective, ObjectiveOutput, embedding_width, pair_stats
+from .base import ContrastiveObjective, ObjectiveOutput, embedding_width, pair_stats, scalar_stat
 from .state import MomentumEncoder, check_momentum
 
 
@@ -69,7 +69,7 @@ class BYOL(ContrastiveObjective):
         t1, t2 = self.target_encoder.embed_views(batch, ("query", "key"))
         loss = byol_loss(p1, t2) + byol_loss(p2, t1)
         stats = pair_stats(z1, z2, None, None)
-        stats["momentum"] = self.target_encoder.current_momentum.detach().clone()
+        stats["momentum"] = scalar_stat(self.target_encoder.momentum, z1)
         stats["collapse_std"] = collapse_std(z1)
         return ObjectiveOutput(loss, stats)
 

@@ -174,7 +174,7 @@ class CLIP(InfoNCEObjective):
         stats = _image_text_stats(image, text, scale)
         stats.update((k, v) for k, v in out.stats.items() if k != "logits_per_text")
         if self.key_encoder is not None:
-            stats["momentum"] = self.key_encoder.current_momentum.detach().clone()
+            stats["momentum"] = scalar_stat(self.key_encoder.momentum, image)
         return ObjectiveOutput(out.loss, stats)
 
     def after_optimizer_step(self, model: nn.Module, step: int, max_steps: int) -> None:

@@ -25,7 +25,7 @@ class Clustered(Protocol):
     def key_encoder(self) -> nn.Module: ...
 
     @property
-    def clustered_at(self) -> Tensor: ...
+    def clustered_step(self) -> int: ...
 
     @property
     def num_rows(self) -> int: ...
@@ -90,7 +90,7 @@ class ClusterRefreshCallback(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         due = self.due_step(state.global_step)
-        if due is None or int(self.objective.clustered_at) == due:
+        if due is None or self.objective.clustered_step == due:
             return
         logger.info("clustering %d rows with the momentum encoder (step %d)", self.objective.num_rows, due)
         features = self.features(show_progress=not args.disable_tqdm, num_workers=args.dataloader_num_workers)
@@ -100,7 +100,7 @@ class ClusterRefreshCallback(TrainerCallback):
     def features(self, show_progress: bool = False, num_workers: int = 0) -> Tensor:
         """Momentum-encoder embeddings ``[num_rows, D]`` of every row, in dataset order, on every process."""
         encoder = self.objective.key_encoder
-        device = self.objective.clustered_at.device
+        device = next(encoder.parameters()).device
         shard = list(range(rank(), len(self.dataset), world_size()))
         loader: DataLoader[Any] = DataLoader(
             Subset(cast(Any, self.dataset), shard), batch_size=self.batch_size, collate_fn=self.collate_fn, num_workers=num_workers

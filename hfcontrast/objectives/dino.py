@@ -22,9 +22,9 @@ from torch import Tensor, nn
 
 from ..distributed import all_reduce_sum
 from ..losses import dino_loss
-from ..memory.momentum import ema_update_, make_momentum_copy
+from ..memory import ema_update_, host_scalar, make_momentum_copy, register_host_scalar, set_host_scalar
 from ..models import DINOHead
-from .base import ContrastiveObjective, ObjectiveOutput, embedding_width, pair_stats
+from .base import ContrastiveObjective, ObjectiveOutput, embedding_width, pair_stats, scalar_stat
 from .state import MomentumEncoder, check_momentum
 
 GLOBAL_VIEWS = ("query", "key")
@@ -74,9 +74,8 @@ class DINO(ContrastiveObjective):
         self.warmup_teacher_temperature = teacher_temperature if warmup_teacher_temperature is None else warmup_teacher_temperature
         self.warmup_steps, self.center_momentum = warmup_steps, center_momentum
         self.center: Tensor
-        self.steps_done: Tensor
         self.register_buffer("center", torch.zeros(out_dim))
-        self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
+        register_host_scalar(self, "steps_done", 0)  # read every step: a Python int, checkpointed
         self._pending: list[Tensor] = []
         if encoder is not None:
             self.bind(encoder)
@@ -101,22 +100,22 @@ class DINO(ContrastiveObjective):
         with torch.no_grad():
             self.teacher_head.train(self.training)
             teacher = [self.teacher_head(t) for t in self.teacher_encoder.embed_views(batch, GLOBAL_VIEWS)]
-        tau_t = self.teacher_temperature_at(int(self.steps_done.item()))
+        tau_t = self.teacher_temperature_at(host_scalar(self, "steps_done"))
         out = dino_loss(student, teacher, self.center, student_temperature=self.student_temperature, teacher_temperature=tau_t)
         if self.training:
             outputs = torch.cat(teacher).to(self.center.dtype)
-            self._pending.append(torch.cat([outputs.sum(0), outputs.new_tensor([outputs.shape[0]])]))
+            self._pending.append(torch.cat([outputs.sum(0), outputs.new_full((1,), outputs.shape[0])]))
         stats = pair_stats(embeddings["query"], embeddings["key"], None, None) | out.stats
-        stats["teacher_temperature"] = torch.tensor(tau_t, device=student[0].device)
+        stats["teacher_temperature"] = scalar_stat(tau_t, student[0])
         return ObjectiveOutput(out.loss, stats)
 
     @torch.no_grad()
     def after_optimizer_step(self, model: nn.Module, step: int, max_steps: int) -> None:
         self.teacher_encoder.update(model, step, max_steps)
-        ema_update_(self.teacher_head, self.head, float(self.teacher_encoder.current_momentum))
+        ema_update_(self.teacher_head, self.head, self.teacher_encoder.momentum)
         if self._pending:  # the mean teacher output over the global batch (every micro-batch of the step)
             total = all_reduce_sum(torch.stack(self._pending).sum(0)).to(self.center.device)
             batch_center = total[:-1] / total[-1]
             self.center.mul_(self.center_momentum).add_(batch_center * (1 - self.center_momentum))
             self._pending.clear()
-        self.steps_done.add_(1)
+        set_host_scalar(self, "steps_done", host_scalar(self, "steps_done") + 1)

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from ..distributed import gather
 from ..losses import LossOutput, Similarity
 from ..models.heads import Predictor
-from .base import ObjectiveOutput, embedding_width
+from .base import ObjectiveOutput, embedding_width, scalar_stat
 from .config import ChunkingConfig, MatryoshkaConfig, NegativeConfig
 from .contrast import InfoNCEObjective
 from .state import KeyQueue, MomentumEncoder, check_momentum
@@ -156,7 +156,7 @@ class MoCo(InfoNCEObjective):
 
     def _stats(self, query: Tensor, key: Tensor, out: LossOutput) -> dict[str, Tensor]:
         stats = self.loss_stats(query, key, out)
-        stats["momentum"] = self.key_encoder.current_momentum.detach().clone()
+        stats["momentum"] = scalar_stat(self.key_encoder.momentum, query)
         return stats
 
     def after_optimizer_step(self, model: nn.Module, step: int, max_steps: int) -> None:

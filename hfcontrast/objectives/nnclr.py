@@ -16,13 +16,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..distributed import gather
 from ..models.heads import Predictor
-from .base import ObjectiveOutput, embedding_width
+from .base import ObjectiveOutput, embedding_width, scalar_stat
 from .config import ChunkingConfig, MatryoshkaConfig, NegativeConfig
 from .contrast import InfoNCEObjective
 from .simclr import nt_xent
@@ -103,7 +102,7 @@ class NNCLR(InfoNCEObjective):
         if self.training:
             self.support.stage(query)
         stats = self.loss_stats(query, key, first)
-        stats["support"] = torch.tensor(float(len(self.support)), device=query.device)
+        stats["support"] = scalar_stat(len(self.support), query)
         return ObjectiveOutput(0.5 * (first.loss + second.loss), stats)
 
     def after_optimizer_step(self, model: nn.Module, step: int, max_steps: int) -> None:

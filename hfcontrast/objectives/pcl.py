@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from ..distributed import broadcast_tensor, rank
 from ..losses import concentration, kmeans, proto_nce_term
+from ..memory import host_scalar, register_host_scalar, set_host_scalar
 from .base import ObjectiveOutput, embedding_width, scalar_stat
 from .clusters import ClusterRefreshCallback
 from .config import ChunkingConfig, MatryoshkaConfig, NegativeConfig
@@ -81,7 +82,6 @@ class PCL(MoCo):
         self.concentration_alpha, self.seed, self.rows = concentration_alpha, seed, num_rows
         self.every_n_steps, self.start_step = every_n_steps, start_step
         self.assignments: Tensor
-        self.clustered_at: Tensor
         if encoder is not None:
             self.bind(encoder, num_rows=num_rows)
 
@@ -95,7 +95,7 @@ class PCL(MoCo):
             raise ValueError(f"num_clusters must each be in [2, num_rows={rows}], got {self.num_clusters}")
         dim = embedding_width(encoder, self.embedding_dim, "PCL")
         self.register_buffer("assignments", torch.full((len(self.num_clusters), rows), -1, dtype=torch.long))
-        self.register_buffer("clustered_at", torch.full((), -1, dtype=torch.long))
+        register_host_scalar(self, "clustered_at", -1)  # read every step: a Python int, checkpointed
         for m, k in enumerate(self.num_clusters):
             self.register_buffer(f"centroids_{m}", torch.zeros(k, dim))
             self.register_buffer(f"concentration_{m}", torch.ones(k))
@@ -103,13 +103,24 @@ class PCL(MoCo):
     def training_callbacks(self, dataset: Any, collator: Any, present: Sequence[Any] = ()) -> list[Any]:
         """The cluster refresh (:class:`~hfcontrast.objectives.clusters.ClusterRefreshCallback`): every row of
         ``dataset`` embedded by the momentum encoder in the collator's deterministic view (``eval_collator``);
-        none when ``present`` holds a refresh of this objective already."""
+        none when ``present`` holds a refresh of this objective already. The collator's id column must hold row
+        indices in ``[0, num_rows)``: checked here, once, on the host (the training step does not look)."""
+        column = getattr(collator, "id_column", None)
+        if column is not None and column in getattr(dataset, "column_names", ()):
+            ids = dataset[column]
+            if ids and (min(ids) < 0 or max(ids) >= self.num_rows):
+                raise ValueError(f"column {column!r} must hold row indices in [0, {self.num_rows}), got [{min(ids)}, {max(ids)}]")
         if any(isinstance(callback, ClusterRefreshCallback) and callback.objective is self for callback in present):
             return []
         features = getattr(collator, "eval_collator", None)
         if not callable(features):
             raise ValueError(f"PCL clusters momentum features of every row: {type(collator).__name__} has no eval_collator()")
         return [ClusterRefreshCallback(self, dataset, features(), every_n_steps=self.every_n_steps, start_step=self.start_step)]
+
+    @property
+    def clustered_step(self) -> int:
+        """The step of the clusters in use (``-1``: none yet), the host's copy of ``clustered_at``."""
+        return int(host_scalar(self, "clustered_at"))
 
     @property
     def num_rows(self) -> int:
@@ -136,19 +147,17 @@ class PCL(MoCo):
                 self.assignments[m].copy_(assigned)
         for buffer in (self.assignments, *self.centroids(), *self.concentrations()):
             buffer.copy_(broadcast_tensor(buffer))
-        self.clustered_at.fill_(step)
+        set_host_scalar(self, "clustered_at", step)
 
     def forward(self, embeddings: dict[str, Tensor], batch: Mapping[str, Any]) -> ObjectiveOutput:
         out = super().forward(embeddings, batch)
-        if int(self.clustered_at) < 0:
+        if self.clustered_step < 0:
             out.stats["proto_loss"] = scalar_stat(0.0, out.loss)
             return out
         ids = batch.get("ids")
         if not isinstance(ids, Tensor):
             raise ValueError("PCL needs batch['ids'], each row's dataset index: set the collator's id_column")
-        ids = ids.to(self.assignments.device)
-        if bool(((ids < 0) | (ids >= self.num_rows)).any()):
-            raise ValueError(f"batch['ids'] must be row indices in [0, {self.num_rows}), got {ids.tolist()}")
+        ids = ids.to(self.assignments.device)  # their range [0, num_rows) is checked once, before training
         assigned = [a[ids] for a in self.assignments]
         proto = proto_nce_term(embeddings["query"], self.centroids(), assigned, self.concentrations())
         out.stats["proto_loss"] = proto.loss.detach().float()

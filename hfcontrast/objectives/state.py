@@ -9,7 +9,15 @@ import torch
 from torch import Tensor, nn
 
 from ..distributed import gather_detached
-from ..memory import EmbeddingQueue, cosine_momentum, ema_update_, make_momentum_copy
+from ..memory import (
+    EmbeddingQueue,
+    cosine_momentum,
+    ema_update_,
+    host_scalar,
+    make_momentum_copy,
+    register_host_scalar,
+    set_host_scalar,
+)
 from .base import encode
 
 
@@ -28,15 +36,13 @@ class MomentumEncoder(nn.Module):
     trainer checkpoints, never wrapped by DDP and never exported with the model.
     """
 
-    current_momentum: Tensor
-
     def __init__(self, online: nn.Module, momentum: float = 0.99, final_momentum: float | None = None) -> None:
         super().__init__()
         check_momentum(momentum, final_momentum)
         final = momentum if final_momentum is None else final_momentum
         self.encoder = make_momentum_copy(online)
         self.base_momentum, self.final_momentum = momentum, final
-        self.register_buffer("current_momentum", torch.tensor(float(momentum)))
+        register_host_scalar(self, "current_momentum", float(momentum))
 
     @torch.no_grad()
     def forward(self, inputs: Mapping[str, Tensor]) -> Tensor:
@@ -62,7 +68,12 @@ class MomentumEncoder(nn.Module):
     def update(self, online: nn.Module, step: int, max_steps: int) -> None:
         momentum = cosine_momentum(step, max_steps, self.base_momentum, self.final_momentum)
         ema_update_(self.encoder, online, momentum)
-        self.current_momentum.fill_(momentum)
+        set_host_scalar(self, "current_momentum", momentum)
+
+    @property
+    def momentum(self) -> float:
+        """The momentum of the last update (the host's copy of ``current_momentum``)."""
+        return float(host_scalar(self, "current_momentum"))
 
 
 class KeyQueue(nn.Module):

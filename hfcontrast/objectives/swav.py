@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from ..distributed import all_reduce_sum, rank
 from ..losses import sinkhorn_knopp, swapped_prediction_loss
+from ..memory import host_scalar, register_host_scalar, set_host_scalar
 from .base import ContrastiveObjective, ObjectiveOutput, embedding_width, pair_stats
 from .state import KeyQueue
 
@@ -67,8 +68,7 @@ class SwAV(ContrastiveObjective):
         self.embedding_dim, self.num_prototypes, self.queue_size = embedding_dim, num_prototypes, queue_size
         self.temperature, self.epsilon, self.iterations = temperature, epsilon, sinkhorn_iterations
         self.freeze_prototypes_steps = freeze_prototypes_steps
-        self.steps_done: Tensor
-        self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
+        register_host_scalar(self, "steps_done", 0)  # read every step: a Python int, checkpointed
         self.queues: list[KeyQueue] = []
         if encoder is not None or embedding_dim is not None:
             self.bind(encoder)
@@ -103,7 +103,7 @@ class SwAV(ContrastiveObjective):
             raise ValueError(f"SwAV needs the global crops {list(GLOBAL_VIEWS)}, missing {missing}")
         z = [F.normalize(embeddings[n], dim=-1) for n in names]
         weight = self.prototypes.weight
-        if self.training and self.steps_done.item() < self.freeze_prototypes_steps:
+        if self.training and host_scalar(self, "steps_done") < self.freeze_prototypes_steps:
             weight = weight.detach()
         scores = [crop @ weight.T.to(crop.dtype) for crop in z]
         codes = [self.codes(scores[i].detach(), i) for i in range(len(GLOBAL_VIEWS))]
@@ -118,6 +118,6 @@ class SwAV(ContrastiveObjective):
     def after_optimizer_step(self, model: nn.Module, step: int, max_steps: int) -> None:
         with torch.no_grad():
             self.prototypes.weight.copy_(F.normalize(self.prototypes.weight, dim=-1))
-            self.steps_done.add_(1)
+        set_host_scalar(self, "steps_done", host_scalar(self, "steps_done") + 1)
         for queue in self.queues:
             queue.flush()

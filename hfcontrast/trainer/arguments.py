@@ -31,6 +31,13 @@ class ContrastiveTrainingArguments(TrainingArguments):
         default=None,
         metadata={"help": "Embed the batch in chunks of this size with cached gradients (GradCache)."},
     )
+    gradcache_tokens: int | None = field(
+        default=None,
+        metadata={
+            "help": "GradCache with text chunks planned by tokens: rows sorted by length, each chunk as many rows "
+            "as keep rows x longest row <= this budget (image views still chunk by --gradcache_chunk_size)."
+        },
+    )
     log_objective_stats: bool = field(
         default=True,
         metadata={"help": "Log top-1 positive accuracy, alignment, uniformity and temperature."},
@@ -82,12 +89,19 @@ class ContrastiveTrainingArguments(TrainingArguments):
         default=2.0, metadata={"help": "T of --multi_dataset_policy temperature (1: proportional; large: uniform)."}
     )
 
+    @property
+    def gradcache(self) -> bool:
+        """GradCache is on (by rows, by tokens, or both)."""
+        return self.gradcache_chunk_size is not None or self.gradcache_tokens is not None
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.dataloader_pin_memory and not torch.cuda.is_available():
             self.dataloader_pin_memory = False  # nothing to pin for without a GPU; torch would only warn
         if self.gradcache_chunk_size is not None and self.gradcache_chunk_size < 1:
             raise ValueError(f"gradcache_chunk_size must be >= 1, got {self.gradcache_chunk_size}")
+        if self.gradcache_tokens is not None and self.gradcache_tokens < 1:
+            raise ValueError(f"gradcache_tokens must be >= 1, got {self.gradcache_tokens}")
         if self.nan_policy not in NAN_POLICIES:
             raise ValueError(f"nan_policy must be one of {NAN_POLICIES}, got {self.nan_policy!r}")
         if self.max_nan_skips < 0:

@@ -44,8 +44,10 @@ BN. Running statistics are snapshotted before stage 1 and restored after it, so 
 once per chunk, by the replay, as in an ordinary chunked forward. Prefer BN-free heads (``linear``
 projection, ViT, LayerNorm) when GradCache must equal the full-batch step.
 
-Padding: text rows are chunked longest-first and each chunk is cut to its longest row (trailing
-all-padding columns dropped); the embeddings go back to the batch order before the loss. This changes
+Padding: text rows are chunked longest-first and each chunk is cut to its longest row, from the lengths the
+collator measured on the host (no device read); the embeddings go back to the batch order before the loss.
+With a token budget (``tokens``, ``--gradcache_tokens``) a chunk holds as many rows as fit ``rows x width <=
+tokens``: short rows travel in large chunks, long ones in small, at about the same memory. This changes
 nothing but the cost: the chunks of a large batch carry far less padding than one padded batch.
 """
 
@@ -61,8 +63,9 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _NormBase
 from torch.nn.parallel import DistributedDataParallel
 
+from ..collators.lengths import ViewLengths
 from ..objectives.base import ContrastiveObjective, ObjectiveOutput
-from .views import group_views, model_embeddings, plan_chunks, unsort_rows
+from .views import group_lengths, group_views, model_embeddings, plan_chunks, unsort_rows
 
 
 @dataclass(frozen=True)
@@ -156,16 +159,24 @@ class GradCache:
     forward (e.g. autocast).
     """
 
-    def __init__(self, chunk_size: int, context: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext) -> None:
-        self.chunk_size, self.context = chunk_size, context
+    def __init__(
+        self,
+        chunk_size: int,
+        context: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
+        tokens: int | None = None,
+    ) -> None:
+        self.chunk_size, self.context, self.tokens = chunk_size, context, tokens
         self.groups: list[_Group] = []
 
-    def embed(self, model: nn.Module, views: Mapping[str, Mapping[str, Tensor]]) -> dict[str, Tensor]:
-        """Stage 1: ``{view: leaf [rows, D]}``; the chunks and their RNG states are kept for :meth:`replay`."""
+    def embed(
+        self, model: nn.Module, views: Mapping[str, Mapping[str, Tensor]], lengths: ViewLengths | None = None
+    ) -> dict[str, Tensor]:
+        """Stage 1: ``{view: leaf [rows, D]}``; the chunks and their RNG states are kept for :meth:`replay`.
+        ``lengths`` (the collator's) plan the text chunks on the host; ``tokens`` caps each chunk's tokens."""
         self.groups = []
         with torch.no_grad(), preserved_running_stats(model):
             for names, inputs, sizes in group_views(views):
-                order, parts = plan_chunks(inputs, self.chunk_size)
+                order, parts = plan_chunks(inputs, self.chunk_size, group_lengths(names, lengths), self.tokens)
                 chunks, outputs = [], []
                 for part in parts:
                     chunks.append(_Chunk(part, RngState.capture(_device(part))))

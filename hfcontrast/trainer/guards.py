@@ -1,11 +1,14 @@
-"""A diverging run stops: non-finite losses and gradients are caught at the step they appear.
+"""A diverging run stops: non-finite losses and gradients are caught at the optimizer step they appear in.
 
 Trainer filters NaN losses out of its logs (``logging_nan_inf_filter``) and steps on, so a run whose
-weights turned NaN used to finish "successfully". :class:`NonFiniteGuard` checks every micro-batch's
-loss (all processes agree through one all-reduce) and, before each optimizer step, the gradient norm
-(identical on every process after DDP's all-reduce). Policy ``stop`` (the default) raises
-:class:`NonFiniteError` naming the step and the last finite loss; ``skip`` drops that optimizer step
-(the optimizer does not move, its state untouched) up to ``max_skips`` times, then stops.
+weights turned NaN used to finish "successfully". :class:`NonFiniteGuard` checks, before each optimizer step,
+the losses of the step's micro-batches and the gradient norm together: the flags are summed on the device
+(and over processes, one all-reduce), and the host reads them once, the step's only host sync of the guard.
+Policy ``stop`` (the default) raises :class:`NonFiniteError` naming the step and the last finite loss; ``skip``
+drops that optimizer step (the optimizer does not move, its state untouched) up to ``max_skips`` times, then
+stops. Why one read per step is still safe: the optimizer never applies a step whose loss or gradient was not
+finite, so weights stay finite, and a model with non-finite weights is never exported
+(:func:`check_finite_model`).
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ class NonFiniteError(RuntimeError):
 
 
 class NonFiniteGuard(TrainerCallback):
-    """Watches losses (:meth:`check_loss`) and gradients (``on_pre_optimizer_step``); see the module doc."""
+    """Collects the micro-batches' losses (:meth:`check_loss`, no sync) and checks them with the gradient norm
+    (``on_pre_optimizer_step``, one sync); see the module doc. ``grad_norm`` may be handed over by the clipping
+    that computed it already (:meth:`use_grad_norm`), else the guard computes it over ``parameters()``."""
 
     def __init__(self, policy: str = "stop", max_skips: int = 0, parameters: Callable[[], Any] | None = None) -> None:
         if policy not in NAN_POLICIES:
@@ -42,29 +47,51 @@ class NonFiniteGuard(TrainerCallback):
         self.skip_next_step = False
         self._last_finite: tuple[int, Tensor] | None = None
         self._step = 0
+        self._bad_losses: Tensor | None = None
+        self._loss: Tensor | None = None
+        self._grad_norm: Tensor | None = None
 
     def on_step_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         self._step = state.global_step + 1
 
     def check_loss(self, loss: Tensor) -> None:
-        """After a micro-batch: stop (or mark the step skipped) if any process's loss is not finite."""
-        bad = (~torch.isfinite(loss.detach())).float().sum()
-        if is_distributed():
-            bad = all_reduce_sum(bad)
-        if bool(bad > 0):
-            self._trip(f"the loss is {float(loss.detach())}" + (" on some process" if is_distributed() else ""))
-        else:
-            self._last_finite = (self._step, loss.detach())
+        """After a micro-batch: count a non-finite loss on the device (read at the optimizer step)."""
+        bad = (~torch.isfinite(loss.detach())).sum()
+        self._bad_losses = bad if self._bad_losses is None else self._bad_losses + bad
+        self._loss = loss.detach()
+
+    def use_grad_norm(self, norm: Any) -> None:
+        """The global gradient norm of this step, when clipping computed it already (ignored when the guard does
+        not check gradients: fp16's scaler handles them)."""
+        self._grad_norm = norm if isinstance(norm, Tensor) and self.parameters is not None else None
+
+    def _norm(self) -> Tensor | None:
+        if self._grad_norm is not None or self.parameters is None or self.skip_next_step:
+            return self._grad_norm
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        return torch.nn.utils.get_total_norm(grads) if grads else None
 
     def on_pre_optimizer_step(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
-        if self.skip_next_step or self.parameters is None:
+        bad_losses, loss, norm = self._bad_losses, self._loss, self._norm()
+        self._bad_losses = self._loss = self._grad_norm = None
+        if bad_losses is None and norm is None:
             return
-        grads = [p.grad for p in self.parameters() if p.grad is not None]
-        if not grads:
+        device = (bad_losses if bad_losses is not None else norm).device  # type: ignore[union-attr]
+        zero = torch.zeros((), device=device)
+        loss_flag = bad_losses.float() if bad_losses is not None else zero
+        grad_flag = (~torch.isfinite(norm)).float().to(device) if norm is not None else zero
+        stacked = torch.stack([loss_flag, grad_flag])
+        if is_distributed():
+            stacked = all_reduce_sum(stacked)
+        if not bool(stacked.any()):  # the guard's one host sync per optimizer step
+            if loss is not None:
+                self._last_finite = (self._step, loss)
             return
-        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
-        if not bool(torch.isfinite(norm)):
-            self._trip(f"the gradient norm is {float(norm)}")
+        if bool(stacked[0] > 0):
+            shown = float(loss) if loss is not None else float("nan")
+            self._trip(f"the loss is {shown}" + (" on some process" if is_distributed() else ""))
+        else:
+            self._trip(f"the gradient norm is {float(norm)}")  # type: ignore[arg-type]
 
     def _trip(self, what: str) -> None:
         last = (

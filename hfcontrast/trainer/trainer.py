@@ -16,12 +16,14 @@ from transformers.trainer_utils import EvalLoopOutput, IntervalStrategy
 
 from ..collators import CollatorEpochCallback
 from ..collators.checks import check_rows
+from ..collators.lengths import LENGTHS_KEY
 from ..collators.multi_source import MultiSourceDataset
 from ..distributed import all_reduce_mean, equal_batches, is_distributed, world_size
 from ..evaluation import Evaluator
 from ..hub.model_card import CARD_NAME, is_hfcontrast_card, write_model_card
 from ..hub.push import upload_folder_to_hub
 from ..hub.sentence_transformers import write_sentence_transformers_files
+from ..losses import value_checks
 from ..objectives.base import ContrastiveObjective, ObjectiveOutput
 from .arguments import ContrastiveTrainingArguments
 from .callbacks import ObjectiveStepCallback
@@ -47,6 +49,7 @@ from .summary import RunSummary, run_summary
 from .views import embed_views, embed_views_chunked, split_views
 
 logger = logging.getLogger(__name__)
+_MANY_ROWS = 1 << 30  # GradCache by tokens alone: image views in one chunk
 
 
 class EvaluatorsOnly(DataLoader):
@@ -122,7 +125,7 @@ class ContrastiveTrainer(Trainer):
         if model is None:  # model_init: the model exists now
             assert self.model is not None
             objective.bind(self.model)
-        check_sharding(self.accelerator, self.objective, gradcache=self.args.gradcache_chunk_size is not None)
+        check_sharding(self.accelerator, self.objective, gradcache=self.args.gradcache)
         if self.args.sync_batchnorm:
             assert self.model is not None
             converted = sync_batchnorm(
@@ -138,6 +141,7 @@ class ContrastiveTrainer(Trainer):
         self._gradcache: GradCache | None = None
         self._output_dir_claimed = self._rows_checked = False
         self._loaded_checkpoint: str | None = None
+        self._checked_step: int | None = None
         self.rejected_rows = 0
         sharded = self.is_fsdp_enabled or self.is_deepspeed_enabled
         self.nan_guard = NonFiniteGuard(
@@ -222,11 +226,13 @@ class ContrastiveTrainer(Trainer):
         and the objective's gradients (Trainer's own clips the model's alone). Returns that norm."""
         extra = [p for p in self.objective.trainable_parameters() if p.grad is not None]
         if not extra or self.is_deepspeed_enabled:  # DeepSpeed clips inside its engine
-            return super()._clip_grad_norm(model)
-        model_norm = self.accelerator.clip_grad_norm_(model.parameters(), float("inf"))  # unscales AMP grads
-        extra_norm = torch.nn.utils.get_total_norm([p.grad for p in extra if p.grad is not None])
-        total = torch.linalg.vector_norm(torch.stack([model_norm.float(), extra_norm.float().to(model_norm.device)]))
-        torch.nn.utils.clip_grads_with_norm_([*model.parameters(), *extra], self.args.max_grad_norm, total)
+            total = super()._clip_grad_norm(model)
+        else:
+            model_norm = self.accelerator.clip_grad_norm_(model.parameters(), float("inf"))  # unscales AMP grads
+            extra_norm = torch.nn.utils.get_total_norm([p.grad for p in extra if p.grad is not None])
+            total = torch.linalg.vector_norm(torch.stack([model_norm.float(), extra_norm.float().to(model_norm.device)]))
+            torch.nn.utils.clip_grads_with_norm_([*model.parameters(), *extra], self.args.max_grad_norm, total)
+        self.nan_guard.use_grad_norm(total)  # the guard checks this norm instead of computing its own
         return total
 
     def get_train_dataloader(self) -> Any:
@@ -279,17 +285,21 @@ class ContrastiveTrainer(Trainer):
         """Trainer's step; under GradCache, ``compute_loss`` embeds through a :class:`GradCache` and its replay
         follows Trainer's backward. On a step's last micro-batch the objective's own gradients are averaged
         over processes; the loss goes past the non-finite guard."""
-        chunk = self.args.gradcache_chunk_size
-        if chunk is None:
-            loss = super().training_step(model, inputs, num_items_in_batch)
-        else:
-            self._gradcache = GradCache(chunk, self.compute_loss_context_manager)
-            try:
-                with equal_batches(self.accelerator.even_batches):  # every process replays as many chunks
-                    loss = super().training_step(model, inputs, num_items_in_batch)
-                    self._gradcache.replay(model)
-            finally:
-                self._gradcache = None
+        if self._checked_step is None:
+            self._checked_step = self.state.global_step
+        # The losses check tensor values (host syncs) on the run's first step only: the set-up is validated once.
+        with value_checks(self.state.global_step == self._checked_step):
+            if not self.args.gradcache:
+                loss = super().training_step(model, inputs, num_items_in_batch)
+            else:
+                rows = self.args.gradcache_chunk_size or _MANY_ROWS
+                self._gradcache = GradCache(rows, self.compute_loss_context_manager, tokens=self.args.gradcache_tokens)
+                try:
+                    with equal_batches(self.accelerator.even_batches):  # every process replays as many chunks
+                        loss = super().training_step(model, inputs, num_items_in_batch)
+                        self._gradcache.replay(model)
+                finally:
+                    self._gradcache = None
         if self.accelerator.sync_gradients and is_distributed():
             for param in self.objective.trainable_parameters():
                 # Every rank joins the all-reduce, also one whose loss did not reach this parameter.
@@ -311,10 +321,11 @@ class ContrastiveTrainer(Trainer):
         views = self.online_views(inputs)
         self.objective.train(model.training)
         chunk = self.args.gradcache_chunk_size
+        lengths = inputs.get(LENGTHS_KEY)
         if self._gradcache is not None and torch.is_grad_enabled():
-            embeddings = self._gradcache.embed(model, views)
+            embeddings = self._gradcache.embed(model, views, lengths)
         elif chunk is not None and not torch.is_grad_enabled():  # evaluation: no graph, chunked forwards
-            embeddings = embed_views_chunked(model, views, chunk)
+            embeddings = embed_views_chunked(model, views, chunk, lengths)
         else:
             embeddings = embed_views(model, views)
         with equal_batches(self.accelerator.even_batches):  # accelerate pads every rank's batch alike

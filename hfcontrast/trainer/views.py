@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..collators.lengths import ViewLengths
 from ..objectives.base import encode
 
 
@@ -49,7 +50,7 @@ def _group_key(view: Mapping[str, Tensor]) -> tuple[Any, ...]:
 
 def group_views(views: Mapping[str, Mapping[str, Tensor]]) -> list[tuple[list[str], dict[str, Tensor], list[int]]]:
     """Group views with the same input names (one encoder) and image size, and concatenate each group
-    along the batch.
+    along the batch (token views right-padded to the group's widest, a shape known on the host).
 
     Returns ``[(view_names, concatenated_inputs, rows_per_view), ...]`` in first-seen order.
     """
@@ -63,29 +64,27 @@ def group_views(views: Mapping[str, Mapping[str, Tensor]]) -> list[tuple[list[st
     return result
 
 
+def group_lengths(names: list[str], lengths: ViewLengths | None) -> list[int] | None:
+    """The host's token counts of the rows of a group of views (``None``: not known, or left padding)."""
+    if lengths is None or lengths.side != "right":
+        return None
+    return lengths.of(names)
+
+
 def embed_views(model: nn.Module, views: Mapping[str, Mapping[str, Tensor]]) -> dict[str, Tensor]:
     """Run ``model`` once per group of views with the same input names and return ``{view: [B, D]}``.
 
-    Views that share an encoder (same input keys) are embedded together: pixels in one forward,
-    tokens in length buckets (see ``_embed_group``); dropout draws independent masks per row, which
-    is what unsupervised SimCSE needs. Losses use the training embedding (``use_head=True``:
-    projection heads on), in evaluation too.
+    Views that share an encoder (same input keys) are embedded together in one forward: all text views of a
+    step (anchor, positive, negatives) concatenated and padded once, like sentence-transformers' merged
+    forward; pixels of one size in one forward. Nothing is read back from the device: the widths come from
+    the collator (each view padded to its longest row). Dropout draws independent masks per row, which is
+    what unsupervised SimCSE needs. Losses use the training embedding (``use_head=True``: projection heads
+    on), in evaluation too.
     """
     embeddings: dict[str, Tensor] = {}
     for names, batch, sizes in group_views(views):
-        embeddings.update(zip(names, torch.split(_embed_group(model, batch, buckets=len(names)), sizes)))
+        embeddings.update(zip(names, torch.split(model_embeddings(model, batch), sizes)))
     return embeddings
-
-
-def _embed_group(model: nn.Module, batch: Mapping[str, Tensor], buckets: int) -> Tensor:
-    """Token inputs of several views: rows sorted by length into ``buckets`` forwards, each trimmed to
-    its longest row, so a batch pays less padding than one forward per view (one shared length would
-    pay the most). Other inputs: one forward."""
-    mask = batch.get("attention_mask")
-    if buckets < 2 or mask is None or mask.dim() != 2:
-        return model_embeddings(model, trim_padding(batch))
-    order, chunks = plan_chunks(batch, -(-mask.shape[0] // buckets))
-    return unsort_rows(torch.cat([model_embeddings(model, chunk) for chunk in chunks]), order)
 
 
 def model_embeddings(model: nn.Module, inputs: Mapping[str, Tensor]) -> Tensor:
@@ -97,7 +96,9 @@ def model_embeddings(model: nn.Module, inputs: Mapping[str, Tensor]) -> Tensor:
 
 
 def trim_padding(inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Drop trailing columns where ``attention_mask`` is 0 for every row (token tensors only)."""
+    """Drop trailing columns where ``attention_mask`` is 0 for every row (token tensors only). It reads the mask
+    on the host (a sync): for inputs whose lengths nothing else knows; the training step cuts from the
+    collator's lengths instead (:func:`plan_chunks`)."""
     mask = inputs.get("attention_mask")
     out = dict(inputs)
     if mask is None or mask.dim() != 2 or mask.shape[1] == 0:
@@ -124,28 +125,53 @@ def chunk_rows(inputs: Mapping[str, Tensor], chunk_size: int) -> list[dict[str, 
     ]
 
 
-def length_order(inputs: Mapping[str, Tensor], chunk_size: int) -> Tensor | None:
-    """Row order longest-first (stable) for token inputs that span several chunks, else ``None``.
+def plan_chunks(
+    inputs: Mapping[str, Tensor], chunk_size: int, lengths: Sequence[int] | None = None, tokens: int | None = None
+) -> tuple[Tensor | None, list[dict[str, Tensor]]]:
+    """``(order, chunks)``: chunk ``k`` holds rows ``order[k*chunk_size : (k+1)*chunk_size]`` (``order``
+    ``None``: the rows in place).
 
-    Chunks of similar lengths carry little padding; the rows go back to their places after stage 1.
-    Only for inputs with a 2-D ``attention_mask`` (text): for pixels the order would change nothing but
-    BatchNorm's chunk statistics.
+    Token inputs (a 2-D ``attention_mask``) are sorted longest-first and every chunk is cut to its longest row,
+    from ``lengths``, each row's token count known on the host (the collator's :class:`ViewLengths`): no
+    device read. With ``tokens`` (a budget) a chunk takes as many rows as fit ``rows x width <= tokens`` (at
+    least one), so short rows travel in large chunks and long ones in small. Without ``lengths`` the counts
+    are read from the mask: one host sync. Pixels: chunks of ``chunk_size`` rows, in place.
     """
     mask = inputs.get("attention_mask")
-    if mask is None or mask.dim() != 2 or mask.shape[0] <= chunk_size:
-        return None
-    positions = torch.arange(1, mask.shape[1] + 1, device=mask.device)
-    lengths = (mask.ne(0) * positions).amax(dim=1)  # last attended position + 1 (right padding)
-    return torch.sort(lengths, descending=True, stable=True).indices
+    rows = next(iter(inputs.values())).shape[0]
+    if mask is None or mask.dim() != 2 or (rows <= chunk_size and tokens is None):
+        if rows <= chunk_size:
+            return None, [dict(inputs)]
+        return None, [{key: value[start : start + chunk_size] for key, value in inputs.items()}
+                      for start in range(0, rows, chunk_size)]  # fmt: skip
+    if lengths is None:
+        positions = torch.arange(1, mask.shape[1] + 1, device=mask.device)
+        lengths = (mask.ne(0) * positions).amax(dim=1).tolist()  # last attended position + 1: one host read
+    order = sorted(range(rows), key=lambda i: -lengths[i])  # stable: equal lengths keep their order
+    spans = _spans([lengths[i] for i in order], chunk_size, tokens)
+    if len(spans) == 1 and spans[0][1] - spans[0][0] == rows and order == sorted(order):
+        return None, [{key: _cut(key, value, max(lengths, default=1)) for key, value in inputs.items()}]
+    index = torch.tensor(order).to(mask.device, non_blocking=True)
+    chunks = []
+    for start, end in spans:
+        width = max(1, lengths[order[start]])
+        chunks.append({key: _cut(key, value.index_select(0, index[start:end]), width) for key, value in inputs.items()})
+    return index, chunks
 
 
-def plan_chunks(inputs: Mapping[str, Tensor], chunk_size: int) -> tuple[Tensor | None, list[dict[str, Tensor]]]:
-    """``(order, chunks)``: chunk ``k`` holds rows ``order[k*chunk_size : (k+1)*chunk_size]`` (``order``
-    ``None``: the rows in place)."""
-    order = length_order(inputs, chunk_size)
-    if order is not None:
-        inputs = {key: value[order] for key, value in inputs.items()}
-    return order, chunk_rows(inputs, chunk_size)
+def _spans(sorted_lengths: Sequence[int], chunk_size: int, tokens: int | None) -> list[tuple[int, int]]:
+    """Row ranges of the chunks over rows sorted longest-first: ``chunk_size`` rows each, or, with ``tokens``,
+    as many as keep ``rows x longest`` within the budget."""
+    rows, spans, start = len(sorted_lengths), [], 0
+    while start < rows:
+        size = chunk_size if tokens is None else max(1, tokens // max(1, sorted_lengths[start]))
+        spans.append((start, min(rows, start + size)))
+        start += size
+    return spans
+
+
+def _cut(key: str, value: Tensor, width: int) -> Tensor:
+    return value[:, :width] if key in _TOKEN_KEYS and value.dim() >= 2 and value.shape[1] > width else value
 
 
 def unsort_rows(stacked: Tensor, order: Tensor | None) -> Tensor:
@@ -159,13 +185,13 @@ def unsort_rows(stacked: Tensor, order: Tensor | None) -> Tensor:
 
 @torch.no_grad()
 def embed_views_chunked(
-    model: nn.Module, views: Mapping[str, Mapping[str, Tensor]], chunk_size: int
+    model: nn.Module, views: Mapping[str, Mapping[str, Tensor]], chunk_size: int, lengths: ViewLengths | None = None
 ) -> dict[str, Tensor]:
     """Like :func:`~hfcontrast.trainer.views.embed_views` under ``no_grad``, ``chunk_size`` rows per forward
     (evaluation of a batch too large for one forward)."""
     embeddings: dict[str, Tensor] = {}
     for names, batch, sizes in group_views(views):
-        order, chunks = plan_chunks(batch, chunk_size)
+        order, chunks = plan_chunks(batch, chunk_size, group_lengths(names, lengths))
         stacked = unsort_rows(torch.cat([model_embeddings(model, chunk) for chunk in chunks]), order)
         embeddings.update(zip(names, torch.split(stacked, sizes)))
     return embeddings
