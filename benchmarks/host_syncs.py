@@ -195,7 +195,8 @@ def _arguments(out: str, batch: int, steps: int) -> dict[str, Any]:
                 save_strategy="no", report_to="none", disable_tqdm=True, use_cpu=True, seed=0, dataloader_drop_last=True)  # fmt: skip
 
 
-def count_family(name: str, steps: int, warmup: int) -> dict[str, Any]:
+def train_family(name: str, steps: int, callbacks: list[Any] = (), **overrides: Any) -> Any:  # type: ignore[assignment]
+    """``steps`` optimizer steps of family ``name`` through the short path; returns the trainer."""
     import torch
 
     from hfcontrast import ContrastiveTrainer, ContrastiveTrainingArguments
@@ -204,15 +205,20 @@ def count_family(name: str, steps: int, warmup: int) -> dict[str, Any]:
     batch = TEXT_BATCH if kind == "text" else IMAGE_BATCH
     torch.manual_seed(0)
     model, objective, data, extra = build(batch * steps)
-    extra = dict(extra)
+    extra = {**extra, **overrides}
     processing = extra.pop("processing_class", None)
-    counted = _Counted(warmup)
     with tempfile.TemporaryDirectory() as out:
-        args = ContrastiveTrainingArguments(**_arguments(out, batch, steps), **extra)
+        args = ContrastiveTrainingArguments(**{**_arguments(out, batch, steps), **extra})
         trainer = ContrastiveTrainer(model=model, args=args, objective=objective, train_dataset=data,
-                                     processing_class=processing, callbacks=[counted.callback])  # fmt: skip
+                                     processing_class=processing, callbacks=list(callbacks))  # fmt: skip
         trainer.train()
-    return {"family": name, "kind": kind, **counted.result()}
+    return trainer
+
+
+def count_family(name: str, steps: int, warmup: int) -> dict[str, Any]:
+    counted = _Counted(warmup)
+    train_family(name, steps, [counted.callback])
+    return {"family": name, "kind": families()[name][0], **counted.result()}
 
 
 def count_sentence_transformers(steps: int, warmup: int) -> dict[str, Any]:

@@ -111,7 +111,7 @@ def train_worker(a: argparse.Namespace) -> dict[str, Any]:
             tokenizer = AutoTokenizer.from_pretrained(a.model_path)
             trainer = ContrastiveTrainer(
                 model=model,
-                args=ContrastiveTrainingArguments(**_common_args(a, scratch)),
+                args=ContrastiveTrainingArguments(**_common_args(a, scratch), view_forwards=a.view_forwards),
                 objective=SimCSE(temperature=1.0 / a.scale),
                 train_dataset=data,
                 data_collator=TextPairCollator.from_column_names(
@@ -226,6 +226,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--scale", type=float, default=20.0, help="MNRL scale = 1 / SimCSE temperature")
     parser.add_argument("--max-length", type=int, default=32)
+    parser.add_argument("--view-forwards", default="length_buckets", help="ours: merged | length_buckets | per_view")
     parser.add_argument("--seed", type=int, default=42, help="a worker's seed")
     parser.add_argument(
         "--seeds",
@@ -281,7 +282,7 @@ def main() -> None:
                             "--seed",
                             str(seed),
                         ]
-                        for flag in ("warmup", "batch_size", "lr", "scale", "max_length", "threads"):
+                        for flag in ("warmup", "batch_size", "lr", "scale", "max_length", "threads", "view_forwards"):
                             argv += [f"--{flag.replace('_', '-')}", str(getattr(a, flag))]
                         argv += ["--steps", str(steps[model])]
                         run = run_worker(argv)
@@ -339,7 +340,7 @@ def main() -> None:
         info["wait_quiet"] = quiet
     settings = {
         k: getattr(a, k)
-        for k in ("quick", "steps", "warmup", "batch_size", "lr", "scale", "max_length", "seed", "threads")
+        for k in ("quick", "steps", "warmup", "batch_size", "lr", "scale", "max_length", "seed", "threads", "view_forwards")
     }
     settings["seeds"], settings["steps"] = a.seeds, steps
     payload = {

@@ -69,7 +69,7 @@ def train_text(tmp_path: Path, *, chunk: int | None, reference_chunk: int | None
     if reference_chunk is None:
         trainer.train()
     else:  # the reference embeds each view group in one call of ChunkedForward (the chunks GradCache uses)
-        with mock.patch("hfcontrast.trainer.trainer.embed_views", one_forward_per_group):
+        with mock.patch("hfcontrast.trainer.trainer.embed_views", lambda model, views, *_, **__: one_forward_per_group(model, views)):
             trainer.train()
     return trainer, recorder, model
 

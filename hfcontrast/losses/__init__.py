@@ -17,6 +17,7 @@ from .clustering import (
     sinkhorn_knopp,
     swapped_prediction_loss,
 )
+from .compiled import compilable, compiled_losses
 from .distillation import in_batch_kl_loss, margin_mse_loss, pair_scores
 from .engine import FNCLMode, contrastive_from_logits, contrastive_loss
 from .infonce import info_nce, nt_xent, nt_xent_roles, similarity_matrix
@@ -49,6 +50,8 @@ __all__ = [
     "chunked_info_nce",
     "clip_loss",
     "collapse_std",
+    "compilable",
+    "compiled_losses",
     "concentration",
     "contrastive_from_logits",
     "contrastive_loss",

@@ -32,7 +32,10 @@ def value_checks(enabled: bool) -> Iterator[None]:
 
 
 def checking_values() -> bool:
-    """Whether checks that read tensor values on the host run here (see :func:`value_checks`)."""
+    """Whether checks that read tensor values on the host run here (see :func:`value_checks`); never while
+    ``torch.compile`` traces a loss (a host read would break its graph)."""
+    if torch.compiler.is_compiling():
+        return False
     return _CHECK_VALUES.get()
 
 

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._checks import check_embeddings, check_positive, upcast
+from .compiled import compilable
 from .engine import contrastive_loss
 from .infonce import similarity_matrix
 from .roles import ColumnRoles
@@ -37,6 +38,7 @@ def _check_global(name: str, x: Tensor | None, local: Tensor, offset: int) -> Te
     return x
 
 
+@compilable
 def clip_loss(
     image_emb: Tensor,
     text_emb: Tensor,

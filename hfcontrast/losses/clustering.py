@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._checks import check_positive, upcast
+from .compiled import compilable
 from .engine import contrastive_loss
 from .roles import ColumnRoles
 from .types import LossOutput
@@ -30,6 +31,7 @@ AllReduce = Callable[[Tensor], Tensor]
 
 
 @torch.no_grad()
+@compilable
 def sinkhorn_knopp(
     scores: Tensor, *, epsilon: float = 0.05, iterations: int = 3, all_reduce: AllReduce | None = None
 ) -> Tensor:
@@ -49,6 +51,7 @@ def sinkhorn_knopp(
     return (q * batch).T.to(scores.dtype)
 
 
+@compilable
 def swapped_prediction_loss(scores: Sequence[Tensor], codes: Sequence[Tensor], temperature: float = 0.1) -> LossOutput:
     """SwAV: each global crop's code (``codes[i]`` for crop ``i``) is predicted from every other crop's
     prototype scores (``scores[v]``, ``[B, K]``); the mean over (code, crop) pairs."""
@@ -63,6 +66,7 @@ def swapped_prediction_loss(scores: Sequence[Tensor], codes: Sequence[Tensor], t
     return LossOutput(total / max(pairs, 1))
 
 
+@compilable
 def dino_loss(
     student: Sequence[Tensor],
     teacher: Sequence[Tensor],
@@ -86,6 +90,7 @@ def dino_loss(
     return LossOutput(total / max(pairs, 1), stats={"teacher_entropy": entropy.detach()})
 
 
+@compilable
 def proto_nce_term(
     query: Tensor, centroids: Sequence[Tensor], assignments: Sequence[Tensor], concentrations: Sequence[Tensor]
 ) -> LossOutput:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._checks import check_positive, upcast
+from .compiled import compilable
 from .types import LossOutput
 
 
@@ -28,6 +29,7 @@ def pair_scores(query: Tensor, document: Tensor, similarity: str = "dot") -> Ten
     return (query * document).sum(-1)
 
 
+@compilable
 def margin_mse_loss(positive_scores: Tensor, negative_scores: Tensor, teacher_margin: Tensor) -> LossOutput:
     """MarginMSE: ``mean_i ((s_pos_i - s_neg_i) - m_i)^2`` with the teacher's margin ``m``.
 
@@ -46,6 +48,7 @@ def margin_mse_loss(positive_scores: Tensor, negative_scores: Tensor, teacher_ma
     return LossOutput(F.mse_loss(student, margin), stats={"margin_student": student.detach().mean()})
 
 
+@compilable
 def in_batch_kl_loss(
     student_logits: Tensor,
     teacher_logits: Tensor,

@@ -43,6 +43,7 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from ._checks import check_embeddings, check_positive, check_reduction, checking_values, reduce, upcast
+from .compiled import compilable
 from .negatives import (
     MochiDraws,
     fncl_false_negatives,
@@ -211,6 +212,7 @@ def _is_plain(cfg: _Config) -> bool:
     )
 
 
+@compilable
 def contrastive_loss(
     query: Tensor,
     candidates: Tensor,

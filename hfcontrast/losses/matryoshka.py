@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 
 from torch import Tensor
 
+from .compiled import compilable
 from .types import LossOutput
 
 
@@ -32,6 +33,7 @@ def check_matryoshka(dims: Sequence[int], weights: Sequence[float] | None, width
         raise ValueError(f"MatryoshkaConfig.dims {list(dims)}: {dims[0]} is wider than the embedding ({width})")
 
 
+@compilable
 def matryoshka_loss(
     loss: Callable[[Tensor, Tensor], LossOutput],
     rows: Tensor,

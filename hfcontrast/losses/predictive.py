@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._checks import check_embeddings, upcast
+from .compiled import compilable
 
 
 def _cosine(prediction: Tensor, target: Tensor) -> Tensor:
@@ -23,6 +24,7 @@ def _cosine(prediction: Tensor, target: Tensor) -> Tensor:
     return F.cosine_similarity(p, z, dim=-1)
 
 
+@compilable
 def byol_loss(prediction: Tensor, target: Tensor) -> Tensor:
     """BYOL regression loss ``mean_i (2 - 2 cos(p_i, sg(z_i)))`` (Grill et al. 2020, eq. 2).
 
@@ -31,6 +33,7 @@ def byol_loss(prediction: Tensor, target: Tensor) -> Tensor:
     return (2.0 - 2.0 * _cosine(prediction, target)).mean()
 
 
+@compilable
 def simsiam_loss(prediction: Tensor, target: Tensor) -> Tensor:
     """SimSiam loss ``-mean_i cos(p_i, sg(z_i))`` (Chen & He 2021, eq. 1 with stop-gradient, eq. 3).
 

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._checks import check_embeddings, check_positive
+from .compiled import compilable
 from .infonce import similarity_matrix
 from .types import LossOutput
 
@@ -24,6 +25,7 @@ def _block_loss(logits: Tensor, offset: int) -> Tensor:
     return F.softplus(logits).sum() - logits[rows, rows + offset].sum()
 
 
+@compilable
 def siglip_loss(
     image_emb: Tensor,
     text_emb: Tensor,

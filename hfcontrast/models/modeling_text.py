@@ -14,7 +14,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel
 from .configuration_text import ContrastiveTextConfig
 from .heads import MLPHead
 from .outputs import ContrastiveEncoderOutput
-from .pooling import pool_text, without_prompt_tokens
+from .pooling import packed_text, pool_text, without_prompt_tokens
 from .towers import build_backbone, copy_backbone
 
 
@@ -77,12 +77,25 @@ class ContrastiveTextModel(PreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         use_head: bool | None = None,
         return_dict: bool | None = None,
+        cu_seq_lens: torch.Tensor | None = None,
+        max_length: int | None = None,
         **kwargs: object,
     ) -> ContrastiveEncoderOutput | tuple[torch.Tensor, ...]:
         """Embed a tokenised batch. ``use_head`` (the MLP head) defaults to SimCSE's rule:
         apply it unless ``mlp_only_train`` is set and the model is in eval mode. Losses pass
         ``use_head=True`` so that an evaluation loss is computed on the training embedding; the
-        exported embedding (eval mode, ``use_head`` unset) is cut to ``config.truncate_dim``."""
+        exported embedding (eval mode, ``use_head`` unset) is cut to ``config.truncate_dim``.
+
+        Packed sequences (padding-free): ``input_ids [1, T]`` with ``position_ids`` restarting at 0 for each
+        sequence, ``cu_seq_lens [R + 1]`` (int32 cumulative lengths) and ``max_length``; no attention mask. One
+        embedding per sequence comes back, as for the padded batch."""
+        if cu_seq_lens is not None:
+            if not self.config.pool_prompt_tokens and self.config.prompt_token_ids:
+                raise ValueError("packed sequences pool every token: they cannot leave out prompt tokens (pool_prompt_tokens)")
+            packed = {"input_ids": input_ids, "position_ids": position_ids, "inputs_embeds": inputs_embeds}
+            packed.update({"token_type_ids": token_type_ids} if token_type_ids is not None else {})
+            pooled, last_hidden_state = packed_text(self.config.pooler, self.backbone, packed, cu_seq_lens, int(max_length or 0))
+            return self._embed(pooled, last_hidden_state, use_head, return_dict)
         if attention_mask is None:
             reference = input_ids if input_ids is not None else inputs_embeds[..., 0]  # type: ignore[index]
             attention_mask = torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device)
@@ -92,6 +105,12 @@ class ContrastiveTextModel(PreTrainedModel):
         if not self.config.pool_prompt_tokens and self.config.prompt_token_ids and input_ids is not None:
             pool_mask = without_prompt_tokens(input_ids, attention_mask, self.config.prompt_token_ids.values())
         pooled, last_hidden_state = pool_text(self.config.pooler, self.backbone, inputs, pool_mask=pool_mask)
+        return self._embed(pooled, last_hidden_state, use_head, return_dict)
+
+    def _embed(
+        self, pooled: torch.Tensor, last_hidden_state: torch.Tensor, use_head: bool | None, return_dict: bool | None
+    ) -> ContrastiveEncoderOutput | tuple[torch.Tensor, ...]:
+        """The head, ``truncate_dim`` and normalisation on the pooled vectors."""
         exported = use_head is None and not self.training  # the embedding users get (truncate_dim applies)
         if use_head is None:
             use_head = self.training or not self.config.mlp_only_train

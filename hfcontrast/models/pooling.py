@@ -106,6 +106,49 @@ def pool_text(
     return pool_tokens(pooler, outputs.last_hidden_state, mask, layers), outputs.last_hidden_state
 
 
+def pool_packed(
+    pooler: str,
+    hidden: torch.Tensor,
+    cu_seq_lens: torch.Tensor,
+    hidden_states: tuple[torch.Tensor, ...] | None = None,
+) -> torch.Tensor:
+    """:func:`pool_tokens` for packed sequences: ``hidden [T, H]`` holds the sequences one after another, sequence
+    ``r`` at tokens ``cu_seq_lens[r] .. cu_seq_lens[r + 1] - 1``. No padding, and no host read: the segment of
+    each token comes from ``cu_seq_lens`` on the device (``repeat_interleave`` told its output size)."""
+    rows, tokens = cu_seq_lens.shape[0] - 1, hidden.shape[0]
+    starts = cu_seq_lens[:-1].long()
+    if pooler in ("cls", "cls_before_pooler"):
+        return hidden[starts]
+    lengths = cu_seq_lens.diff().long()
+    segment = torch.repeat_interleave(torch.arange(rows, device=hidden.device), lengths, output_size=tokens)
+    if pooler == "max":
+        out = hidden.new_full((rows, hidden.shape[1]), torch.finfo(hidden.dtype).min)
+        return out.scatter_reduce(0, segment[:, None].expand_as(hidden), hidden, reduce="amax")
+    if pooler == "first_last_avg":
+        if hidden_states is None:
+            raise ValueError("pooler 'first_last_avg' needs the backbone's hidden_states")
+        hidden = ((hidden_states[1] + hidden_states[-1]) / 2.0)[0]
+    elif pooler != "mean":
+        raise ValueError(f"unknown pooler {pooler!r}; choose one of {TEXT_POOLERS}")
+    sums = hidden.new_zeros((rows, hidden.shape[1])).index_add(0, segment, hidden)
+    return sums / lengths.clamp(min=1).to(hidden.dtype)[:, None]
+
+
+def packed_text(
+    pooler: str, backbone: Any, inputs: dict[str, Any], cu_seq_lens: torch.Tensor, max_length: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run a text ``backbone`` on packed sequences (``input_ids [1, T]``, ``position_ids`` restarting at 0 for each
+    sequence, no attention mask) and pool each sequence: ``(pooled [R, H], last_hidden_state [1, T, H])``. The
+    attention keeps the sequences apart: flash attention from ``cu_seq_lens`` (varlen kernels), flex and SDPA
+    from the position ids."""
+    need_layers = pooler == "first_last_avg"
+    varlen = {"cu_seq_lens_q": cu_seq_lens, "cu_seq_lens_k": cu_seq_lens, "max_length_q": max_length,
+              "max_length_k": max_length}  # fmt: skip
+    outputs = backbone(**inputs, **varlen, output_hidden_states=need_layers, return_dict=True)
+    layers = outputs.hidden_states if need_layers else None
+    return pool_packed(pooler, outputs.last_hidden_state[0], cu_seq_lens, layers), outputs.last_hidden_state
+
+
 def pool_image(pooler: str, last_hidden_state: torch.Tensor, pooler_output: torch.Tensor | None) -> torch.Tensor:
     """One vector per image from a backbone output (see :data:`IMAGE_POOLERS`): ``pooler_output`` flattened
     to ``[B, C]``; ``cls``: the first token ``h[:, 0]`` of ``[B, T, C]``; ``mean``: ``mean_t h[:, t]``, or the

@@ -38,6 +38,27 @@ class ContrastiveTrainingArguments(TrainingArguments):
             "as keep rows x longest row <= this budget (image views still chunk by --gradcache_chunk_size)."
         },
     )
+    view_forwards: str = field(
+        default="length_buckets",
+        metadata={
+            "help": "How the text views of a step are embedded: length_buckets (rows of all views sorted by length "
+            "into one forward per view, each padded to its longest row: the least padding) | merged (one forward, "
+            "padded once to the longest row, like sentence-transformers) | per_view."
+        },
+    )
+    padding_free: bool = field(
+        default=False,
+        metadata={
+            "help": "Pack the text rows of a step one after another (no padding; position ids and sequence "
+            "boundaries). Needs an attention implementation that keeps packed sequences apart: "
+            "attn_implementation flash_attention_2/3 (pip install flash-attn) or flex_attention (on a GPU)."
+        },
+    )
+    channels_last: bool = field(
+        default=False,
+        metadata={"help": "Convolutional backbones (and their momentum copies) and their pixel inputs in the "
+                  "channels-last (NHWC) memory format, which cuDNN's fastest convolutions use."},
+    )
     log_objective_stats: bool = field(
         default=True,
         metadata={"help": "Log top-1 positive accuracy, alignment, uniformity and temperature."},
@@ -100,6 +121,8 @@ class ContrastiveTrainingArguments(TrainingArguments):
             self.dataloader_pin_memory = False  # nothing to pin for without a GPU; torch would only warn
         if self.gradcache_chunk_size is not None and self.gradcache_chunk_size < 1:
             raise ValueError(f"gradcache_chunk_size must be >= 1, got {self.gradcache_chunk_size}")
+        if self.view_forwards not in ("merged", "length_buckets", "per_view"):
+            raise ValueError(f"view_forwards must be merged, length_buckets or per_view, got {self.view_forwards!r}")
         if self.gradcache_tokens is not None and self.gradcache_tokens < 1:
             raise ValueError(f"gradcache_tokens must be >= 1, got {self.gradcache_tokens}")
         if self.nan_policy not in NAN_POLICIES:

@@ -150,6 +150,8 @@ def _processor_size(processor: Any) -> int | None:
     size = getattr(processor, "crop_size", None) or getattr(processor, "size", None)
     if isinstance(size, dict):
         size = size.get("height") or size.get("shortest_edge")
+    elif size is not None and not isinstance(size, int):  # transformers >= 5.2x: a SizeDict, read by attribute
+        size = getattr(size, "height", None) or getattr(size, "shortest_edge", None)
     return int(size) if isinstance(size, int) else None
 
 

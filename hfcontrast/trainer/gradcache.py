@@ -220,6 +220,8 @@ def gradcache_step(
     loss_scale: float = 1.0,
     backward: Callable[[Tensor], Any] | None = None,
     context: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
+    tokens: int | None = None,
+    lengths: ViewLengths | None = None,
 ) -> ObjectiveOutput:
     """One whole GradCache forward/backward outside a trainer; parameter gradients are *accumulated*.
 
@@ -233,12 +235,14 @@ def gradcache_step(
         backward: how to backpropagate the scaled loss (``accelerator.backward`` for AMP loss scaling);
             default ``Tensor.backward``.
         context: entered around every forward and the objective (e.g. autocast).
+        tokens: a token budget per text chunk (see :class:`GradCache`).
+        lengths: the collator's row lengths (``batch["lengths"]``), to plan text chunks without a device read.
 
     Returns:
         The objective's output; ``loss`` is the unscaled loss, detached.
     """
-    cache = GradCache(chunk_size, context)
-    embeddings = cache.embed(model, views)
+    cache = GradCache(chunk_size, context, tokens=tokens)
+    embeddings = cache.embed(model, views, lengths)
     with context():
         output = objective(embeddings, batch)
     scaled = output.loss * loss_scale

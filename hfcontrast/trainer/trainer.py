@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections import defaultdict
@@ -23,7 +24,7 @@ from ..evaluation import Evaluator
 from ..hub.model_card import CARD_NAME, is_hfcontrast_card, write_model_card
 from ..hub.push import upload_folder_to_hub
 from ..hub.sentence_transformers import write_sentence_transformers_files
-from ..losses import value_checks
+from ..losses import compiled_losses, value_checks
 from ..objectives.base import ContrastiveObjective, ObjectiveOutput
 from .arguments import ContrastiveTrainingArguments
 from .callbacks import ObjectiveStepCallback
@@ -37,6 +38,7 @@ from .checkpoints import (
 from .defaults import default_collator, default_processing_class
 from .gradcache import GradCache
 from .guards import NonFiniteGuard, check_finite_model
+from .levers import channels_last_views, check_padding_free, to_channels_last
 from .multi_source import (
     SamplerStateCallback,
     check_multi_source_rows,
@@ -132,6 +134,11 @@ class ContrastiveTrainer(Trainer):
                 [self.model, objective], processes=world_size(), device=self.args.device
             )
             logger.info("sync_batchnorm: %d BatchNorm layers normalise over the global batch", converted)
+        if self.args.padding_free:
+            check_padding_free(self.accelerator.unwrap_model(self.model), gradcache=self.args.gradcache, device=self.args.device)
+        if self.args.channels_last:
+            assert self.model is not None
+            logger.info("channels_last: %d convolutions in NHWC", to_channels_last(self.model, objective))
         self.objective.to(self.args.device)
         # The objective returns a per-batch mean: Trainer divides it by the accumulation steps
         # (transformers >= 5.5 reads loss_is_scaled_for_ga, earlier releases model_accepts_loss_kwargs).
@@ -318,6 +325,8 @@ class ContrastiveTrainer(Trainer):
         is a mean over the batch's rows (every row is a query), so Trainer divides it by the accumulation steps
         (``loss_is_scaled_for_ga = False``) and a step's gradient is the mean of its micro-batches'."""
         inputs = self.build_views(inputs, model.training)
+        if self.args.channels_last:
+            inputs = channels_last_views(inputs)
         views = self.online_views(inputs)
         self.objective.train(model.training)
         chunk = self.args.gradcache_chunk_size
@@ -327,12 +336,19 @@ class ContrastiveTrainer(Trainer):
         elif chunk is not None and not torch.is_grad_enabled():  # evaluation: no graph, chunked forwards
             embeddings = embed_views_chunked(model, views, chunk, lengths)
         else:
-            embeddings = embed_views(model, views)
-        with equal_batches(self.accelerator.even_batches):  # accelerate pads every rank's batch alike
+            embeddings = embed_views(model, views, lengths, self.args.view_forwards, packed=self.args.padding_free)
+        with equal_batches(self.accelerator.even_batches), self._loss_compilation():
             output = self.objective(embeddings, inputs)
         if model.training:
             self.record_stats(output)
         return (output.loss, embeddings) if return_outputs else output.loss
+
+    def _loss_compilation(self) -> contextlib.AbstractContextManager[Any]:
+        """With ``torch_compile``, the objective's pure losses run compiled like the model
+        (:func:`~hfcontrast.losses.compiled_losses`: the same backend and mode)."""
+        if not self.args.torch_compile:
+            return contextlib.nullcontext()
+        return compiled_losses(self.args.torch_compile_backend or "inductor", self.args.torch_compile_mode)
 
     def prediction_step(
         self,

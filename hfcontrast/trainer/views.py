@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -71,20 +72,78 @@ def group_lengths(names: list[str], lengths: ViewLengths | None) -> list[int] | 
     return lengths.of(names)
 
 
-def embed_views(model: nn.Module, views: Mapping[str, Mapping[str, Tensor]]) -> dict[str, Tensor]:
-    """Run ``model`` once per group of views with the same input names and return ``{view: [B, D]}``.
+#: How the text views of one encoder are embedded (``ContrastiveTrainingArguments.view_forwards``).
+VIEW_FORWARDS = ("merged", "length_buckets", "per_view")
 
-    Views that share an encoder (same input keys) are embedded together in one forward: all text views of a
-    step (anchor, positive, negatives) concatenated and padded once, like sentence-transformers' merged
-    forward; pixels of one size in one forward. Nothing is read back from the device: the widths come from
-    the collator (each view padded to its longest row). Dropout draws independent masks per row, which is
-    what unsupervised SimCSE needs. Losses use the training embedding (``use_head=True``: projection heads
-    on), in evaluation too.
+
+def embed_views(
+    model: nn.Module,
+    views: Mapping[str, Mapping[str, Tensor]],
+    lengths: ViewLengths | None = None,
+    forwards: str = "length_buckets",
+    packed: bool = False,
+) -> dict[str, Tensor]:
+    """Embed the views, views with the same input names (one encoder) and image size together; ``{view: [B, D]}``.
+
+    ``forwards`` says how a group of text views runs:
+
+    * ``"merged"``: one forward, all views concatenated and padded once to the group's longest row (like
+      sentence-transformers' merged forward);
+    * ``"length_buckets"``: the group's rows sorted by length (from ``lengths``, the collator's counts on the
+      host) and cut into as many forwards as there are views, each padded to its own longest row: the fewest
+      padded tokens, at the cost of a few more forwards;
+    * ``"per_view"``: one forward per view, each padded to its own longest row.
+
+    ``packed`` (padding-free): each group of text views runs as one forward of its rows packed one after another
+    (:func:`packed_inputs`), no padding at all; ``forwards`` does not apply.
+
+    Pixels of one size always run in one forward. Nothing is read back from the device. Dropout draws
+    independent masks per row, which is what unsupervised SimCSE needs. Losses use the training embedding
+    (``use_head=True``: projection heads on), in evaluation too.
     """
+    if forwards not in VIEW_FORWARDS:
+        raise ValueError(f"view_forwards must be one of {VIEW_FORWARDS}, got {forwards!r}")
     embeddings: dict[str, Tensor] = {}
     for names, batch, sizes in group_views(views):
-        embeddings.update(zip(names, torch.split(model_embeddings(model, batch), sizes)))
+        text = batch.get("attention_mask") is not None and len(names) > 1
+        if packed and batch.get("attention_mask") is not None:
+            rows = group_lengths(names, lengths)
+            if rows is None:
+                raise ValueError("padding_free packs rows by their lengths: use an hfcontrast text collator (batch['lengths'])")
+            embeddings.update(zip(names, torch.split(model_embeddings(model, packed_inputs(batch, rows)), sizes)))
+        elif text and forwards == "per_view":
+            embeddings.update((name, model_embeddings(model, views[name])) for name in names)
+        elif text and forwards == "length_buckets":
+            order, chunks = plan_chunks(batch, -(-sum(sizes) // len(names)), group_lengths(names, lengths))
+            stacked = unsort_rows(torch.cat([model_embeddings(model, chunk) for chunk in chunks]), order)
+            embeddings.update(zip(names, torch.split(stacked, sizes)))
+        else:
+            embeddings.update(zip(names, torch.split(model_embeddings(model, batch), sizes)))
     return embeddings
+
+
+def packed_inputs(inputs: Mapping[str, Tensor], lengths: Sequence[int]) -> dict[str, Any]:
+    """The rows of a right-padded token batch packed one after another into one sequence (padding-free):
+    ``input_ids [1, T]`` (``T = sum(lengths)``), ``position_ids`` restarting at 0 for each row, ``cu_seq_lens``
+    (int32, ``[R + 1]``) and ``max_length``. The indices are made on the host from ``lengths`` and copied over
+    without waiting (no device read)."""
+    counts = np.asarray(lengths, dtype=np.int64)
+    width = inputs["input_ids"].shape[1]
+    cu = np.concatenate([[0], np.cumsum(counts)])
+    positions = np.arange(int(cu[-1])) - np.repeat(cu[:-1], counts)
+    flat = np.repeat(np.arange(len(counts)) * width, counts) + positions
+    device = inputs["input_ids"].device
+
+    def on_device(array: np.ndarray, dtype: torch.dtype = torch.long) -> Tensor:
+        return torch.from_numpy(array).to(device=device, dtype=dtype, non_blocking=True)
+
+    index = on_device(flat)
+    out: dict[str, Any] = {key: inputs[key].reshape(-1).index_select(0, index)[None]
+                           for key in ("input_ids", "token_type_ids") if key in inputs}  # fmt: skip
+    out["position_ids"] = on_device(positions)[None]
+    out["cu_seq_lens"] = on_device(cu, torch.int32)
+    out["max_length"] = int(counts.max(initial=1))
+    return out
 
 
 def model_embeddings(model: nn.Module, inputs: Mapping[str, Tensor]) -> Tensor:
