@@ -43,6 +43,8 @@ MEASURED: dict[str, tuple[str, ...]] = {
                                 "hfcontrast/evaluation", "benchmarks/clip_vs_hf_dual_encoder.py"),
     "loss_kernels": ("hfcontrast/losses", "benchmarks/common.py", "benchmarks/loss_kernels.py"),
     "gradcache_memory": (*_TRAINING, "benchmarks/gradcache_memory.py"),
+    "host_syncs": (*_TRAINING, "hfcontrast/host_syncs.py", "hfcontrast/augment", "hfcontrast/demo/data",
+                   "benchmarks/host_syncs.py"),
     "chunked_loss_memory": ("hfcontrast/losses", "benchmarks/chunked_loss_memory.py"),
     "row_checks": ("hfcontrast/collators", "hfcontrast/augment", "hfcontrast/demo", "benchmarks/common.py",
                    "benchmarks/row_checks.py"),

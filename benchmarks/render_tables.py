@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 AGAINST_REF_TARGET = 0.98
 RESULTS = ROOT / "benchmarks" / "results"
 #: The files whose results blocks are rendered (and checked).
-DOCS = ("README.md", "benchmarks/README.md", "docs/images.md", "docs/clip.md")
+DOCS = ("README.md", "benchmarks/README.md", "docs/images.md", "docs/clip.md", "docs/performance.md")
 BLOCK = re.compile(r"(<!-- results:(?P<table>[\w-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=table) -->)", re.S)
 
 
@@ -234,6 +234,23 @@ def image_views_table(results: Mapping[str, dict[str, Any]]) -> str:
     return f"{source(result, name)} Views per second.\n\n{table(['augmentation', *columns], rows)}"
 
 
+def host_syncs_table(results: Mapping[str, dict[str, Any]]) -> str:
+    """Host syncs and tensor literals per non-logging step, every family and the peer (counts: no spread)."""
+    name = "host_syncs"
+    result = results[name]
+    rows = []
+    for run in result["runs"]:
+        budget = run.get("budget")
+        within = "-" if budget is None else ("**met**" if run["within_budget"] else "missed")
+        where = "; ".join(f"{count:g} {site}" for site, count in run["sites"].items())
+        rows.append([run["family"], f"{run['per_step']:g}", "-" if budget is None else f"{budget:g}", within,
+                     f"{run['literals_per_step']:g}", where])  # fmt: skip
+    settings = result["settings"]
+    head = (f"{source(result, name)} {settings['steps'] - settings['warmup']} counted steps after {settings['warmup']} "
+            f"of warm-up, text batch {settings['text_batch']}, image batch {settings['image_batch']}.")  # fmt: skip
+    return f"{head}\n\n{table(['training', 'host syncs per step', 'budget', 'within', 'tensor literals per step', 'where'], rows)}"
+
+
 def against_ref_table(results: Mapping[str, dict[str, Any]]) -> str:
     """A comparison of two recorded commits (it never goes stale: it speaks for those two)."""
     name = "against_ref_trainer_step"
@@ -291,6 +308,7 @@ TABLES: dict[str, Table] = {
     "row-checks": Table(("row_checks",), row_checks_table),
     "image-views": Table(("image_views",), image_views_table),
     "against-ref": Table(("against_ref_trainer_step",), against_ref_table, current=False),
+    "host-syncs": Table(("host_syncs",), host_syncs_table),
     "headline": Table(("text_vs_sentence_transformers", "image_vs_lightly", "cluster_vs_lightly",
                        "clip_vs_hf_dual_encoder"), headline),
 }  # fmt: skip

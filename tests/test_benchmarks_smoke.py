@@ -57,6 +57,8 @@ SMOKE_RUNS = {
     "clip_vs_hf_dual_encoder.py": [],
     "cluster_vs_lightly.py": [],
     "gradcache_memory.py": [],
+    "gpu_image.py": [],
+    "gpu_text.py": [],
     "host_syncs.py": [],
     "image_views.py": [],
     "image_vs_lightly.py": [],

@@ -21,10 +21,11 @@ pytestmark = pytest.mark.distributed
 FAMILIES = ("text", "image", "image_text")
 
 
-@pytest.mark.parametrize("chunk", ["3", None], ids=["gradcache", "plain"])
-def test_two_processes_equal_one_uncached_process(tmp_path: Path, chunk: str | None) -> None:
-    """With GradCache (chunks of 3) and without it: plain DDP of every family against the same single process."""
-    accelerate_launch(SCRIPT, "--out", str(tmp_path / "ddp"), "--batch", "4", *(("--chunk", chunk) if chunk else ()))
+@pytest.mark.parametrize("cache", [("--chunk", "3"), ("--chunk", "3", "--tokens", "20"), ()], ids=["gradcache", "tokens", "plain"])
+def test_two_processes_equal_one_uncached_process(tmp_path: Path, cache: tuple[str, ...]) -> None:
+    """With GradCache (chunks of 3 rows; or text chunks of at most 20 tokens) and without it: DDP of every family
+    against the same single process running the plain step."""
+    accelerate_launch(SCRIPT, "--out", str(tmp_path / "ddp"), "--batch", "4", *cache)
     run_python(SCRIPT, "--out", str(tmp_path / "single"), "--batch", "8")
     ranks = [torch.load(tmp_path / "ddp" / f"rank{r}.pt") for r in range(2)]
     single = torch.load(tmp_path / "single" / "rank0.pt")

@@ -45,6 +45,11 @@ class TextModelArguments:
     pooler: str = field(default="mean", metadata={"help": "cls | cls_before_pooler | mean | first_last_avg | max"})
     mlp_head: bool = field(default=False, metadata={"help": "SimCSE's MLP head on the pooled vector."})
     mlp_only_train: bool = field(default=False, metadata={"help": "The MLP head in training only (implies --mlp_head)."})
+    attn_implementation: str | None = field(
+        default=None,
+        metadata={"help": "The backbone's attention: sdpa (default) | eager | flash_attention_2 | flex_attention "
+                  "(--padding_free needs flash_attention_2/3, or flex_attention on a GPU)."},
+    )
 
 
 @dataclass
@@ -67,6 +72,11 @@ class TextDataArguments:
     positive_column: str | None = field(default=None, metadata={"help": "Supervised positive column."})
     negative_column: str | None = field(default=None, metadata={"help": "Supervised hard-negative column."})
     max_seq_length: int = field(default=32, metadata={"help": "Truncate sentences to this many tokens."})
+    pad_to_multiple_of: int | None = field(
+        default=None,
+        metadata={"help": "Pad each view to a multiple of this many tokens (fewer shapes for --torch_compile; 8 "
+                  "for tensor cores)."},
+    )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N rows."})
 
     def __post_init__(self) -> None:
@@ -100,7 +110,8 @@ def text_training_data(sources: dict[str, Any], tokenizer: Any, args: TextDataAr
     collators = {}
     for name, data in sources.items():
         anchor, positive, *negatives = view_columns(data.column_names, args)
-        collators[name] = TextPairCollator(tokenizer, anchor, positive, negatives, max_length=args.max_seq_length, **kwargs)
+        collators[name] = TextPairCollator(tokenizer, anchor, positive, negatives, max_length=args.max_seq_length,
+                                           pad_to_multiple_of=args.pad_to_multiple_of, **kwargs)  # fmt: skip
         logger.info("%s: columns %s", name, collators[name].columns)
     if len(sources) > 1:
         return MultiSourceDataset(sources), MultiSourceCollator(collators)
@@ -119,12 +130,15 @@ def build_text_model(args: TextModelArguments, default_path: str) -> tuple[Contr
         if args.config_overrides:
             backbone.update_from_string(args.config_overrides)
         model = ContrastiveTextModel(ContrastiveTextConfig(backbone_config=backbone, **head))
-        return model, AutoTokenizer.from_pretrained(args.tokenizer_name or args.config_name)
-    path = args.model_name_or_path or default_path
-    if args.config_overrides:
+        path = args.config_name
+    elif args.config_overrides:
+        path = args.model_name_or_path or default_path
         model = ContrastiveTextModel.from_backbone_pretrained(path, backbone_overrides=args.config_overrides, **head)
     else:
+        path = args.model_name_or_path or default_path
         model = load_text_encoder(path, **head)
+    if args.attn_implementation:
+        model.backbone.set_attn_implementation(args.attn_implementation)
     return model, AutoTokenizer.from_pretrained(args.tokenizer_name or path)
 
 

@@ -129,6 +129,7 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--batch", type=int, required=True)
     parser.add_argument("--chunk", type=int, default=None)
+    parser.add_argument("--tokens", type=int, default=None, help="GradCache chunks planned by this token budget")
     parser.add_argument("--grad_accum", type=int, default=2)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--families", default=",".join(FAMILIES))
@@ -142,6 +143,7 @@ def main() -> None:
             gradient_accumulation_steps=args.grad_accum, max_steps=args.steps, learning_rate=0.1, optim="sgd",
             lr_scheduler_type="constant", max_grad_norm=0.0, report_to=[], save_strategy="no", logging_steps=1,
             use_cpu=True, seed=0, disable_tqdm=True, dataloader_drop_last=True, gradcache_chunk_size=args.chunk,
+            gradcache_tokens=args.tokens,
             bad_rows="unchecked",  # row indices made here, collated by functions of the test's own
         )
         recorder = Recorder()
