@@ -14,7 +14,8 @@ NNCLR: 2 x 28 px, 0.08-1), jitter strength 0.5, grayscale 0.2, flip 0.5, no blur
 steps, seed, optimizer (AdamW, constant lr, no weight decay, no clipping), and the hyperparameters: SwAV 100
 prototypes (same initial weights, no bias as in the paper: lightly's prototype layer has a learnable one, zeroed
 and frozen here unless ``--peer-prototype-bias``), tau 0.1, eps 0.05, 3 Sinkhorn iterations; DINO head 256 -> 512 -> 64 ->
-1024, tau_s 0.1, tau_t 0.04, centre momentum 0.9, teacher momentum 0.99 -> 1 (cosine); NNCLR tau 0.1,
+1024 (same initial weights, :func:`dino_head_init`: lightly's last layer is weight-normalised, as in the paper,
+so it starts from the same directions with unit norms; ours has no weight norm), tau_s 0.1, tau_t 0.04, centre momentum 0.9, teacher momentum 0.99 -> 1 (cosine); NNCLR tau 0.1,
 support 4096, no predictor.
 
 * peer: lightly's ``SwaVTransform`` / ``DINOTransform`` / ``SimCLRTransform``, ``SwaVLoss`` +
@@ -34,6 +35,7 @@ import argparse
 import shutil
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +89,38 @@ def prototypes_init(seed: int) -> Any:
     )
 
 
+def dino_head_init(seed: int) -> list[tuple[Any, Any]]:
+    """The DINO head's shared initial weights, ``[(weight, bias), ...]`` for its 3 MLP layers (256 -> 512 -> 512 ->
+    64) and ``(weight, None)`` for the last layer (64 -> DINO_OUT): drawn from ``seed`` with plain torch, so both
+    workers (lightly's venv has no hfcontrast) load the same head."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed + 7)
+    layers = []
+    for fan_in, fan_out, bias in ((256, 512, True), (512, 512, True), (512, 64, True), (64, DINO_OUT, False)):
+        bound = 1.0 / fan_in**0.5
+        weight = (torch.rand(fan_out, fan_in, generator=generator) * 2 - 1) * bound
+        layers.append((weight, (torch.rand(fan_out, generator=generator) * 2 - 1) * bound if bias else None))
+    return layers
+
+
+def load_dino_head(linears: Sequence[Any], seed: int) -> None:
+    """Copy :func:`dino_head_init` into the head's ``nn.Linear`` layers, in order (lightly's last layer is
+    weight-normalised: its direction ``v`` gets the weights, its frozen norm ``g`` stays 1, as DINO's paper)."""
+    import torch
+
+    init = dino_head_init(seed)
+    assert len(linears) == len(init), (len(linears), len(init))
+    with torch.no_grad():
+        for linear, (weight, bias) in zip(linears, init):
+            target = getattr(linear, "weight_v", None)
+            if target is None and hasattr(linear, "parametrizations"):
+                target = linear.parametrizations.weight.original1
+            (target if target is not None else linear.weight).copy_(weight)
+            if bias is not None:
+                linear.bias.copy_(bias)
+
+
 def our_view_pipelines(method: str) -> tuple[Any, Any]:
     """Our global and local crop pipelines for ``method`` (local is None for NNCLR)."""
     sys.path.insert(
@@ -138,6 +172,8 @@ def ours_worker(a: argparse.Namespace) -> dict[str, Any]:
             objective = DINO(
                 model, out_dim=DINO_OUT, hidden_dim=512, bottleneck_dim=64, momentum=0.99, final_momentum=1.0
             )
+            for head in (objective.head, objective.teacher_head):  # the initial head both libraries start from
+                load_dino_head([m for m in head.modules() if isinstance(m, torch.nn.Linear)], a.seed)
     if a.replay_dir:
         collator = recording(collator, Path(a.replay_dir))
     timer = LoopTimer()
@@ -219,6 +255,7 @@ def lightly_worker(a: argparse.Namespace) -> dict[str, Any]:
         params += list(head.parameters()) + list(prototypes.parameters())
     elif a.method == "dino":
         head = DINOProjectionHead(256, 512, 64, DINO_OUT)
+        load_dino_head([m for m in head.modules() if isinstance(m, torch.nn.Linear)], a.seed)  # as ours starts
         teacher, teacher_head = copy.deepcopy(backbone), DINOProjectionHead(256, 512, 64, DINO_OUT)
         teacher_head.load_state_dict(head.state_dict())  # weight norm cannot be deep-copied
         deactivate_requires_grad(teacher)
