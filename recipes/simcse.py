@@ -30,6 +30,7 @@ from hfcontrast.cli.text import (
     configure_text_model,
     distillation_objective,
     export_text_model,
+    quantized_sts,
     sts_evaluator,
     text_sources,
     text_training_data,
@@ -133,6 +134,7 @@ def main() -> None:
         metric_key="eval_sts_spearman", title=method,
         scatter=(evaluator.scores, predictions.tolist()) if predictions is not None else None,
         export=not techniques.save_adapter_only,
+        evaluate_export=quantized_sts(evaluator, results) if training_args.quantize else None,
     )  # fmt: skip
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,8 @@ from ..collators.text import check_prompts, pair_columns, prompt_token_ids
 from ..demo import load_text_dataset
 from ..distillation import add_teacher_embeddings
 from ..evaluation import STSEvaluator
+from ..hub.formats import HFCONTRAST_CONFIG
+from ..hub.onnx import load_onnx_text_model
 from ..lora import add_lora, merge_lora, save_adapter
 from ..models import ContrastiveTextConfig, ContrastiveTextModel
 from ..objectives import InBatchKL, MarginMSE, MatryoshkaConfig
@@ -206,10 +209,24 @@ class TextTechniqueArguments:
 
 
 def load_text_encoder(path: str, **head: Any) -> ContrastiveTextModel:
-    """An hfcontrast text checkpoint as it is, or a backbone (BERT, MiniLM ...) with a fresh ``head``."""
-    if isinstance(AutoConfig.from_pretrained(path), ContrastiveTextConfig):
+    """An hfcontrast text checkpoint as it is (its custom format, or the standard sentence-transformers folder it
+    exported: pooling, head and prompts come back), or a backbone (BERT, MiniLM ...) with a fresh ``head``."""
+    ours = os.path.isfile(os.path.join(path, HFCONTRAST_CONFIG))
+    if ours or isinstance(AutoConfig.from_pretrained(path), ContrastiveTextConfig):
         return ContrastiveTextModel.from_pretrained(path)
     return ContrastiveTextModel.from_backbone_pretrained(path, **head)
+
+
+def quantized_sts(evaluator: STSEvaluator, results: dict[str, float]) -> Callable[[str], dict[str, float]]:
+    """``finish_run``'s ``evaluate_export``: STS of the exported int8 ONNX model (onnxruntime) and its drop from the
+    trained model's ``eval_sts_spearman``."""
+
+    def evaluate(folder: str) -> dict[str, float]:
+        score = float(evaluator(load_onnx_text_model(folder))[f"{evaluator.name}_spearman"])
+        logger.info("STS Spearman of the int8 ONNX model: %.4f (drop %.4f)", score, results["eval_sts_spearman"] - score)
+        return {"eval_sts_spearman_int8_onnx": score, "eval_sts_spearman_int8_drop": results["eval_sts_spearman"] - score}
+
+    return evaluate
 
 
 def configure_text_model(
