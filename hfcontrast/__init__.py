@@ -33,7 +33,14 @@ if TYPE_CHECKING:
         TextPairCollator,
         UnsupervisedSimCSECollator,
     )
-    from .evaluation import KNNEvaluator, RetrievalEvaluator, STSEvaluator, ZeroShotEvaluator
+    from .evaluation import (
+        InformationRetrievalEvaluator,
+        KNNEvaluator,
+        RerankingEvaluator,
+        RetrievalEvaluator,
+        STSEvaluator,
+        ZeroShotEvaluator,
+    )
     from .objectives import (
         BYOL,
         CLIP,
@@ -71,7 +78,8 @@ EXPORTS = {
         "ImageEvalCollator", "ImageTextCollator", "MultiSourceCollator", "MultiSourceDataset", "MultiViewCollator",
         "TextPairCollator", "UnsupervisedSimCSECollator",
     ),
-    "evaluation": ("KNNEvaluator", "RetrievalEvaluator", "STSEvaluator", "ZeroShotEvaluator"),
+    "evaluation": ("InformationRetrievalEvaluator", "KNNEvaluator", "RerankingEvaluator", "RetrievalEvaluator",
+                   "STSEvaluator", "ZeroShotEvaluator"),
 }  # fmt: skip
 _HOME = {name: package for package, names in EXPORTS.items() for name in names}
 
@@ -105,6 +113,7 @@ __all__ = [
     "ImageEvalCollator",
     "ImageTextCollator",
     "InBatchKL",
+    "InformationRetrievalEvaluator",
     "KNNEvaluator",
     "MarginMSE",
     "MatryoshkaConfig",
@@ -113,6 +122,7 @@ __all__ = [
     "MultiSourceDataset",
     "MultiViewCollator",
     "NegativeConfig",
+    "RerankingEvaluator",
     "RetrievalEvaluator",
     "STSEvaluator",
     "SigLIP",
