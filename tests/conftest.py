@@ -22,6 +22,13 @@ SHARED_DATA = Path(os.environ.get("HFCONTRAST_SHARED_DATA", REPO_ROOT.parent / "
 torch.set_num_threads(1)
 
 
+#: transformers < 5.18 builds every AutoImageProcessor on torchvision, which this project does not install
+#: (docs/compatibility.md): loaders of exported image processors are checked from 5.18 on.
+PIL_AUTO_IMAGE_PROCESSOR = pytest.mark.skipif(
+    tuple(int(x) for x in __import__("transformers").__version__.split(".")[:2]) < (5, 18),
+    reason="AutoImageProcessor needs torchvision before transformers 5.18 (docs/compatibility.md)",
+)
+
 FIX_DATA = "sudo apt-get update && sudo apt-get install -y dataset-fashion-mnist"
 NO_DATA = f"Fashion-MNIST is not installed ({FIX_DATA})"
 

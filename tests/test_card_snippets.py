@@ -19,6 +19,7 @@ from transformers import ConvNextImageProcessorPil, VisionTextDualEncoderProcess
 
 from hfcontrast import ContrastiveVisionModel
 from hfcontrast.hub import export, render_model_card
+from tests.conftest import PIL_AUTO_IMAGE_PROCESSOR
 from tests.launch import REPO_ROOT
 from tests.test_export_formats import dual
 from tests.tiny import fresh_tokenizer, text_model, tokenizer, vision_config
@@ -41,8 +42,10 @@ def build(family: str) -> tuple[Any, Any, dict[str, Any]]:
 
 @pytest.mark.parametrize(
     ("family", "export_format"),
-    [("text", "standard"), ("vision", "standard"), ("dual", "standard"), ("text", "hfcontrast"), ("vision", "hfcontrast"),
-     ("dual-custom", "hfcontrast")],
+    [("text", "standard"), pytest.param("vision", "standard", marks=PIL_AUTO_IMAGE_PROCESSOR),
+     pytest.param("dual", "standard", marks=PIL_AUTO_IMAGE_PROCESSOR), ("text", "hfcontrast"),
+     pytest.param("vision", "hfcontrast", marks=PIL_AUTO_IMAGE_PROCESSOR),
+     pytest.param("dual-custom", "hfcontrast", marks=PIL_AUTO_IMAGE_PROCESSOR)],
 )  # fmt: skip
 def test_every_card_block_runs_against_its_folder(
     family: str, export_format: str, tmp_path: Path, isolated_python: Callable[[str, Path], Any]

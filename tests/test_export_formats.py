@@ -36,6 +36,7 @@ from hfcontrast import (
     ContrastiveVisionModel,
 )
 from hfcontrast.hub import ExportRefused, export, export_onnx
+from tests.conftest import PIL_AUTO_IMAGE_PROCESSOR
 from tests.tiny import fresh_tokenizer, text_model, tokenizer, vision_config
 
 TEXTS = ["A man is playing a guitar.", "where is the cat", "the sea at night, under a sky full of stars"]
@@ -128,6 +129,7 @@ def picture(path: Path, seed: int = 0) -> Path:
     return path
 
 
+@PIL_AUTO_IMAGE_PROCESSOR
 @pytest.mark.parametrize("backbone", ["resnet", "vit"])
 def test_images_export_the_plain_backbone(backbone: str, tmp_path: Path, isolated_python: Callable[[str, Path], Any]) -> None:
     torch.manual_seed(0)
@@ -167,6 +169,7 @@ def dual(**kwargs: Any) -> ContrastiveDualEncoder:
     return ContrastiveDualEncoder(ContrastiveDualEncoderConfig(**{**values, **kwargs})).eval()
 
 
+@PIL_AUTO_IMAGE_PROCESSOR
 def test_image_text_exports_a_vision_text_dual_encoder(tmp_path: Path, isolated_python: Callable[[str, Path], Any]) -> None:
     torch.manual_seed(0)
     model = dual()
@@ -231,6 +234,7 @@ def test_onnx_equals_torch_and_int8_runs(tmp_path: Path) -> None:
         np.testing.assert_allclose(pooled, image.backbone(pixel_values=torch.tensor(pixels)).pooler_output.numpy(), rtol=1e-4, atol=1e-4)
 
 
+@PIL_AUTO_IMAGE_PROCESSOR
 @pytest.mark.fashion_mnist
 def test_pipeline_zero_shot_equals_the_evaluators_on_fashion_mnist(tmp_path: Path, isolated_python: Callable[[str, Path], Any]) -> None:
     """The exported dual encoder through ``pipeline("zero-shot-image-classification")`` predicts, on Fashion-MNIST test
