@@ -53,6 +53,7 @@ if TYPE_CHECKING:
         MatryoshkaConfig,
         MoCo,
         NegativeConfig,
+        ScoredPairs,
         SigLIP,
         SimCLR,
         SimCSE,
@@ -72,7 +73,7 @@ EXPORTS = {
     "trainer": ("ContrastiveTrainer", "ContrastiveTrainingArguments"),
     "objectives": (
         "BYOL", "CLIP", "DINO", "NNCLR", "PCL", "ChunkingConfig", "InBatchKL", "MarginMSE", "MatryoshkaConfig", "MoCo",
-        "NegativeConfig", "SigLIP", "SimCLR", "SimCSE", "SimSiam", "SwAV",
+        "NegativeConfig", "ScoredPairs", "SigLIP", "SimCLR", "SimCSE", "SimSiam", "SwAV",
     ),
     "collators": (
         "ImageEvalCollator", "ImageTextCollator", "MultiSourceCollator", "MultiSourceDataset", "MultiViewCollator",
@@ -125,6 +126,7 @@ __all__ = [
     "RerankingEvaluator",
     "RetrievalEvaluator",
     "STSEvaluator",
+    "ScoredPairs",
     "SigLIP",
     "SimCLR",
     "SimCSE",

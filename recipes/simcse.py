@@ -2,6 +2,8 @@
 
     accelerate launch recipes/simcse.py                       # offline demo: MiniLM, wiki sentences, STS-B dev
     accelerate launch recipes/simcse.py --demo supervised     # offline: the packaged SNLI triplets
+    accelerate launch recipes/simcse.py --demo sts            # offline: CoSENT on STS-B train's scored pairs
+    accelerate launch recipes/simcse.py --train_file pairs.csv --score_column score --score_scale 5 --scored_loss angle
     accelerate launch recipes/simcse.py --train_file nli.csv  # supervised: sent0,sent1,hard_neg detected
     accelerate launch recipes/simcse.py --config_name bert-config-dir --tokenizer_name tok-dir ...  # random init
     accelerate launch recipes/simcse.py --train_file nli.csv wiki.txt   # several datasets, each batch from one
@@ -36,9 +38,11 @@ from hfcontrast.cli.text import (
     text_training_data,
     view_columns,
 )
-from hfcontrast.demo import SNLI_TRIPLETS, STSB_DEV, WIKI_SENTENCES, data_file, default_text_model
-from hfcontrast.objectives import ContrastiveObjective, SimCSE
+from hfcontrast.demo import SNLI_TRIPLETS, STSB_DEV, STSB_TRAIN, WIKI_SENTENCES, data_file, default_text_model
+from hfcontrast.objectives import ContrastiveObjective, ScoredPairs, SimCSE
 from hfcontrast.trainer import ContrastiveTrainer, ContrastiveTrainingArguments
+
+DEMO_FILES = {"unsupervised": WIKI_SENTENCES, "supervised": SNLI_TRIPLETS, "sts": STSB_TRAIN}
 
 
 @dataclass
@@ -48,6 +52,14 @@ class ObjectiveArguments:
     symmetric: bool = field(default=False, metadata={"help": "Average with the positive->anchor direction."})
     queue_size: int = field(default=0, metadata={"help": "Keep K past positives as extra negatives."})
     momentum: float | None = field(default=None, metadata={"help": "Encode positives with an EMA copy (e.g. 0.999)."})
+    scored_loss: str = field(
+        default="cosent",
+        metadata={"help": "With --score_column: cosent (Su 2022) | angle (AnglE, Li & Li 2023) | cosine_mse (SBERT); "
+                  "the ranking losses' scale is 1 / --temperature (20)."},
+    )
+    angle_cosine_weight: float = field(
+        default=0.0, metadata={"help": "--scored_loss angle: add this weight times CoSENT (AnglE's combined objective)."}
+    )
 
 
 @dataclass
@@ -75,9 +87,10 @@ def main() -> None:
         HfArgumentParser(groups).parse_args_into_dataclasses()
     )
     epochs_replace_steps(training_args)
-    sources = text_sources(data_args, data_file(WIKI_SENTENCES if data_args.demo == "unsupervised" else SNLI_TRIPLETS))
+    sources = text_sources(data_args, data_file(DEMO_FILES[data_args.demo]))
     supervised = data_args.anchor_column is not None or any(len(d.column_names) > 1 for d in sources.values())
-    mode = "supervised" if supervised else "unsupervised"
+    scored = data_args.score_column is not None
+    mode = objective_args.scored_loss if scored else "supervised" if supervised else "unsupervised"
     if not given("--output_dir"):  # each mode its own default folder: one never overwrites the other
         training_args.output_dir = f"outputs/simcse-{mode}"
     start_run(training_args)
@@ -93,7 +106,18 @@ def main() -> None:
         "label_column": negative_args.supcon_label_column, "prompts": techniques.view_prompts,
     }  # fmt: skip
     objective: ContrastiveObjective
-    if techniques.distills:
+    if scored:
+        if (objective_args.queue_size or objective_args.momentum is not None or negative_args.config.active
+                or negative_args.chunking is not None or techniques.distills):
+            raise ValueError("--score_column trains on the pairs' scores: drop --queue_size, --momentum, the negative "
+                             "flags and the teacher")  # fmt: skip
+        with flag_errors(ObjectiveArguments):
+            objective = ScoredPairs(
+                objective_args.scored_loss, scale=1.0 / objective_args.temperature,  # type: ignore[arg-type]
+                cosine_weight=objective_args.angle_cosine_weight, matryoshka=negative_args.matryoshka,
+            )  # fmt: skip
+        columns |= {"score_column": data_args.score_column, "score_scale": data_args.score_scale}
+    elif techniques.distills:
         if objective_args.queue_size or objective_args.momentum is not None or negative_args.active:
             raise ValueError("distillation follows the teacher's scores: drop --queue_size, --momentum and the negative flags")
         text_columns = {name: view_columns(d.column_names, data_args) for name, d in sources.items()}
@@ -126,6 +150,8 @@ def main() -> None:
     export_text_model(trainer, techniques)
     predictions = evaluator.last_predictions
     method = f"SimCSE ({mode})" if not techniques.distills else f"distillation ({techniques.distillation})"
+    if scored:
+        method = {"cosent": "CoSENT", "angle": "AnglE", "cosine_mse": "cosine MSE"}[objective_args.scored_loss]
     finish_run(
         trainer, results, method=method,
         hyperparameters=vars(objective_args) | negative_args.changed() | techniques.changed(),

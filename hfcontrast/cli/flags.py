@@ -26,6 +26,8 @@ FIELD_FLAGS = {
     "MatryoshkaConfig.dims": "--matryoshka_dims",
     "MatryoshkaConfig.weights": "--matryoshka_weights",
     "ChunkingConfig.rows": "--loss_chunk_size",
+    "ScoredPairs.loss": "--scored_loss",
+    "ScoredPairs.cosine_weight": "--angle_cosine_weight",
     "mask_duplicates": "--false_negative_masking",
     "supervised": "--supcon_label_column",
 }

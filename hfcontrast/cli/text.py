@@ -67,7 +67,8 @@ class TextDataArguments:
     dataset_name: list[str] | None = field(default=None, metadata={"help": "Datasets Hub names (need network)."})
     demo: str = field(
         default="unsupervised",
-        metadata={"help": "Packaged data when no --train_file: unsupervised (Wikipedia) | supervised (SNLI)."},
+        metadata={"help": "Packaged data when no --train_file: unsupervised (Wikipedia) | supervised (SNLI) | "
+                  "sts (STS-B train pairs with their 0-5 scores, CoSENT)."},
     )
     validation_file: str | None = field(default=None, metadata={"help": "STS file (STS-B tab format or csv)."})
     text_column: str | None = field(default=None, metadata={"help": "Unsupervised text column (default: detect)."})
@@ -81,10 +82,23 @@ class TextDataArguments:
                   "for tensor cores)."},
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N rows."})
+    score_column: str | None = field(
+        default=None,
+        metadata={"help": "Train on scored pairs (CoSENT / AnglE / cosine MSE, --scored_loss) with this gold-similarity "
+                  "column (--demo sts: score)."},
+    )
+    score_scale: float | None = field(
+        default=None,
+        metadata={"help": "The largest score: scores are divided by it into [0, 1] (default 1; --demo sts: 5)."},
+    )
 
     def __post_init__(self) -> None:
-        if self.demo not in ("unsupervised", "supervised"):
-            raise ValueError(f"--demo must be unsupervised or supervised, got {self.demo!r}")
+        if self.demo not in ("unsupervised", "supervised", "sts"):
+            raise ValueError(f"--demo must be unsupervised, supervised or sts, got {self.demo!r}")
+        if self.demo == "sts" and not self.train_file and not self.dataset_name and self.score_column is None:
+            self.score_column = "score"
+        if self.score_scale is None:
+            self.score_scale = 5.0 if self.demo == "sts" and self.score_column == "score" else 1.0
 
 
 def text_sources(args: TextDataArguments, demo_file: str) -> dict[str, Any]:
@@ -100,7 +114,7 @@ def text_sources(args: TextDataArguments, demo_file: str) -> dict[str, Any]:
 def view_columns(names: list[str], args: TextDataArguments) -> tuple[str, ...]:
     """A dataset's text columns in view order: ``(anchor, positive, *negatives)``, or ``(text, text)`` for one
     text column (unsupervised). Teacher columns (``teacher_<column>``) are not views."""
-    names = [c for c in names if not c.startswith("teacher_")]
+    names = [c for c in names if not c.startswith("teacher_") and c != args.score_column]
     if args.anchor_column is not None or len(names) > 1:
         anchor, positive, negatives = pair_columns(names, args.anchor_column, args.positive_column, args.negative_column)
         return (anchor, positive, *negatives)

@@ -32,6 +32,14 @@ from .negatives import (
 )
 from .predictive import byol_loss, simsiam_loss
 from .roles import ColumnRoles, duplicate_mask, normalize_text, same_label_mask, text_ids
+from .scored import (
+    angle_loss,
+    angle_pair_similarity,
+    cosent_loss,
+    cosine_mse_loss,
+    cosine_pair_similarity,
+    ranked_pairs_loss,
+)
 from .siglip import siglip_loss
 from .stats import alignment, collapse_std, top1_accuracy, uniformity
 from .types import LossOutput, Reduction, Similarity
@@ -45,6 +53,8 @@ __all__ = [
     "Reduction",
     "Similarity",
     "alignment",
+    "angle_loss",
+    "angle_pair_similarity",
     "byol_loss",
     "check_matryoshka",
     "chunked_info_nce",
@@ -55,6 +65,9 @@ __all__ = [
     "concentration",
     "contrastive_from_logits",
     "contrastive_loss",
+    "cosent_loss",
+    "cosine_mse_loss",
+    "cosine_pair_similarity",
     "dcl_loss",
     "debiased_info_nce",
     "dino_loss",
@@ -74,6 +87,7 @@ __all__ = [
     "nt_xent_roles",
     "pair_scores",
     "proto_nce_term",
+    "ranked_pairs_loss",
     "same_label_mask",
     "siglip_loss",
     "similarity_matrix",

@@ -11,6 +11,7 @@ from .distill import InBatchKL, MarginMSE
 from .moco import MoCo
 from .nnclr import NNCLR
 from .pcl import PCL
+from .scored import ScoredPairs
 from .simclr import SimCLR
 from .simcse import SimCSE
 from .simsiam import SimSiam
@@ -37,6 +38,7 @@ __all__ = [
     "MomentumEncoder",
     "NegativeConfig",
     "ObjectiveOutput",
+    "ScoredPairs",
     "SigLIP",
     "SimCLR",
     "SimCSE",
