@@ -48,6 +48,7 @@ if TYPE_CHECKING:
         NNCLR,
         PCL,
         ChunkingConfig,
+        Guide,
         InBatchKL,
         MarginMSE,
         MatryoshkaConfig,
@@ -72,7 +73,7 @@ SUBPACKAGES = (
 EXPORTS = {
     "trainer": ("ContrastiveTrainer", "ContrastiveTrainingArguments"),
     "objectives": (
-        "BYOL", "CLIP", "DINO", "NNCLR", "PCL", "ChunkingConfig", "InBatchKL", "MarginMSE", "MatryoshkaConfig", "MoCo",
+        "BYOL", "CLIP", "DINO", "NNCLR", "PCL", "ChunkingConfig", "Guide", "InBatchKL", "MarginMSE", "MatryoshkaConfig", "MoCo",
         "NegativeConfig", "ScoredPairs", "SigLIP", "SimCLR", "SimCSE", "SimSiam", "SwAV",
     ),
     "collators": (
@@ -111,6 +112,7 @@ __all__ = [
     "ContrastiveVisionConfig",
     "ContrastiveVisionModel",
     "DualEncoderOutput",
+    "Guide",
     "ImageEvalCollator",
     "ImageTextCollator",
     "InBatchKL",

@@ -10,6 +10,7 @@
     accelerate launch recipes/simcse.py --matryoshka_dims 384,256,128,64,32 --prompts '{"anchor": "query: "}'
     accelerate launch recipes/simcse.py --teacher_model_name_or_path big-model --config_overrides num_hidden_layers=2
     accelerate launch recipes/simcse.py --lora_r 8 --lora_target_modules query,value --momentum 0.999
+    accelerate launch recipes/simcse.py --demo supervised --guide_model_name_or_path guide-model  # GISTEmbed
 
 Wiring only: arguments -> datasets -> model -> objective -> collator -> ContrastiveTrainer -> artefacts.
 """
@@ -34,6 +35,7 @@ from hfcontrast.cli.text import (
     export_text_model,
     quantized_sts,
     sts_evaluator,
+    text_guide,
     text_sources,
     text_training_data,
     view_columns,
@@ -106,6 +108,9 @@ def main() -> None:
         "label_column": negative_args.supcon_label_column, "prompts": techniques.view_prompts,
     }  # fmt: skip
     objective: ContrastiveObjective
+    guided = techniques.guide_model_name_or_path is not None
+    if guided and (scored or techniques.distills):
+        raise ValueError("--guide_model_name_or_path masks InfoNCE negatives: not with --score_column or a teacher")
     if scored:
         if (objective_args.queue_size or objective_args.momentum is not None or negative_args.config.active
                 or negative_args.chunking is not None or techniques.distills):
@@ -124,11 +129,14 @@ def main() -> None:
         objective, sources, extra = distillation_objective(techniques, sources, text_columns, tokenizer, objective_args.temperature)
         columns |= extra
     else:
-        with flag_errors(ObjectiveArguments):
+        text_columns = {name: view_columns(d.column_names, data_args) for name, d in sources.items()}
+        guide, sources, extra = text_guide(techniques, sources, text_columns, tokenizer)
+        columns |= extra
+        with flag_errors(ObjectiveArguments, TextTechniqueArguments):
             objective = SimCSE(
                 objective_args.temperature, hard_negative_weight=objective_args.hard_negative_weight,
                 symmetric=objective_args.symmetric, queue_size=objective_args.queue_size,
-                momentum=objective_args.momentum, **negative_args.loss_options,
+                momentum=objective_args.momentum, guide=guide, **negative_args.loss_options,
             )  # fmt: skip
     train, collator = text_training_data(sources, tokenizer, data_args, **columns)
 

@@ -96,6 +96,17 @@ def test_matryoshka_and_in_batch_kl_two_processes_equal_one_process(tmp_path: Pa
     _float64_parity(tmp_path, ["--steps", "2", "--objective", objective])
 
 
+def test_guided_negatives_two_processes_equal_one_process(tmp_path: Path) -> None:
+    """GISTEmbed's guide (on the fly) masks gathered positives, hard negatives and queued keys: 2 processes x 4
+    rows equal 1 process x 8 in float64, the queue of keys and of the guide's embeddings included."""
+    common = ["--grad_accum", "2", "--steps", "2", "--objective", "guided", "--queue_size", "10"]
+    rank0, rank1, single = _float64_parity(tmp_path, common)
+    for dump in (rank0, rank1):
+        assert _max_diff(dump["weights"], single["weights"]) <= 1e-12 * _scale(single["weights"])
+        assert int(dump["objective"]["keys.guides.filled"]) == 10
+        assert _max_diff(dump["objective"], single["objective"]) <= 1e-10
+
+
 @pytest.mark.parametrize("objective", ["cosent", "angle"])
 def test_scored_pairs_two_processes_equal_one_process(tmp_path: Path, objective: str) -> None:
     """CoSENT / AnglE rank the pairs of the gathered global batch: on 2 processes x 4 pairs every rank's loss is

@@ -28,7 +28,7 @@ from ..hub.formats import HFCONTRAST_CONFIG
 from ..hub.onnx import load_onnx_text_model
 from ..lora import add_lora, merge_lora, save_adapter
 from ..models import ContrastiveTextConfig, ContrastiveTextModel
-from ..objectives import InBatchKL, MarginMSE, MatryoshkaConfig
+from ..objectives import Guide, InBatchKL, MarginMSE, MatryoshkaConfig
 from .flags import changed_flags, record_matryoshka
 
 logger = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def text_sources(args: TextDataArguments, demo_file: str) -> dict[str, Any]:
 def view_columns(names: list[str], args: TextDataArguments) -> tuple[str, ...]:
     """A dataset's text columns in view order: ``(anchor, positive, *negatives)``, or ``(text, text)`` for one
     text column (unsupervised). Teacher columns (``teacher_<column>``) are not views."""
-    names = [c for c in names if not c.startswith("teacher_") and c != args.score_column]
+    names = [c for c in names if not c.startswith(("teacher_", "guide_")) and c != args.score_column]
     if args.anchor_column is not None or len(names) > 1:
         anchor, positive, negatives = pair_columns(names, args.anchor_column, args.positive_column, args.negative_column)
         return (anchor, positive, *negatives)
@@ -191,7 +191,20 @@ class TextTechniqueArguments:
         default=None, metadata={"help": "margin_mse from this teacher-score column (no teacher model needed)."}
     )
     teacher_cache_dir: str = field(
-        default="outputs/teacher-cache", metadata={"help": "Where teacher embeddings computed ahead of time are kept."}
+        default="outputs/teacher-cache",
+        metadata={"help": "Where teacher (and guide) embeddings computed ahead of time are kept."},
+    )
+    guide_model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "GISTEmbed (Solatorio 2024): this frozen model's similarities mask in-batch and queued "
+                  "negatives it scores above the anchor's positive."},
+    )
+    guide_margin: float = field(default=0.0, metadata={"help": "GISTEmbed margin (0: the paper's rule)."})
+    guide_margin_strategy: str = field(
+        default="absolute", metadata={"help": "absolute (g_ij > g_ip - margin) | relative (g_ij > g_ip (1 - margin))."}
+    )
+    guide_on_the_fly: bool = field(
+        default=False, metadata={"help": "Run the guide at every step (same tokenizer) instead of once ahead of time."}
     )
     lora_r: int = field(default=0, metadata={"help": "LoRA rank (Hu et al. 2021) on the backbone; 0 = full fine-tuning."})
     lora_alpha: float = field(default=16.0, metadata={"help": "LoRA alpha (the update is scaled by alpha / r)."})
@@ -268,6 +281,28 @@ def sts_evaluator(path: str, tokenizer: Any, args: TextTechniqueArguments, matry
     return STSEvaluator.from_file(path, tokenizer, name="sts", max_length=128, prompt=args.view_prompts.get("anchor", ""), dims=dims)
 
 
+def frozen_model_views(
+    path: str, prefix: str, sources: dict[str, Any], columns: dict[str, tuple[str, ...]], tokenizer: Any,
+    *, on_the_fly: bool, cache_dir: str,
+) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """``(model, training datasets, collator keywords)`` for a frozen model (a teacher, a guide) at ``path``: on
+    the fly, the objective runs the model (it reads the student's tokens, so the tokenizers must agree); else
+    each dataset's text ``columns`` are embedded once, cached in ``cache_dir``, as ``<prefix>_<column>`` columns."""
+    model, model_tokenizer = load_text_encoder(path, pooler="mean"), AutoTokenizer.from_pretrained(path)
+    if on_the_fly:
+        if model_tokenizer.get_vocab() != tokenizer.get_vocab():
+            raise ValueError(f"--{prefix}_on_the_fly runs the {prefix} on the student's tokens: the tokenizers differ")
+        return model, sources, {}
+    name = os.path.abspath(path) if os.path.exists(path) else path
+    sources = {
+        source: add_teacher_embeddings(
+            train, model, model_tokenizer, columns[source], teacher_name=name, cache_dir=cache_dir, prefix=prefix
+        )
+        for source, train in sources.items()
+    }
+    return model, sources, {f"{prefix}_embeddings": True}
+
+
 def distillation_objective(
     args: TextTechniqueArguments,
     sources: dict[str, Any],
@@ -280,27 +315,33 @@ def distillation_objective(
     runs on the fly)."""
     if args.teacher_margin_column is not None:
         return MarginMSE(), sources, {"teacher_margin_column": args.teacher_margin_column}
-    path = args.teacher_model_name_or_path
-    assert path is not None
-    teacher, teacher_tokenizer = load_text_encoder(path, pooler="mean"), AutoTokenizer.from_pretrained(path)
-    kwargs: dict[str, Any] = {}
-    extra: dict[str, Any]
-    if args.teacher_on_the_fly:
-        if teacher_tokenizer.get_vocab() != tokenizer.get_vocab():
-            raise ValueError("--teacher_on_the_fly runs the teacher on the student's tokens: the tokenizers differ")
-        extra = {"teacher": teacher}
-    else:
-        name = os.path.abspath(path) if os.path.exists(path) else path
-        sources = {
-            source: add_teacher_embeddings(
-                train, teacher, teacher_tokenizer, columns[source], teacher_name=name, cache_dir=args.teacher_cache_dir
-            )
-            for source, train in sources.items()
-        }
-        kwargs, extra = {"teacher_embeddings": True}, {}
+    assert args.teacher_model_name_or_path is not None
+    teacher, sources, kwargs = frozen_model_views(
+        args.teacher_model_name_or_path, "teacher", sources, columns, tokenizer,
+        on_the_fly=args.teacher_on_the_fly, cache_dir=args.teacher_cache_dir,
+    )  # fmt: skip
+    extra = {"teacher": teacher} if args.teacher_on_the_fly else {}
     if args.distillation == "margin_mse":
         return MarginMSE(**extra), sources, kwargs
     return InBatchKL(temperature, teacher_temperature=args.teacher_temperature, **extra), sources, kwargs
+
+
+def text_guide(
+    args: TextTechniqueArguments, sources: dict[str, Any], columns: dict[str, tuple[str, ...]], tokenizer: Any
+) -> tuple[Guide | None, dict[str, Any], dict[str, Any]]:
+    """``(guide, training datasets, collator keywords)`` for ``--guide_model_name_or_path`` (GISTEmbed): its
+    embeddings of every text computed once and cached (or the guide run on the fly); ``None`` without it."""
+    if args.guide_model_name_or_path is None:
+        return None, sources, {}
+    model, sources, kwargs = frozen_model_views(
+        args.guide_model_name_or_path, "guide", sources, columns, tokenizer,
+        on_the_fly=args.guide_on_the_fly, cache_dir=args.teacher_cache_dir,
+    )  # fmt: skip
+    guide = Guide(
+        model if args.guide_on_the_fly else None, margin=args.guide_margin,
+        margin_strategy=args.guide_margin_strategy, dim=model.train_embedding_dim,  # type: ignore[arg-type]
+    )  # fmt: skip
+    return guide, sources, kwargs
 
 
 def export_text_model(trainer: Any, args: TextTechniqueArguments) -> None:

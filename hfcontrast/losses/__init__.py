@@ -20,6 +20,7 @@ from .clustering import (
 from .compiled import compilable, compiled_losses
 from .distillation import in_batch_kl_loss, margin_mse_loss, pair_scores
 from .engine import FNCLMode, contrastive_from_logits, contrastive_loss
+from .guided import GuidedNegatives, MarginStrategy, guided_false_negatives
 from .infonce import info_nce, nt_xent, nt_xent_roles, similarity_matrix
 from .matryoshka import check_matryoshka, matryoshka_loss
 from .negatives import (
@@ -48,7 +49,9 @@ from .variants import chunked_info_nce, dcl_loss, debiased_info_nce, supcon_loss
 __all__ = [
     "ColumnRoles",
     "FNCLMode",
+    "GuidedNegatives",
     "LossOutput",
+    "MarginStrategy",
     "MochiDraws",
     "Reduction",
     "Similarity",
@@ -74,6 +77,7 @@ __all__ = [
     "draw_mochi",
     "duplicate_mask",
     "fncl_false_negatives",
+    "guided_false_negatives",
     "hard_negative_log_weights",
     "in_batch_kl_loss",
     "info_nce",

@@ -8,6 +8,7 @@ from .config import ChunkingConfig, MatryoshkaConfig, NegativeConfig
 from .contrast import InfoNCEObjective
 from .dino import DINO
 from .distill import InBatchKL, MarginMSE
+from .guide import Guide
 from .moco import MoCo
 from .nnclr import NNCLR
 from .pcl import PCL
@@ -28,6 +29,7 @@ __all__ = [
     "ClusterRefreshCallback",
     "ContrastiveObjective",
     "Encoder",
+    "Guide",
     "InBatchKL",
     "InfoNCEObjective",
     "KeyQueue",

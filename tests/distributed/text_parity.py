@@ -19,7 +19,14 @@ from hfcontrast.collators import TextPairCollator
 from hfcontrast.demo import default_text_model
 from hfcontrast.distributed import rank
 from hfcontrast.evaluation import STSEvaluator
-from hfcontrast.objectives import ContrastiveObjective, InBatchKL, MatryoshkaConfig, ScoredPairs, SimCSE
+from hfcontrast.objectives import (
+    ContrastiveObjective,
+    Guide,
+    InBatchKL,
+    MatryoshkaConfig,
+    ScoredPairs,
+    SimCSE,
+)
 from hfcontrast.trainer import ContrastiveTrainer, ContrastiveTrainingArguments
 
 WORDS = "red blue green cat dog bird runs sleeps eats big small old new fast slow tree car road".split()
@@ -66,7 +73,7 @@ def main() -> None:
     parser.add_argument("--symmetric", action="store_true")
     parser.add_argument("--pooler", default="mean")
     parser.add_argument("--float64", action="store_true")
-    parser.add_argument("--objective", default="simcse", choices=["simcse", "matryoshka", "kl", "cosent", "angle"])
+    parser.add_argument("--objective", default="simcse", choices=["simcse", "matryoshka", "kl", "cosent", "angle", "guided"])
     parser.add_argument("--short_path", action="store_true", help="objective, collator, tokenizer from the trainer")
     parser.add_argument("--evaluate_first", action="store_true", help="an evaluation (evaluators only) before training")
     args = parser.parse_args()
@@ -89,6 +96,10 @@ def main() -> None:
     if args.objective == "kl":  # in-batch KL from a frozen teacher (another random model) run on the fly
         teacher = ContrastiveTextModel(ContrastiveTextConfig(backbone_config=backbone, pooler="cls", mlp_head=False))
         objective = InBatchKL(0.1, teacher_temperature=0.05, teacher=teacher.double() if args.float64 else teacher)
+    if args.objective == "guided":  # GISTEmbed: a frozen random guide masks gathered and queued candidates
+        guide_model = ContrastiveTextModel(ContrastiveTextConfig(backbone_config=backbone, pooler="mean"))
+        guide = Guide(guide_model.double() if args.float64 else guide_model, margin=0.002)
+        objective = SimCSE(0.05, hard_negative_weight=0.3, queue_size=args.queue_size, encoder=model, guide=guide)
     columns: dict[str, object] = {}
     if args.objective in ("cosent", "angle"):  # scored pairs: every process ranks the global batch's pairs
         objective = ScoredPairs(args.objective, cosine_weight=0.5 if args.objective == "angle" else 0.0)
