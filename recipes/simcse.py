@@ -3,6 +3,8 @@
     accelerate launch recipes/simcse.py                       # offline demo: MiniLM, wiki sentences, STS-B dev
     accelerate launch recipes/simcse.py --demo supervised     # offline: the packaged SNLI triplets
     accelerate launch recipes/simcse.py --demo sts            # offline: CoSENT on STS-B train's scored pairs
+    accelerate launch recipes/simcse.py --demo retrieval      # offline: query -> passage, nDCG@10 (held-out queries)
+    accelerate launch recipes/simcse.py --train_file pairs.csv --ir_eval_data beir/scifact   # a real BEIR folder
     accelerate launch recipes/simcse.py --train_file pairs.csv --score_column score --score_scale 5 --scored_loss angle
     accelerate launch recipes/simcse.py --train_file nli.csv  # supervised: sent0,sent1,hard_neg detected
     accelerate launch recipes/simcse.py --config_name bert-config-dir --tokenizer_name tok-dir ...  # random init
@@ -32,7 +34,9 @@ from hfcontrast.cli.text import (
     build_text_model,
     configure_text_model,
     distillation_objective,
+    evaluation_length,
     export_text_model,
+    ir_evaluator,
     quantized_sts,
     sts_evaluator,
     text_guide,
@@ -44,7 +48,7 @@ from hfcontrast.demo import SNLI_TRIPLETS, STSB_DEV, STSB_TRAIN, WIKI_SENTENCES,
 from hfcontrast.objectives import ContrastiveObjective, ScoredPairs, SimCSE
 from hfcontrast.trainer import ContrastiveTrainer, ContrastiveTrainingArguments
 
-DEMO_FILES = {"unsupervised": WIKI_SENTENCES, "supervised": SNLI_TRIPLETS, "sts": STSB_TRAIN}
+DEMO_FILES = {"unsupervised": WIKI_SENTENCES, "supervised": SNLI_TRIPLETS, "sts": STSB_TRAIN, "retrieval": SNLI_TRIPLETS}
 
 
 @dataclass
@@ -142,10 +146,13 @@ def main() -> None:
 
     validation_file = data_args.validation_file or data_file(STSB_DEV)
     evaluator = sts_evaluator(validation_file, tokenizer, techniques, matryoshka)
+    retrieval = ir_evaluator(data_args, tokenizer, techniques, evaluation_length(model))
+    metric = "eval_ir_ndcg@10" if retrieval is not None else "eval_sts_spearman"
     if training_args.eval_strategy != "no" and training_args.metric_for_best_model is None:
-        training_args.metric_for_best_model = "eval_sts_spearman"
+        training_args.metric_for_best_model = metric
+    evaluators = [evaluator] if retrieval is None else [evaluator, retrieval]
     trainer = ContrastiveTrainer(
-        model=model, args=training_args, objective=objective, evaluators=[evaluator], train_dataset=train,
+        model=model, args=training_args, objective=objective, evaluators=evaluators, train_dataset=train,
         train_source=", ".join(sources), data_collator=collator, processing_class=tokenizer,
     )  # fmt: skip
 
@@ -155,6 +162,9 @@ def main() -> None:
               f"after: {results['eval_sts_spearman']:.4f}")  # fmt: skip
         for key in sorted(k for k in results if k.startswith("eval_sts_dim_") and k.endswith("spearman")):
             print(f"  {key[len('eval_'):]}: {results[key]:.4f}")
+        if retrieval is not None:
+            print(f"retrieval nDCG@10 before: {results['before_ir_ndcg@10']:.4f}  after: {results['eval_ir_ndcg@10']:.4f}"
+                  f"  (MRR@10 {results['before_ir_mrr@10']:.4f} -> {results['eval_ir_mrr@10']:.4f})")  # fmt: skip
     export_text_model(trainer, techniques)
     predictions = evaluator.last_predictions
     method = f"SimCSE ({mode})" if not techniques.distills else f"distillation ({techniques.distillation})"
@@ -165,7 +175,7 @@ def main() -> None:
         hyperparameters=vars(objective_args) | negative_args.changed() | techniques.changed(),
         train_dataset_name=", ".join(Path(n).name for n in sources),
         base_model=model_args.model_name_or_path or model_args.config_name or "all-MiniLM-L6-v2",
-        metric_key="eval_sts_spearman", title=method,
+        metric_key=metric, title=method,
         scatter=(evaluator.scores, predictions.tolist()) if predictions is not None else None,
         export=not techniques.save_adapter_only,
         evaluate_export=quantized_sts(evaluator, results) if training_args.quantize else None,

@@ -21,9 +21,9 @@ from transformers import AutoConfig, AutoTokenizer
 
 from ..collators import MultiSourceCollator, MultiSourceDataset, TextPairCollator
 from ..collators.text import check_prompts, pair_columns, prompt_token_ids
-from ..demo import load_text_dataset
+from ..demo import load_text_dataset, snli_retrieval
 from ..distillation import add_teacher_embeddings
-from ..evaluation import STSEvaluator
+from ..evaluation import InformationRetrievalEvaluator, STSEvaluator
 from ..hub.formats import HFCONTRAST_CONFIG
 from ..hub.onnx import load_onnx_text_model
 from ..lora import add_lora, merge_lora, save_adapter
@@ -68,9 +68,16 @@ class TextDataArguments:
     demo: str = field(
         default="unsupervised",
         metadata={"help": "Packaged data when no --train_file: unsupervised (Wikipedia) | supervised (SNLI) | "
-                  "sts (STS-B train pairs with their 0-5 scores, CoSENT)."},
+                  "sts (STS-B train pairs with their 0-5 scores, CoSENT) | retrieval (SNLI premise -> entailed "
+                  "hypothesis, evaluated on held-out premises by nDCG@10: docs/text_techniques.md)."},
     )
     validation_file: str | None = field(default=None, metadata={"help": "STS file (STS-B tab format or csv)."})
+    ir_eval_data: str | None = field(
+        default=None,
+        metadata={"help": "A BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv): nDCG@k, MRR@k, MAP@k, "
+                  "Recall@k during training (eval_ir_*)."},
+    )
+    ir_eval_split: str = field(default="test", metadata={"help": "The qrels split of --ir_eval_data."})
     text_column: str | None = field(default=None, metadata={"help": "Unsupervised text column (default: detect)."})
     anchor_column: str | None = field(default=None, metadata={"help": "Supervised anchor column."})
     positive_column: str | None = field(default=None, metadata={"help": "Supervised positive column."})
@@ -93,8 +100,8 @@ class TextDataArguments:
     )
 
     def __post_init__(self) -> None:
-        if self.demo not in ("unsupervised", "supervised", "sts"):
-            raise ValueError(f"--demo must be unsupervised, supervised or sts, got {self.demo!r}")
+        if self.demo not in ("unsupervised", "supervised", "sts", "retrieval"):
+            raise ValueError(f"--demo must be unsupervised, supervised, sts or retrieval, got {self.demo!r}")
         if self.demo == "sts" and not self.train_file and not self.dataset_name and self.score_column is None:
             self.score_column = "score"
         if self.score_scale is None:
@@ -102,7 +109,11 @@ class TextDataArguments:
 
 
 def text_sources(args: TextDataArguments, demo_file: str) -> dict[str, Any]:
-    """Every training dataset by its name (``--train_file`` or ``--dataset_name``; else ``demo_file``)."""
+    """Every training dataset by its name (``--train_file`` or ``--dataset_name``; else ``demo_file``, or the
+    training premises of ``--demo retrieval``)."""
+    if args.demo == "retrieval" and not args.train_file and not args.dataset_name:
+        train = snli_retrieval().train
+        return {"snli-retrieval": train.select(range(min(args.max_train_samples or len(train), len(train))))}
     names = args.train_file or args.dataset_name or [demo_file]
     hub = not args.train_file and bool(args.dataset_name)
     return {
@@ -271,6 +282,24 @@ def configure_text_model(
     if args.lora_r:
         add_lora(model, r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout,
                  target_modules=args.lora_target_modules)  # fmt: skip
+
+
+def evaluation_length(model: ContrastiveTextModel, wanted: int = 128) -> int:
+    """The evaluators' token limit: ``wanted``, or less where the backbone has fewer positions."""
+    return min(wanted, int(getattr(model.config.backbone_config, "max_position_embeddings", wanted) or wanted))
+
+
+def ir_evaluator(args: TextDataArguments, tokenizer: Any, techniques: TextTechniqueArguments, max_length: int = 128) -> Any:
+    """The retrieval evaluator (``eval_ir_*``) of ``--ir_eval_data``, else of ``--demo retrieval``'s held-out
+    premises; ``None`` for neither. Queries and documents get the anchor's and the positive's prompts."""
+    prompts = {"query_prompt": techniques.view_prompts.get("anchor", ""),
+               "document_prompt": techniques.view_prompts.get("positive", ""), "max_length": max_length}  # fmt: skip
+    if args.ir_eval_data is not None:
+        return InformationRetrievalEvaluator.from_beir(args.ir_eval_data, tokenizer, split=args.ir_eval_split, **prompts)
+    if args.demo == "retrieval":
+        task = snli_retrieval()
+        return InformationRetrievalEvaluator(task.corpus, task.queries, task.relevant, tokenizer, **prompts)
+    return None
 
 
 def sts_evaluator(path: str, tokenizer: Any, args: TextTechniqueArguments, matryoshka: MatryoshkaConfig | None) -> STSEvaluator:
