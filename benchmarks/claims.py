@@ -36,6 +36,8 @@ _IMAGES = ("hfcontrast/augment", "hfcontrast/demo/fashion_mnist.py", "hfcontrast
 MEASURED: dict[str, tuple[str, ...]] = {
     "text_vs_sentence_transformers": (*_TRAINING, "hfcontrast/__init__.py", "hfcontrast/hub", "hfcontrast/demo/text.py",
                                       "hfcontrast/demo/data", "benchmarks/text_vs_sentence_transformers.py"),
+    "cosent_vs_sentence_transformers": (*_TRAINING, "hfcontrast/__init__.py", "hfcontrast/hub", "hfcontrast/demo/text.py",
+                                        "hfcontrast/demo/data", "benchmarks/text_vs_sentence_transformers.py"),
     "image_vs_lightly": (*_TRAINING, *_IMAGES, "benchmarks/image_vs_lightly.py"),
     "cluster_vs_lightly": (*_TRAINING, *_IMAGES, "benchmarks/image_vs_lightly.py", "benchmarks/peer_diagnostics.py",
                            "benchmarks/cluster_vs_lightly.py"),
@@ -51,10 +53,24 @@ MEASURED: dict[str, tuple[str, ...]] = {
     "image_views": ("hfcontrast/augment", "hfcontrast/collators", "hfcontrast/demo/fashion_mnist.py",
                     "benchmarks/common.py", "benchmarks/image_views.py"),
 }  # fmt: skip
-#: Functions under a measured path that no benchmark runs: a change confined to them keeps results current.
-UNMEASURED: dict[str, frozenset[str]] = {
-    "hfcontrast/trainer/trainer.py": frozenset({"ContrastiveTrainer.push_to_hub"}),
-}
+#: Code under a measured path that benchmarks do not all run: functions, methods and class fields by qualified
+#: name, each with the benchmarks that do run it. A change confined to them leaves the others' results current.
+_EXPORTING = ("text_vs_sentence_transformers", "cosent_vs_sentence_transformers", "clip_vs_hf_dual_encoder")  # score the export
+UNMEASURED: dict[str, dict[str, tuple[str, ...]]] = {
+    "hfcontrast/trainer/trainer.py": {
+        "ContrastiveTrainer.push_to_hub": (),
+        "ContrastiveTrainer.save_model": _EXPORTING,
+        "ContrastiveTrainer.export": _EXPORTING,
+    },
+    "hfcontrast/trainer/arguments.py": {
+        f"ContrastiveTrainingArguments.{name}": _EXPORTING for name in ("export_format", "export_onnx", "quantize")
+    },
+    "hfcontrast/trainer/summary.py": {"run_summary": (), "text_details": ()},  # the model card's summary
+    "hfcontrast/models/modeling_text.py": {
+        name: () for name in ("ContrastiveTextModel.from_pretrained", "ContrastiveTextModel.from_sentence_transformers",
+                              "is_sentence_transformers_folder", "sentence_transformers_settings")
+    },
+}  # fmt: skip
 
 
 def _git(*args: str) -> str | None:
@@ -94,17 +110,25 @@ def provenance(peer_versions: Mapping[str, Any] | None = None) -> dict[str, Any]
 
 
 def _code(source: str, skip: frozenset[str]) -> str:
-    """The syntax tree of ``source`` without positions and without the functions named in ``skip``
-    (qualified: ``Class.method``): comments and layout aside, two versions run the same code iff equal."""
+    """The syntax tree of ``source`` without positions and without the functions, classes and class fields named
+    in ``skip`` (qualified: ``Class.method``, ``Class.field``): comments and layout aside, two versions run the same
+    code iff equal."""
+
+    def name_of(node: ast.stmt) -> str | None:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            return node.name
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            return node.target.id
+        return None
 
     def prune(body: list[ast.stmt], prefix: str) -> list[ast.stmt]:
         kept = []
         for node in body:
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                if prefix + node.name in skip:
-                    continue
-                if isinstance(node, ast.ClassDef):
-                    node.body = prune(node.body, f"{prefix}{node.name}.")
+            name = name_of(node)
+            if name is not None and prefix + name in skip:
+                continue
+            if isinstance(node, ast.ClassDef):
+                node.body = prune(node.body, f"{prefix}{node.name}.")
             kept.append(node)
         return kept
 
@@ -114,10 +138,14 @@ def _code(source: str, skip: frozenset[str]) -> str:
 
 
 def stale(
-    commit: str | None, paths: Sequence[str], unmeasured: Mapping[str, frozenset[str]] = UNMEASURED
+    commit: str | None,
+    paths: Sequence[str],
+    benchmark: str | None = None,
+    unmeasured: Mapping[str, Mapping[str, Sequence[str]]] = UNMEASURED,
 ) -> str | None:
-    """Why a result measured at ``commit`` no longer speaks for ``paths`` (``None``: it does): a file under
-    them differs at ``HEAD``, unless the change lies wholly in its :data:`UNMEASURED` functions."""
+    """Why ``benchmark``'s result measured at ``commit`` no longer speaks for ``paths`` (``None``: it does): a file
+    under them differs at ``HEAD``, unless the change lies wholly in code of :data:`UNMEASURED` that this benchmark
+    does not run."""
     if not commit:
         return "the result records no commit"
     if _git("cat-file", "-e", f"{commit}^{{commit}}") is None:
@@ -127,7 +155,8 @@ def stale(
         return None  # no history here to judge by
     for path in changed.splitlines():
         before, after = _git("show", f"{commit}:{path}"), _git("show", f"HEAD:{path}")
-        skip = unmeasured.get(path)
+        exempt = unmeasured.get(path)
+        skip = None if exempt is None else frozenset(q for q, users in exempt.items() if benchmark not in users)
         if skip is None or before is None or after is None or _code(before, skip) != _code(after, skip):
             return f"measured at {commit[:9]}, but {path} has changed since"
     return None

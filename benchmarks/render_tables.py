@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 AGAINST_REF_TARGET = 0.98
 RESULTS = ROOT / "benchmarks" / "results"
 #: The files whose results blocks are rendered (and checked).
-DOCS = ("README.md", "benchmarks/README.md", "docs/images.md", "docs/clip.md", "docs/performance.md")
+DOCS = ("README.md", "benchmarks/README.md", "docs/images.md", "docs/clip.md", "docs/performance.md", "docs/text_techniques.md")
 BLOCK = re.compile(r"(<!-- results:(?P<table>[\w-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=table) -->)", re.S)
 
 
@@ -89,8 +89,7 @@ def source(result: Mapping[str, Any], name: str) -> str:
 
 
 # ----------------------------------------------------------------------------- tables
-def text_table(results: Mapping[str, dict[str, Any]]) -> str:
-    name = "text_vs_sentence_transformers"
+def text_table(results: Mapping[str, dict[str, Any]], name: str = "text_vs_sentence_transformers") -> str:
     result = results[name]
     runs, targets = result["runs"], result["targets"]
     labels = {"minilm": "all-MiniLM-L6-v2", "random-bert": "random BERT 2x128"}
@@ -300,6 +299,7 @@ class Table:
 
 TABLES: dict[str, Table] = {
     "text": Table(("text_vs_sentence_transformers",), text_table),
+    "cosent": Table(("cosent_vs_sentence_transformers",), lambda r: text_table(r, "cosent_vs_sentence_transformers")),
     "image": Table(("image_vs_lightly",), image_table),
     "cluster": Table(("cluster_vs_lightly",), cluster_table),
     "clip": Table(("clip_vs_hf_dual_encoder",), clip_table),

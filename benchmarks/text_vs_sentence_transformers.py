@@ -1,7 +1,12 @@
-"""Supervised SimCSE with hfcontrast vs sentence-transformers' MultipleNegativesRankingLoss.
+"""Supervised SimCSE with hfcontrast vs sentence-transformers' MultipleNegativesRankingLoss (and CoSENT vs CoSENT).
 
-    python benchmarks/text_vs_sentence_transformers.py --quick      # ~8 min on 2 idle CPU cores
-    python benchmarks/text_vs_sentence_transformers.py              # full
+    python benchmarks/text_vs_sentence_transformers.py --quick                # ~8 min on 2 idle CPU cores
+    python benchmarks/text_vs_sentence_transformers.py                        # full
+    python benchmarks/text_vs_sentence_transformers.py --quick --task cosent  # -> cosent_vs_sentence_transformers
+
+``--task cosent``: both libraries train MiniLM with CoSENT (Su 2022, scale 20) on the packaged STS-B train pairs
+(scores / 5): ``CoSENTLoss`` against ``ScoredPairs("cosent")`` with ``TextPairCollator(score_column=...)``;
+everything else below holds for it too.
 
 Both libraries start from the same weights (all-MiniLM-L6-v2, and a small random BERT built from a
 config with MiniLM's tokenizer, saved once and loaded by both), train on the same SNLI triplets
@@ -55,8 +60,14 @@ from common import (
 NAME = "text_vs_sentence_transformers"
 NLI = SHARED_DATA / "nli" / "snli_dev_triplets.csv"
 STS_DEV = SHARED_DATA / "stsb" / "sts-dev.csv"
-TARGET_THROUGHPUT = 1.15
-TARGET_SPEARMAN_DELTA = -0.5  # points
+STS_TRAIN = SHARED_DATA / "stsb" / "sts-train.csv"
+#: Per task: the results' name, the training data, the targets (throughput ratio, Spearman delta in points),
+#: the models and the quick run's steps.
+TASKS: dict[str, dict[str, Any]] = {
+    "nli": {"name": NAME, "data": NLI, "throughput": 1.15, "delta": -0.5, "models": ["minilm", "random-bert"], "quick_steps": 12},
+    "cosent": {"name": "cosent_vs_sentence_transformers", "data": STS_TRAIN, "throughput": 1.0, "delta": -0.3,
+               "models": ["minilm"], "quick_steps": 60},
+}  # fmt: skip
 RANDOM_BERT = {
     "hidden_size": 128,
     "num_hidden_layers": 2,
@@ -96,7 +107,13 @@ def train_worker(a: argparse.Namespace) -> dict[str, Any]:
     if a.threads:
         torch.set_num_threads(a.threads)
     set_seed(a.seed)
-    data = datasets.load_dataset("csv", data_files=str(NLI), split="train")
+    cosent = a.task == "cosent"
+    if cosent:  # sentence1, sentence2, score (0-5) from STS-B's layout
+        from hfcontrast.demo.text import load_text_dataset
+
+        data = load_text_dataset(str(STS_TRAIN))
+    else:
+        data = datasets.load_dataset("csv", data_files=str(NLI), split="train")
     timer = LoopTimer()
     with tempfile.TemporaryDirectory() as scratch:
         if a.lib == "ours":
@@ -104,18 +121,19 @@ def train_worker(a: argparse.Namespace) -> dict[str, Any]:
 
             from hfcontrast import ContrastiveTextModel
             from hfcontrast.collators import TextPairCollator
-            from hfcontrast.objectives import SimCSE
+            from hfcontrast.objectives import ScoredPairs, SimCSE
             from hfcontrast.trainer import ContrastiveTrainer, ContrastiveTrainingArguments
 
             model = ContrastiveTextModel.from_backbone_pretrained(a.model_path, pooler="mean")
             tokenizer = AutoTokenizer.from_pretrained(a.model_path)
+            scored = {"score_column": "score", "score_scale": 5.0} if cosent else {}
             trainer = ContrastiveTrainer(
                 model=model,
                 args=ContrastiveTrainingArguments(**_common_args(a, scratch), view_forwards=a.view_forwards),
-                objective=SimCSE(temperature=1.0 / a.scale),
+                objective=ScoredPairs("cosent", scale=a.scale) if cosent else SimCSE(temperature=1.0 / a.scale),
                 train_dataset=data,
                 data_collator=TextPairCollator.from_column_names(
-                    tokenizer, data.column_names, max_length=a.max_length
+                    tokenizer, data.column_names, max_length=a.max_length, **scored
                 ),
                 processing_class=tokenizer,
                 callbacks=[step_timer_callback(timer)],
@@ -126,15 +144,23 @@ def train_worker(a: argparse.Namespace) -> dict[str, Any]:
                 SentenceTransformerTrainer,
                 SentenceTransformerTrainingArguments,
             )
-            from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+            from sentence_transformers.sentence_transformer.losses import (
+                CoSENTLoss,
+                MultipleNegativesRankingLoss,
+            )
 
             model = SentenceTransformer(a.model_path, device="cpu")
             model.max_seq_length = a.max_length
+            if cosent:
+                train = data.map(lambda row: {"score": row["score"] / 5.0})
+                loss: Any = CoSENTLoss(model, scale=a.scale)
+            else:
+                train, loss = data.select_columns(["sent0", "sent1", "hard_neg"]), MultipleNegativesRankingLoss(model, scale=a.scale)
             trainer = SentenceTransformerTrainer(
                 model=model,
                 args=SentenceTransformerTrainingArguments(**_common_args(a, scratch)),
-                train_dataset=data.select_columns(["sent0", "sent1", "hard_neg"]),
-                loss=MultipleNegativesRankingLoss(model, scale=a.scale),
+                train_dataset=train,
+                loss=loss,
                 callbacks=[step_timer_callback(timer)],
             )
         result = trainer.train()
@@ -219,7 +245,8 @@ def main() -> None:
     parser.add_argument("--export")
     parser.add_argument("--paths", nargs="*")
     parser.add_argument("--result")
-    parser.add_argument("--models", nargs="*", default=["minilm", "random-bert"])
+    parser.add_argument("--task", choices=sorted(TASKS), default="nli", help="nli: SimCSE vs MNRL; cosent: CoSENT vs CoSENT")
+    parser.add_argument("--models", nargs="*", default=None, help="default: the task's (nli: minilm random-bert)")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps at the start")
     parser.add_argument("--batch-size", type=int, default=None, help="triplets per step (quick 32, full 64)")
@@ -249,14 +276,17 @@ def main() -> None:
 
     from hfcontrast.demo import default_text_model
 
+    task = TASKS[a.task]
+    a.models = a.models or task["models"]
     apply_smoke(a, steps=2, warmup=1, batch_size=8, models=["random-bert"], seeds=[42])
     # A random 2-layer BERT step takes ~0.2 s: it gets 5x the steps so its timed window is seconds, not noise.
-    steps = {m: a.steps or (12 if a.quick else 40) * (5 if m == "random-bert" else 1) for m in a.models}
+    quick = task["quick_steps"]
+    steps = {m: a.steps or (quick if a.quick else 40) * (5 if m == "random-bert" else 1) for m in a.models}
     a.warmup = a.warmup or (3 if a.quick else 5)
     a.batch_size = a.batch_size or (32 if a.quick else 64)
     a.threads = (1 if a.quick else 0) if a.threads is None else a.threads
-    if not NLI.is_file() or not STS_DEV.is_file():
-        raise SystemExit(f"needs {NLI} and {STS_DEV} (the packaged data, or HFCONTRAST_SHARED_DATA)")
+    if not task["data"].is_file() or not STS_DEV.is_file():
+        raise SystemExit(f"needs {task['data']} and {STS_DEV} (the packaged data, or HFCONTRAST_SHARED_DATA)")
     quiet = wait_until_quiet(a.wait_quiet) if a.wait_quiet else None
     runs: list[dict[str, Any]] = []
     tmp = Path(tempfile.mkdtemp(prefix="bench_text_"))
@@ -269,20 +299,9 @@ def main() -> None:
                 for rep, seed in enumerate(a.seeds):
                     for lib in ("st", "ours") if rep % 2 == 0 else ("ours", "st"):
                         export = tmp / f"{model}-{lib}-{seed}"
-                        argv = [
-                            __file__,
-                            "--worker",
-                            "train",
-                            "--lib",
-                            lib,
-                            "--model-path",
-                            paths[(model, seed)],
-                            "--export",
-                            str(export),
-                            "--seed",
-                            str(seed),
-                        ]
-                        for flag in ("warmup", "batch_size", "lr", "scale", "max_length", "threads", "view_forwards"):
+                        argv = [__file__, "--worker", "train", "--lib", lib, "--model-path", paths[(model, seed)],
+                                "--export", str(export), "--seed", str(seed)]  # fmt: skip
+                        for flag in ("task", "warmup", "batch_size", "lr", "scale", "max_length", "threads", "view_forwards"):
                             argv += [f"--{flag.replace('_', '-')}", str(getattr(a, flag))]
                         argv += ["--steps", str(steps[model])]
                         run = run_worker(argv)
@@ -294,18 +313,8 @@ def main() -> None:
                             flush=True,
                         )
         before = sorted(set(paths.values()))
-        scored = run_worker(
-            [
-                __file__,
-                "--worker",
-                "eval",
-                "--threads",
-                str(a.threads),
-                "--paths",
-                *before,
-                *[r["export"] for r in runs],
-            ]
-        )
+        scored = run_worker([__file__, "--worker", "eval", "--threads", str(a.threads), "--paths", *before,
+                             *[r["export"] for r in runs]])  # fmt: skip
         spearman = scored["spearman"]
         for run in runs:
             run["spearman"] = spearman[run.pop("export")]
@@ -327,7 +336,7 @@ def main() -> None:
         summary[model]["rss_ratio"] = ratio(ours["peak_rss_mb"], st["peak_rss_mb"])
         summary[model]["spearman_delta"] = ours["spearman"] - st["spearman"]
         summary[model].update(
-            interval_verdicts(pairs, "samples_per_s", "spearman", TARGET_THROUGHPUT, TARGET_SPEARMAN_DELTA)
+            interval_verdicts(pairs, "samples_per_s", "spearman", task["throughput"], task["delta"])
         )
         rows.append([model, st["samples_per_s"], ours["samples_per_s"], interval_text(summary[model], "throughput_ratio"),
                      st["peak_rss_mb"], ours["peak_rss_mb"], summary[model]["rss_ratio"],
@@ -340,24 +349,24 @@ def main() -> None:
         info["wait_quiet"] = quiet
     settings = {
         k: getattr(a, k)
-        for k in ("quick", "steps", "warmup", "batch_size", "lr", "scale", "max_length", "seed", "threads", "view_forwards")
+        for k in ("task", "quick", "steps", "warmup", "batch_size", "lr", "scale", "max_length", "seed", "threads", "view_forwards")
     }
     settings["seeds"], settings["steps"] = a.seeds, steps
     payload = {
-        "name": NAME,
+        "name": task["name"],
         "machine": info,
         "settings": settings,
         "summary": summary,
         "runs": runs,
-        "targets": {"throughput_ratio": TARGET_THROUGHPUT, "spearman_delta_points": TARGET_SPEARMAN_DELTA},
+        "targets": {"throughput_ratio": task["throughput"], "spearman_delta_points": task["delta"]},
     }
     results_dir = Path(a.results_dir)
-    save_results(results_dir, NAME, payload)
-    plot(results_dir / f"{NAME}.png", {m: summary[m] for m in a.models})
+    save_results(results_dir, task["name"], payload)
+    plot(results_dir / f"{task['name']}.png", {m: summary[m] for m in a.models})
     print(json.dumps(settings))
     print(f"\nload average (1 min) during the runs: {info['load1_min']:.2f} .. {info['load1_max']:.2f}")
-    print(f"{NAME}: medians over seeds {a.seeds} (one alternated pair each), 95% intervals over the pairs; target "
-          f"throughput >= {TARGET_THROUGHPUT}x ST at Spearman delta >= {TARGET_SPEARMAN_DELTA} points, met only when "
+    print(f"{task['name']}: medians over seeds {a.seeds} (one alternated pair each), 95% intervals over the pairs; target "
+          f"throughput >= {task['throughput']}x ST at Spearman delta >= {task['delta']} points, met only when "
           "the whole interval clears it")  # fmt: skip
     print(
         format_table(

@@ -33,7 +33,14 @@ if TYPE_CHECKING:
         TextPairCollator,
         UnsupervisedSimCSECollator,
     )
-    from .evaluation import KNNEvaluator, RetrievalEvaluator, STSEvaluator, ZeroShotEvaluator
+    from .evaluation import (
+        InformationRetrievalEvaluator,
+        KNNEvaluator,
+        RerankingEvaluator,
+        RetrievalEvaluator,
+        STSEvaluator,
+        ZeroShotEvaluator,
+    )
     from .objectives import (
         BYOL,
         CLIP,
@@ -41,11 +48,13 @@ if TYPE_CHECKING:
         NNCLR,
         PCL,
         ChunkingConfig,
+        Guide,
         InBatchKL,
         MarginMSE,
         MatryoshkaConfig,
         MoCo,
         NegativeConfig,
+        ScoredPairs,
         SigLIP,
         SimCLR,
         SimCSE,
@@ -64,14 +73,15 @@ SUBPACKAGES = (
 EXPORTS = {
     "trainer": ("ContrastiveTrainer", "ContrastiveTrainingArguments"),
     "objectives": (
-        "BYOL", "CLIP", "DINO", "NNCLR", "PCL", "ChunkingConfig", "InBatchKL", "MarginMSE", "MatryoshkaConfig", "MoCo",
-        "NegativeConfig", "SigLIP", "SimCLR", "SimCSE", "SimSiam", "SwAV",
+        "BYOL", "CLIP", "DINO", "NNCLR", "PCL", "ChunkingConfig", "Guide", "InBatchKL", "MarginMSE", "MatryoshkaConfig", "MoCo",
+        "NegativeConfig", "ScoredPairs", "SigLIP", "SimCLR", "SimCSE", "SimSiam", "SwAV",
     ),
     "collators": (
         "ImageEvalCollator", "ImageTextCollator", "MultiSourceCollator", "MultiSourceDataset", "MultiViewCollator",
         "TextPairCollator", "UnsupervisedSimCSECollator",
     ),
-    "evaluation": ("KNNEvaluator", "RetrievalEvaluator", "STSEvaluator", "ZeroShotEvaluator"),
+    "evaluation": ("InformationRetrievalEvaluator", "KNNEvaluator", "RerankingEvaluator", "RetrievalEvaluator",
+                   "STSEvaluator", "ZeroShotEvaluator"),
 }  # fmt: skip
 _HOME = {name: package for package, names in EXPORTS.items() for name in names}
 
@@ -102,9 +112,11 @@ __all__ = [
     "ContrastiveVisionConfig",
     "ContrastiveVisionModel",
     "DualEncoderOutput",
+    "Guide",
     "ImageEvalCollator",
     "ImageTextCollator",
     "InBatchKL",
+    "InformationRetrievalEvaluator",
     "KNNEvaluator",
     "MarginMSE",
     "MatryoshkaConfig",
@@ -113,8 +125,10 @@ __all__ = [
     "MultiSourceDataset",
     "MultiViewCollator",
     "NegativeConfig",
+    "RerankingEvaluator",
     "RetrievalEvaluator",
     "STSEvaluator",
+    "ScoredPairs",
     "SigLIP",
     "SimCLR",
     "SimCSE",

@@ -41,8 +41,10 @@ def add_teacher_embeddings(
     batch_size: int = 128,
     max_length: int = 128,
     show_progress_bar: bool = True,
+    prefix: str = "teacher",
 ) -> datasets.Dataset:
-    """``dataset`` plus a ``teacher_<column>`` embedding column (float32 lists) per text column.
+    """``dataset`` plus a ``<prefix>_<column>`` embedding column (float32 lists) per text column: ``teacher_``
+    for distillation, ``guide_`` for a GISTEmbed guide (:class:`~hfcontrast.objectives.Guide`).
 
     With ``cache_dir``, the embeddings of each column are stored as ``teacher-<hash>.safetensors`` (the hash
     covers ``teacher_name``, ``max_length`` and every text) and reused by later runs; under ``accelerate
@@ -56,15 +58,15 @@ def add_teacher_embeddings(
         with state.main_process_first():
             if path is not None and os.path.isfile(path):
                 embeddings = load_file(path)["embeddings"]
-                logger.info("teacher embeddings of %r: cached %s", column, path)
+                logger.info("%s embeddings of %r: cached %s", prefix, column, path)
             else:
                 embeddings = embed_texts(
                     teacher, tokenizer, texts, batch_size=batch_size, max_length=max_length,
-                    show_progress_bar=show_progress_bar and state.is_main_process, desc=f"teacher: {column}",
+                    show_progress_bar=show_progress_bar and state.is_main_process, desc=f"{prefix}: {column}",
                 ).cpu().contiguous()  # fmt: skip
                 if path is not None and state.is_main_process:
                     os.makedirs(cache_dir or ".", exist_ok=True)
                     save_file({"embeddings": embeddings}, path + ".tmp")
                     os.replace(path + ".tmp", path)
-        out = out.add_column(f"teacher_{column}", embeddings.to(torch.float32).tolist())
+        out = out.add_column(f"{prefix}_{column}", embeddings.to(torch.float32).tolist())
     return out

@@ -26,7 +26,13 @@ from hfcontrast.cli.clip import (
     image_text_evaluators,
     image_views,
 )
-from hfcontrast.cli.flags import NegativeArguments, epochs_replace_steps, flag_errors, record_matryoshka
+from hfcontrast.cli.flags import (
+    NegativeArguments,
+    epochs_replace_steps,
+    flag_errors,
+    given,
+    record_matryoshka,
+)
 from hfcontrast.cli.runs import finish_run, start_run, train_with_before_after
 from hfcontrast.collators import ImageTextCollator, with_index_column
 from hfcontrast.demo.image_text import load_image_text_data
@@ -74,6 +80,8 @@ def main() -> None:
         raise ValueError(f"--loss must be clip or siglip, got {objective_args.loss!r}")
     if objective_args.loss == "siglip" and (objective_args.queue_size or negative_args.active):
         raise ValueError("--queue_size and the negative options apply to --loss clip only")
+    if objective_args.loss == "siglip" and not given("--export_format"):
+        training_args.export_format = "hfcontrast"  # SigLIP's logit bias has no place in VisionTextDualEncoderModel
     start_run(training_args)
 
     data = load_image_text_data(

@@ -2,12 +2,17 @@
 
     accelerate launch recipes/simcse.py                       # offline demo: MiniLM, wiki sentences, STS-B dev
     accelerate launch recipes/simcse.py --demo supervised     # offline: the packaged SNLI triplets
+    accelerate launch recipes/simcse.py --demo sts            # offline: CoSENT on STS-B train's scored pairs
+    accelerate launch recipes/simcse.py --demo retrieval      # offline: query -> passage, nDCG@10 (held-out queries)
+    accelerate launch recipes/simcse.py --train_file pairs.csv --ir_eval_data beir/scifact   # a real BEIR folder
+    accelerate launch recipes/simcse.py --train_file pairs.csv --score_column score --score_scale 5 --scored_loss angle
     accelerate launch recipes/simcse.py --train_file nli.csv  # supervised: sent0,sent1,hard_neg detected
     accelerate launch recipes/simcse.py --config_name bert-config-dir --tokenizer_name tok-dir ...  # random init
     accelerate launch recipes/simcse.py --train_file nli.csv wiki.txt   # several datasets, each batch from one
     accelerate launch recipes/simcse.py --matryoshka_dims 384,256,128,64,32 --prompts '{"anchor": "query: "}'
     accelerate launch recipes/simcse.py --teacher_model_name_or_path big-model --config_overrides num_hidden_layers=2
     accelerate launch recipes/simcse.py --lora_r 8 --lora_target_modules query,value --momentum 0.999
+    accelerate launch recipes/simcse.py --demo supervised --guide_model_name_or_path guide-model  # GISTEmbed
 
 Wiring only: arguments -> datasets -> model -> objective -> collator -> ContrastiveTrainer -> artefacts.
 """
@@ -29,15 +34,21 @@ from hfcontrast.cli.text import (
     build_text_model,
     configure_text_model,
     distillation_objective,
+    evaluation_length,
     export_text_model,
+    ir_evaluator,
+    quantized_sts,
     sts_evaluator,
+    text_guide,
     text_sources,
     text_training_data,
     view_columns,
 )
-from hfcontrast.demo import SNLI_TRIPLETS, STSB_DEV, WIKI_SENTENCES, data_file, default_text_model
-from hfcontrast.objectives import ContrastiveObjective, SimCSE
+from hfcontrast.demo import SNLI_TRIPLETS, STSB_DEV, STSB_TRAIN, WIKI_SENTENCES, data_file, default_text_model
+from hfcontrast.objectives import ContrastiveObjective, ScoredPairs, SimCSE
 from hfcontrast.trainer import ContrastiveTrainer, ContrastiveTrainingArguments
+
+DEMO_FILES = {"unsupervised": WIKI_SENTENCES, "supervised": SNLI_TRIPLETS, "sts": STSB_TRAIN, "retrieval": SNLI_TRIPLETS}
 
 
 @dataclass
@@ -47,6 +58,14 @@ class ObjectiveArguments:
     symmetric: bool = field(default=False, metadata={"help": "Average with the positive->anchor direction."})
     queue_size: int = field(default=0, metadata={"help": "Keep K past positives as extra negatives."})
     momentum: float | None = field(default=None, metadata={"help": "Encode positives with an EMA copy (e.g. 0.999)."})
+    scored_loss: str = field(
+        default="cosent",
+        metadata={"help": "With --score_column: cosent (Su 2022) | angle (AnglE, Li & Li 2023) | cosine_mse (SBERT); "
+                  "the ranking losses' scale is 1 / --temperature (20)."},
+    )
+    angle_cosine_weight: float = field(
+        default=0.0, metadata={"help": "--scored_loss angle: add this weight times CoSENT (AnglE's combined objective)."}
+    )
 
 
 @dataclass
@@ -74,9 +93,10 @@ def main() -> None:
         HfArgumentParser(groups).parse_args_into_dataclasses()
     )
     epochs_replace_steps(training_args)
-    sources = text_sources(data_args, data_file(WIKI_SENTENCES if data_args.demo == "unsupervised" else SNLI_TRIPLETS))
+    sources = text_sources(data_args, data_file(DEMO_FILES[data_args.demo]))
     supervised = data_args.anchor_column is not None or any(len(d.column_names) > 1 for d in sources.values())
-    mode = "supervised" if supervised else "unsupervised"
+    scored = data_args.score_column is not None
+    mode = objective_args.scored_loss if scored else "supervised" if supervised else "unsupervised"
     if not given("--output_dir"):  # each mode its own default folder: one never overwrites the other
         training_args.output_dir = f"outputs/simcse-{mode}"
     start_run(training_args)
@@ -92,27 +112,47 @@ def main() -> None:
         "label_column": negative_args.supcon_label_column, "prompts": techniques.view_prompts,
     }  # fmt: skip
     objective: ContrastiveObjective
-    if techniques.distills:
+    guided = techniques.guide_model_name_or_path is not None
+    if guided and (scored or techniques.distills):
+        raise ValueError("--guide_model_name_or_path masks InfoNCE negatives: not with --score_column or a teacher")
+    if scored:
+        if (objective_args.queue_size or objective_args.momentum is not None or negative_args.config.active
+                or negative_args.chunking is not None or techniques.distills):
+            raise ValueError("--score_column trains on the pairs' scores: drop --queue_size, --momentum, the negative "
+                             "flags and the teacher")  # fmt: skip
+        with flag_errors(ObjectiveArguments):
+            objective = ScoredPairs(
+                objective_args.scored_loss, scale=1.0 / objective_args.temperature,  # type: ignore[arg-type]
+                cosine_weight=objective_args.angle_cosine_weight, matryoshka=negative_args.matryoshka,
+            )  # fmt: skip
+        columns |= {"score_column": data_args.score_column, "score_scale": data_args.score_scale}
+    elif techniques.distills:
         if objective_args.queue_size or objective_args.momentum is not None or negative_args.active:
             raise ValueError("distillation follows the teacher's scores: drop --queue_size, --momentum and the negative flags")
         text_columns = {name: view_columns(d.column_names, data_args) for name, d in sources.items()}
         objective, sources, extra = distillation_objective(techniques, sources, text_columns, tokenizer, objective_args.temperature)
         columns |= extra
     else:
-        with flag_errors(ObjectiveArguments):
+        text_columns = {name: view_columns(d.column_names, data_args) for name, d in sources.items()}
+        guide, sources, extra = text_guide(techniques, sources, text_columns, tokenizer)
+        columns |= extra
+        with flag_errors(ObjectiveArguments, TextTechniqueArguments):
             objective = SimCSE(
                 objective_args.temperature, hard_negative_weight=objective_args.hard_negative_weight,
                 symmetric=objective_args.symmetric, queue_size=objective_args.queue_size,
-                momentum=objective_args.momentum, **negative_args.loss_options,
+                momentum=objective_args.momentum, guide=guide, **negative_args.loss_options,
             )  # fmt: skip
     train, collator = text_training_data(sources, tokenizer, data_args, **columns)
 
     validation_file = data_args.validation_file or data_file(STSB_DEV)
     evaluator = sts_evaluator(validation_file, tokenizer, techniques, matryoshka)
+    retrieval = ir_evaluator(data_args, tokenizer, techniques, evaluation_length(model))
+    metric = "eval_ir_ndcg@10" if retrieval is not None else "eval_sts_spearman"
     if training_args.eval_strategy != "no" and training_args.metric_for_best_model is None:
-        training_args.metric_for_best_model = "eval_sts_spearman"
+        training_args.metric_for_best_model = metric
+    evaluators = [evaluator] if retrieval is None else [evaluator, retrieval]
     trainer = ContrastiveTrainer(
-        model=model, args=training_args, objective=objective, evaluators=[evaluator], train_dataset=train,
+        model=model, args=training_args, objective=objective, evaluators=evaluators, train_dataset=train,
         train_source=", ".join(sources), data_collator=collator, processing_class=tokenizer,
     )  # fmt: skip
 
@@ -122,17 +162,23 @@ def main() -> None:
               f"after: {results['eval_sts_spearman']:.4f}")  # fmt: skip
         for key in sorted(k for k in results if k.startswith("eval_sts_dim_") and k.endswith("spearman")):
             print(f"  {key[len('eval_'):]}: {results[key]:.4f}")
+        if retrieval is not None:
+            print(f"retrieval nDCG@10 before: {results['before_ir_ndcg@10']:.4f}  after: {results['eval_ir_ndcg@10']:.4f}"
+                  f"  (MRR@10 {results['before_ir_mrr@10']:.4f} -> {results['eval_ir_mrr@10']:.4f})")  # fmt: skip
     export_text_model(trainer, techniques)
     predictions = evaluator.last_predictions
     method = f"SimCSE ({mode})" if not techniques.distills else f"distillation ({techniques.distillation})"
+    if scored:
+        method = {"cosent": "CoSENT", "angle": "AnglE", "cosine_mse": "cosine MSE"}[objective_args.scored_loss]
     finish_run(
         trainer, results, method=method,
         hyperparameters=vars(objective_args) | negative_args.changed() | techniques.changed(),
         train_dataset_name=", ".join(Path(n).name for n in sources),
         base_model=model_args.model_name_or_path or model_args.config_name or "all-MiniLM-L6-v2",
-        metric_key="eval_sts_spearman", title=method,
+        metric_key=metric, title=method,
         scatter=(evaluator.scores, predictions.tolist()) if predictions is not None else None,
         export=not techniques.save_adapter_only,
+        evaluate_export=quantized_sts(evaluator, results) if training_args.quantize else None,
     )  # fmt: skip
 
 

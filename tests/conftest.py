@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sysconfig
+import venv
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +21,13 @@ SHARED_DATA = Path(os.environ.get("HFCONTRAST_SHARED_DATA", REPO_ROOT.parent / "
 
 torch.set_num_threads(1)
 
+
+#: transformers < 5.18 builds every AutoImageProcessor on torchvision, which this project does not install
+#: (docs/compatibility.md): loaders of exported image processors are checked from 5.18 on.
+PIL_AUTO_IMAGE_PROCESSOR = pytest.mark.skipif(
+    tuple(int(x) for x in __import__("transformers").__version__.split(".")[:2]) < (5, 18),
+    reason="AutoImageProcessor needs torchvision before transformers 5.18 (docs/compatibility.md)",
+)
 
 FIX_DATA = "sudo apt-get update && sudo apt-get install -y dataset-fashion-mnist"
 NO_DATA = f"Fashion-MNIST is not installed ({FIX_DATA})"
@@ -42,6 +54,29 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     skipped = [report for report in terminalreporter.stats.get("skipped", []) if NO_DATA in str(report.longrepr)]
     if skipped:
         terminalreporter.write_sep("!", f"{len(skipped)} TESTS SKIPPED: {NO_DATA}", red=True)
+
+
+@pytest.fixture(scope="session")
+def isolated_python(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, Path], Any]:
+    """Run Python code in a venv that sees this venv's packages (torch, transformers, sentence-transformers,
+    onnxruntime, ...) but cannot import hfcontrast; the code prints one JSON line, which comes back decoded."""
+    root = tmp_path_factory.mktemp("isolated")
+    venv.create(root / "venv", with_pip=False)
+    python = root / "venv" / "bin" / "python"
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    # This venv's packages on the path, but not its .pth hooks: the editable hfcontrast is not importable there.
+    Path(purelib, "packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "TOKENIZERS_PARALLELISM": "false", "HOME": str(root)}
+    probe = subprocess.run([str(python), "-c", "import hfcontrast"], cwd=root, capture_output=True, text=True, env=env)
+    assert probe.returncode != 0 and "No module named 'hfcontrast'" in probe.stderr
+
+    def run(code: str, cwd: Path) -> Any:
+        done = subprocess.run([str(python), "-c", code], cwd=cwd, capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    return run
 
 
 @pytest.fixture

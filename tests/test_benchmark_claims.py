@@ -66,7 +66,8 @@ def test_quoted_results_come_from_clean_current_code() -> None:
         assert prov["commit"], f"{name}.json records no commit"
         dirty = [p for p in prov["dirty_paths"] if any(p == m or p.startswith(m.rstrip("/") + "/") for m in measured)]
         assert not dirty, f"{name}.json was measured with uncommitted changes to {dirty}"
-        assert claims.stale(prov["commit"], measured) is None, f"{name}: {claims.stale(prov['commit'], measured)}"
+        why = claims.stale(prov["commit"], measured, name)
+        assert why is None, f"{name}: {why}"
     for name in sorted(quoted_sources(current=False)):  # comparisons of two fixed commits: both recorded
         result = render_tables.load(name)
         assert result["this"]["commit"] and result["ref"] and result["this"]["dirty"] is False, name
@@ -147,21 +148,22 @@ def test_a_change_confined_to_unmeasured_functions_keeps_a_result_current(
     _git(tmp_path, "init", "-q", str(repo))
     for key, value in (("user.email", "t@example.org"), ("user.name", "t")):
         _git(repo, "config", key, value)
-    code = "class T:\n    def step(self):\n        return 1\n\n    def push(self):\n        return {}\n"
+    code = "class T:\n    field: int = 0\n\n    def step(self):\n        return 1\n\n    def push(self):\n        return {}\n"
     (repo / "lib" / "t.py").write_text(code.format(1))
     _git(repo, "add", "-A")
     _git(repo, "commit", "-qm", "measured")
     measured = _git(repo, "rev-parse", "HEAD")
     monkeypatch.setattr(claims, "REPO_ROOT", repo)
-    skip = {"lib/t.py": frozenset({"T.push"})}
+    skip = {"lib/t.py": {"T.push": ("exporting",), "T.field": ("exporting",)}}
 
-    (repo / "lib" / "t.py").write_text(code.format("2  # a comment"))
-    _git(repo, "commit", "-qam", "push only")
-    assert claims.stale(measured, ("lib",), skip) is None
-    assert "lib/t.py has changed" in str(claims.stale(measured, ("lib",), {}))  # without the exemption
+    (repo / "lib" / "t.py").write_text(code.format("2  # a comment").replace("field: int = 0", "field: int = 5"))
+    _git(repo, "commit", "-qam", "push and a field only")
+    assert claims.stale(measured, ("lib",), "training", skip) is None
+    assert "lib/t.py has changed" in str(claims.stale(measured, ("lib",), "exporting", skip))  # it runs push
+    assert "lib/t.py has changed" in str(claims.stale(measured, ("lib",), "training", {}))  # without the exemption
     (repo / "lib" / "t.py").write_text(code.format(2).replace("return 1", "return 3"))
     _git(repo, "commit", "-qam", "the measured step")
-    assert "lib/t.py has changed" in str(claims.stale(measured, ("lib",), skip))
+    assert "lib/t.py has changed" in str(claims.stale(measured, ("lib",), "training", skip))
 
 
 def test_unmeasured_functions_exist() -> None:

@@ -94,3 +94,29 @@ def test_matryoshka_and_in_batch_kl_two_processes_equal_one_process(tmp_path: Pa
     """Matryoshka over gathered positives and hard negatives; in-batch KL over gathered student and teacher
     documents (teacher on the fly): 2 processes x 4 rows equal 1 process x 8, in float64."""
     _float64_parity(tmp_path, ["--steps", "2", "--objective", objective])
+
+
+def test_guided_negatives_two_processes_equal_one_process(tmp_path: Path) -> None:
+    """GISTEmbed's guide (on the fly) masks gathered positives, hard negatives and queued keys: 2 processes x 4
+    rows equal 1 process x 8 in float64, the queue of keys and of the guide's embeddings included."""
+    common = ["--grad_accum", "2", "--steps", "2", "--objective", "guided", "--queue_size", "10"]
+    rank0, rank1, single = _float64_parity(tmp_path, common)
+    for dump in (rank0, rank1):
+        assert _max_diff(dump["weights"], single["weights"]) <= 1e-12 * _scale(single["weights"])
+        assert int(dump["objective"]["keys.guides.filled"]) == 10
+        assert _max_diff(dump["objective"], single["objective"]) <= 1e-10
+
+
+@pytest.mark.parametrize("objective", ["cosent", "angle"])
+def test_scored_pairs_two_processes_equal_one_process(tmp_path: Path, objective: str) -> None:
+    """CoSENT / AnglE rank the pairs of the gathered global batch: on 2 processes x 4 pairs every rank's loss is
+    the single process's over 8 pairs, and so are the gradients after DDP (float64)."""
+    common = ["--grad_accum", "2", "--steps", "2", "--objective", objective, "--float64"]
+    accelerate_launch(SCRIPT, "--out", str(tmp_path / "ddp"), "--batch", "4", *common)
+    run_python(SCRIPT, "--out", str(tmp_path / "single"), "--batch", "8", *common)
+    rank0, rank1, single = (torch.load(tmp_path / d / f"rank{r}.pt") for d, r in (("ddp", 0), ("ddp", 1), ("single", 0)))
+    for dump in (rank0, rank1):
+        assert dump["losses"] == pytest.approx(single["losses"], rel=1e-12)
+        for step, reference in enumerate(single["grads"]):
+            assert _max_diff(dump["grads"][step], reference) <= 1e-12 * _scale(reference)
+        assert _max_diff(dump["weights"], single["weights"]) <= 1e-12 * _scale(single["weights"])

@@ -69,7 +69,7 @@ def index_of(card: ModelCard) -> dict[str, float]:
 
 
 def test_written_card_parses_with_metadata_index_and_body(tmp_path: Path) -> None:
-    trainer = make_trainer(tmp_path, hub_model_id="someone/tiny-simcse")
+    trainer = make_trainer(tmp_path, hub_model_id="someone/tiny-simcse", export_format="hfcontrast")
     out = Path(trainer.args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "training.png").write_bytes(b"\x89PNG\r\n\x1a\n")
@@ -142,6 +142,7 @@ def test_each_family_renders_its_pipeline_tag_metrics_and_citation(
     card = ModelCard(str(render_model_card(
         family=family, method=tag.upper(), tag=tag, hyperparameters={"temperature": 0.2}, eval_results=results,
         train_dataset_name="cifar10", base_model="google/vit-base-patch16-224", model_name="m", repo_id="me/m",
+        export_format="hfcontrast",
     )))
     assert card.data.pipeline_tag == pipeline_tag and card.data.library_name == "hfcontrast"
     assert {(r.task_type, r.metric_type) for r in card.data.eval_results} == types
@@ -209,3 +210,25 @@ def test_packaged_templates_match_model_cards_folder() -> None:
     assert {"text.md", "vision.md", "dual.md", "citations.bib"} <= set(canonical)
     assert packaged == canonical, "run: cp model_cards/* hfcontrast/hub/templates/"
     assert template_dir() == REPO_ROOT / "model_cards"
+
+
+@pytest.mark.parametrize(
+    ("family", "library", "snippets"),
+    [
+        ("text", "sentence-transformers", ['SentenceTransformer("me/m")', 'AutoModel.from_pretrained("me/m")',
+                                           'ContrastiveTextModel.from_pretrained("me/m")']),
+        ("vision", "transformers", ['AutoModel.from_pretrained("me/m")', 'pipeline("image-feature-extraction", model="me/m")']),
+        ("dual", "transformers", ['pipeline("zero-shot-image-classification", model="me/m")', 'AutoProcessor.from_pretrained("me/m")']),
+    ],
+)
+def test_standard_format_cards_name_the_library_that_loads_them(family: str, library: str, snippets: list[str]) -> None:
+    """``library_name`` follows the export format; the usage snippets load the standard folder, without
+    ``trust_remote_code`` and without importing hfcontrast (but to train on, for text)."""
+    card = ModelCard(str(render_model_card(
+        family=family, method="X", tag="simcse", hyperparameters={}, eval_results={}, train_dataset_name=None,
+        base_model=None, model_name="m", repo_id="me/m", export_format="standard",
+    )))
+    assert card.data.library_name == library and "hfcontrast" in card.data.tags
+    assert "trust_remote_code=True" not in card.text and "import hfcontrast" not in card.text
+    for snippet in snippets:
+        assert snippet in card.text, snippet

@@ -80,6 +80,7 @@ def make_trainer(tmp_path: Path, **overrides: object) -> ContrastiveTrainer:
     values: dict = dict(
         output_dir=str(tmp_path / "out"), per_device_train_batch_size=4, max_steps=1, report_to=[],
         save_strategy="no", use_cpu=True, disable_tqdm=True, hub_model_id="someone/tiny-simcse",
+        export_format="hfcontrast",  # these tests pin the custom format's file set; the standard ones are below
     )
     values.update(overrides)
     torch.manual_seed(0)
@@ -107,7 +108,7 @@ def test_push_text_model_uploads_exact_files_and_parsable_card(hub: FakeHub, tmp
     model = text_model()
     card = render_model_card(family="text", method="SimCSE", hyperparameters={}, eval_results=EVAL_RESULTS,
                              train_dataset_name=None, base_model=None, model_name="tiny", repo_id="someone/tiny")
-    push_to_hub(model, "someone/tiny", processing_class=tokenizer(), card=card, private=True)
+    push_to_hub(model, "someone/tiny", processing_class=tokenizer(), card=card, private=True, export_format="hfcontrast")
     assert hub.repos == ["someone/tiny"] and len(hub.commits) == 1
     assert hub.commits[0]["files"] == TEXT_CHECKPOINT
     assert index_of(hub.card(tmp_path)) == {"eval_sts_spearman": 0.6180339887, "eval_sts_pearson": 0.5}
@@ -179,3 +180,40 @@ def test_exports_are_safetensors_only(tmp_path: Path) -> None:
     (pickled / "pytorch_model.bin").write_bytes(b"pickle")
     with pytest.raises(FileNotFoundError, match="safetensors"):
         checkpoint_files(str(pickled))
+
+
+STANDARD_FILES = {
+    "text": ["1_Pooling/config.json", "README.md", "config.json", "config_sentence_transformers.json", "eval_results.json",
+             "hfcontrast.json", "hfcontrast_head.safetensors", "model.safetensors", "modules.json",
+             "sentence_bert_config.json", "tokenizer.json", "tokenizer_config.json", "training.png"],
+    "vision": ["README.md", "config.json", "model.safetensors", "preprocessor_config.json"],
+    "dual": ["README.md", "config.json", "model.safetensors", "processor_config.json", "tokenizer.json", "tokenizer_config.json"],
+}  # fmt: skip
+
+
+def test_trainer_pushes_exactly_the_standard_folder(hub: FakeHub, tmp_path: Path) -> None:
+    """The default format: the sentence-transformers folder (and the run's artefacts), no code file, no pickle."""
+    trainer = make_trainer(tmp_path, export_format="standard")
+    trainer.save_model()
+    write_artefacts(trainer)
+    trainer.push_to_hub(commit_message="end")
+    assert hub.commits[-1]["files"] == STANDARD_FILES["text"]
+    assert hub.card(tmp_path).data.library_name == "sentence-transformers"
+
+
+@pytest.mark.parametrize("family", ["vision", "dual"])
+def test_push_to_hub_sends_exactly_the_standard_folder(family: str, hub: FakeHub, tmp_path: Path) -> None:
+    from transformers import ConvNextImageProcessorPil, VisionTextDualEncoderProcessor, ViTImageProcessorPil
+
+    from hfcontrast import ContrastiveVisionModel
+    from tests.test_export_formats import dual
+    from tests.tiny import fresh_tokenizer, vision_config
+
+    if family == "vision":
+        model, processor = ContrastiveVisionModel(vision_config()), ConvNextImageProcessorPil(size={"shortest_edge": 32})
+    else:
+        images = ViTImageProcessorPil(size={"height": 16, "width": 16})
+        model, processor = dual(), VisionTextDualEncoderProcessor(image_processor=images, tokenizer=fresh_tokenizer())
+    push_to_hub(model, "someone/m", processing_class=processor)
+    assert hub.commits[-1]["files"] == STANDARD_FILES[family]
+    assert hub.card(tmp_path).data.library_name == "transformers"

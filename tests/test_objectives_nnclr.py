@@ -84,7 +84,7 @@ def test_neighbour_rows_get_no_gradient_and_the_columns_get_the_formulas(loss: s
     torch.testing.assert_close(query.grad, q.grad, rtol=1e-5, atol=1e-9)
     torch.testing.assert_close(key.grad, k.grad, rtol=1e-5, atol=1e-9)
     # One direction alone, its columns detached: the rows (neighbours of query) leave no graph back to query.
-    assert not objective._direction(query, key.detach(), queued, {}).loss.requires_grad
+    assert not objective._direction(query, key.detach(), queued, {}, ("query", "key")).loss.requires_grad
 
 
 def test_the_queue_fills_after_the_step() -> None:

@@ -185,5 +185,6 @@ def test_clip_recipe_converts_a_clip_checkpoint(tmp_path: Path) -> None:
     )  # fmt: skip
     _check_outputs(out, zero_shot=True)
     config = json.loads((out / "config.json").read_text())
-    assert config["model_type"] == "hfcontrast-dual-encoder" and config["text_pooler"] == "pooler_output"
+    # Exported natively: a VisionTextDualEncoderModel of the CLIP towers (which pool by pooler_output, as CLIP does).
+    assert config["model_type"] == "vision-text-dual-encoder" and config["text_config"]["model_type"] == "clip_text_model"
     assert config["vision_config"]["model_type"] == "clip_vision_model" and config["projection_dim"] == 16

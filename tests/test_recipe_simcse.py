@@ -10,6 +10,7 @@ import torch
 from transformers import AutoModel
 
 import hfcontrast  # noqa: F401  (registers the Auto classes)
+from hfcontrast import ContrastiveTextModel
 from hfcontrast.demo import default_text_model
 from tests.launch import REPO_ROOT, accelerate_launch
 from tests.test_trainer_text import sentences
@@ -52,7 +53,8 @@ def test_simcse_recipe_two_processes(tmp_path: Path, mode: str) -> None:
     results = json.loads((out / "eval_results.json").read_text())
     assert {"before_sts_spearman", "eval_sts_spearman"} <= set(results)
     assert results["train_steps"] == 4
-    model = AutoModel.from_pretrained(out).eval()
+    assert type(AutoModel.from_pretrained(out)).__name__ == "BertModel"  # the standard folder's plain backbone
+    model = ContrastiveTextModel.from_pretrained(str(out)).eval()  # read back to train on
     with torch.no_grad():
         emb = model(**tokenizer()(["a red cat", "the sea"], padding=True, return_tensors="pt")).embeddings
     assert emb.shape == (2, 32) and torch.isfinite(emb).all()
@@ -72,6 +74,7 @@ def test_two_datasets_matryoshka_prompts_and_truncated_export(tmp_path: Path) ->
         "--eval_steps", "4", "--max_seq_length", "16", "--matryoshka_dims", "32,16,8",
         "--prompts", '{"anchor": "query: ", "positive": "passage: "}', "--pool_prompt_tokens", "false",
         "--truncate_dim", "16", "--pooler", "mean",
+        "--export_format", "hfcontrast",  # prompts kept out of pooling: a pooling only the custom format expresses
     )  # fmt: skip
     assert "sts_dim_16_spearman" in stdout and "sts_dim_8_spearman" in stdout
     config = json.loads((out / "config.json").read_text())

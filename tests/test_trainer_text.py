@@ -173,10 +173,11 @@ def test_evaluators_log_eval_metrics_without_eval_dataset(tmp_path: Path) -> Non
 
 
 def test_export_loads_with_automodel_and_sentence_transformers(tmp_path: Path) -> None:
+    """The custom format (``export_format="hfcontrast"``); the standard one: ``tests/test_export_formats.py``."""
     torch.manual_seed(0)
     model = text_model(pooler="cls", mlp_only_train=True)
     trainer = ContrastiveTrainer(
-        model=model, args=args(tmp_path, max_steps=2), objective=SimCSE(0.05, queue_size=8, encoder=model),
+        model=model, args=args(tmp_path, max_steps=2, export_format="hfcontrast"), objective=SimCSE(0.05, queue_size=8, encoder=model),
         train_dataset=datasets.Dataset.from_dict({"text": sentences(32)}),
         data_collator=UnsupervisedSimCSECollator(tokenizer(), "text", max_length=16), processing_class=tokenizer(),
     )

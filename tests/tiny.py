@@ -16,6 +16,12 @@ def tokenizer() -> PreTrainedTokenizerBase:
     return AutoTokenizer.from_pretrained(default_text_model())
 
 
+def fresh_tokenizer() -> PreTrainedTokenizerBase:
+    """A tokenizer of its own (a processor built around it marks it as its part, which ``tokenizer()``'s shared
+    instance must not carry into other tests' exports)."""
+    return AutoTokenizer.from_pretrained(default_text_model())
+
+
 def bert_config(dropout: float = 0.1, **overrides: object) -> BertConfig:
     values: dict = dict(
         vocab_size=tokenizer().vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,

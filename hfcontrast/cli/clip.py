@@ -39,8 +39,11 @@ class DualModelArguments:
     )
     tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer (default: the text tower's)."})
     projection_dim: int = field(default=128, metadata={"help": "Shared embedding size (new models)."})
-    text_pooler: str = field(default="mean", metadata={"help": "pooler_output | cls | mean | max | ..."})
-    vision_pooler: str = field(default="cls", metadata={"help": "pooler_output | cls | mean"})
+    text_pooler: str = field(
+        default="pooler_output",
+        metadata={"help": "pooler_output (each tower's own, what VisionTextDualEncoderModel exports) | cls | mean | max | ..."},
+    )
+    vision_pooler: str = field(default="pooler_output", metadata={"help": "pooler_output | cls | mean"})
     learnable_logit_scale: bool = field(default=True, metadata={"help": "Learn the temperature."})
     text_trainable_layers: int = field(
         default=0,
@@ -93,6 +96,8 @@ def vision_config(name: str | None, overrides: str | None) -> PreTrainedConfig:
         config = AutoConfig.for_model(name)
     if overrides:
         config.update_from_string(overrides)
+        if "hidden_size" in overrides and "pooler_output_size" not in overrides and hasattr(config, "pooler_output_size"):
+            config.pooler_output_size = config.hidden_size  # ViT's pooler follows a new width, as at construction
     return config
 
 

@@ -26,6 +26,10 @@ FIELD_FLAGS = {
     "MatryoshkaConfig.dims": "--matryoshka_dims",
     "MatryoshkaConfig.weights": "--matryoshka_weights",
     "ChunkingConfig.rows": "--loss_chunk_size",
+    "ScoredPairs.loss": "--scored_loss",
+    "Guide.margin_strategy": "--guide_margin_strategy",
+    "Guide.margin": "--guide_margin",
+    "ScoredPairs.cosine_weight": "--angle_cosine_weight",
     "mask_duplicates": "--false_negative_masking",
     "supervised": "--supcon_label_column",
 }

@@ -103,15 +103,20 @@ def finish_run(
     title: str,
     scatter: tuple[Sequence[float], Sequence[float]] | None = None,
     export: bool = True,
+    evaluate_export: Callable[[str], dict[str, float]] | None = None,
     **card_kwargs: Any,
 ) -> None:
-    """Write ``eval_results.json``, ``training.png`` and the model card (main process), then export the
-    encoder on every process (``save_model`` also pushes with ``--push_to_hub``) unless ``export`` is off
-    (e.g. a LoRA adapter saved alone)."""
+    """Export the encoder on every process unless ``export`` is off (e.g. a LoRA adapter saved alone), then
+    write ``eval_results.json``, ``training.png`` and the model card (main process). ``evaluate_export`` scores
+    the exported folder (e.g. its int8 ONNX model) and adds its results first."""
     out = str(trainer.args.output_dir)
     if trainer.rejected_rows:
         results["train_rejected_rows"] = float(trainer.rejected_rows)
+    if export:
+        trainer.export(out)
     if trainer.is_world_process_zero():
+        if export and evaluate_export is not None:
+            results.update(evaluate_export(out))
         save_eval_results(out, results)
         plot_training(
             os.path.join(out, "training.png"), trainer.state.log_history, metric_key=metric_key, scatter=scatter,
@@ -121,5 +126,5 @@ def finish_run(
             method=method, hyperparameters=hyperparameters, eval_results=results,
             train_dataset_name=train_dataset_name, base_model=base_model, **card_kwargs,
         ))  # fmt: skip
-    if export:
-        trainer.save_model(out)
+    if export and trainer.args.push_to_hub:
+        trainer.push_to_hub()  # the export and the card above, in one commit

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,12 +21,14 @@ from transformers import AutoConfig, AutoTokenizer
 
 from ..collators import MultiSourceCollator, MultiSourceDataset, TextPairCollator
 from ..collators.text import check_prompts, pair_columns, prompt_token_ids
-from ..demo import load_text_dataset
+from ..demo import load_text_dataset, snli_retrieval
 from ..distillation import add_teacher_embeddings
-from ..evaluation import STSEvaluator
+from ..evaluation import InformationRetrievalEvaluator, STSEvaluator
+from ..hub.formats import HFCONTRAST_CONFIG
+from ..hub.onnx import load_onnx_text_model
 from ..lora import add_lora, merge_lora, save_adapter
 from ..models import ContrastiveTextConfig, ContrastiveTextModel
-from ..objectives import InBatchKL, MarginMSE, MatryoshkaConfig
+from ..objectives import Guide, InBatchKL, MarginMSE, MatryoshkaConfig
 from .flags import changed_flags, record_matryoshka
 
 logger = logging.getLogger(__name__)
@@ -64,9 +67,17 @@ class TextDataArguments:
     dataset_name: list[str] | None = field(default=None, metadata={"help": "Datasets Hub names (need network)."})
     demo: str = field(
         default="unsupervised",
-        metadata={"help": "Packaged data when no --train_file: unsupervised (Wikipedia) | supervised (SNLI)."},
+        metadata={"help": "Packaged data when no --train_file: unsupervised (Wikipedia) | supervised (SNLI) | "
+                  "sts (STS-B train pairs with their 0-5 scores, CoSENT) | retrieval (SNLI premise -> entailed "
+                  "hypothesis, evaluated on held-out premises by nDCG@10: docs/text_techniques.md)."},
     )
     validation_file: str | None = field(default=None, metadata={"help": "STS file (STS-B tab format or csv)."})
+    ir_eval_data: str | None = field(
+        default=None,
+        metadata={"help": "A BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv): nDCG@k, MRR@k, MAP@k, "
+                  "Recall@k during training (eval_ir_*)."},
+    )
+    ir_eval_split: str = field(default="test", metadata={"help": "The qrels split of --ir_eval_data."})
     text_column: str | None = field(default=None, metadata={"help": "Unsupervised text column (default: detect)."})
     anchor_column: str | None = field(default=None, metadata={"help": "Supervised anchor column."})
     positive_column: str | None = field(default=None, metadata={"help": "Supervised positive column."})
@@ -78,14 +89,31 @@ class TextDataArguments:
                   "for tensor cores)."},
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N rows."})
+    score_column: str | None = field(
+        default=None,
+        metadata={"help": "Train on scored pairs (CoSENT / AnglE / cosine MSE, --scored_loss) with this gold-similarity "
+                  "column (--demo sts: score)."},
+    )
+    score_scale: float | None = field(
+        default=None,
+        metadata={"help": "The largest score: scores are divided by it into [0, 1] (default 1; --demo sts: 5)."},
+    )
 
     def __post_init__(self) -> None:
-        if self.demo not in ("unsupervised", "supervised"):
-            raise ValueError(f"--demo must be unsupervised or supervised, got {self.demo!r}")
+        if self.demo not in ("unsupervised", "supervised", "sts", "retrieval"):
+            raise ValueError(f"--demo must be unsupervised, supervised, sts or retrieval, got {self.demo!r}")
+        if self.demo == "sts" and not self.train_file and not self.dataset_name and self.score_column is None:
+            self.score_column = "score"
+        if self.score_scale is None:
+            self.score_scale = 5.0 if self.demo == "sts" and self.score_column == "score" else 1.0
 
 
 def text_sources(args: TextDataArguments, demo_file: str) -> dict[str, Any]:
-    """Every training dataset by its name (``--train_file`` or ``--dataset_name``; else ``demo_file``)."""
+    """Every training dataset by its name (``--train_file`` or ``--dataset_name``; else ``demo_file``, or the
+    training premises of ``--demo retrieval``)."""
+    if args.demo == "retrieval" and not args.train_file and not args.dataset_name:
+        train = snli_retrieval().train
+        return {"snli-retrieval": train.select(range(min(args.max_train_samples or len(train), len(train))))}
     names = args.train_file or args.dataset_name or [demo_file]
     hub = not args.train_file and bool(args.dataset_name)
     return {
@@ -97,7 +125,7 @@ def text_sources(args: TextDataArguments, demo_file: str) -> dict[str, Any]:
 def view_columns(names: list[str], args: TextDataArguments) -> tuple[str, ...]:
     """A dataset's text columns in view order: ``(anchor, positive, *negatives)``, or ``(text, text)`` for one
     text column (unsupervised). Teacher columns (``teacher_<column>``) are not views."""
-    names = [c for c in names if not c.startswith("teacher_")]
+    names = [c for c in names if not c.startswith(("teacher_", "guide_")) and c != args.score_column]
     if args.anchor_column is not None or len(names) > 1:
         anchor, positive, negatives = pair_columns(names, args.anchor_column, args.positive_column, args.negative_column)
         return (anchor, positive, *negatives)
@@ -174,7 +202,20 @@ class TextTechniqueArguments:
         default=None, metadata={"help": "margin_mse from this teacher-score column (no teacher model needed)."}
     )
     teacher_cache_dir: str = field(
-        default="outputs/teacher-cache", metadata={"help": "Where teacher embeddings computed ahead of time are kept."}
+        default="outputs/teacher-cache",
+        metadata={"help": "Where teacher (and guide) embeddings computed ahead of time are kept."},
+    )
+    guide_model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "GISTEmbed (Solatorio 2024): this frozen model's similarities mask in-batch and queued "
+                  "negatives it scores above the anchor's positive."},
+    )
+    guide_margin: float = field(default=0.0, metadata={"help": "GISTEmbed margin (0: the paper's rule)."})
+    guide_margin_strategy: str = field(
+        default="absolute", metadata={"help": "absolute (g_ij > g_ip - margin) | relative (g_ij > g_ip (1 - margin))."}
+    )
+    guide_on_the_fly: bool = field(
+        default=False, metadata={"help": "Run the guide at every step (same tokenizer) instead of once ahead of time."}
     )
     lora_r: int = field(default=0, metadata={"help": "LoRA rank (Hu et al. 2021) on the backbone; 0 = full fine-tuning."})
     lora_alpha: float = field(default=16.0, metadata={"help": "LoRA alpha (the update is scaled by alpha / r)."})
@@ -206,10 +247,24 @@ class TextTechniqueArguments:
 
 
 def load_text_encoder(path: str, **head: Any) -> ContrastiveTextModel:
-    """An hfcontrast text checkpoint as it is, or a backbone (BERT, MiniLM ...) with a fresh ``head``."""
-    if isinstance(AutoConfig.from_pretrained(path), ContrastiveTextConfig):
+    """An hfcontrast text checkpoint as it is (its custom format, or the standard sentence-transformers folder it
+    exported: pooling, head and prompts come back), or a backbone (BERT, MiniLM ...) with a fresh ``head``."""
+    ours = os.path.isfile(os.path.join(path, HFCONTRAST_CONFIG))
+    if ours or isinstance(AutoConfig.from_pretrained(path), ContrastiveTextConfig):
         return ContrastiveTextModel.from_pretrained(path)
     return ContrastiveTextModel.from_backbone_pretrained(path, **head)
+
+
+def quantized_sts(evaluator: STSEvaluator, results: dict[str, float]) -> Callable[[str], dict[str, float]]:
+    """``finish_run``'s ``evaluate_export``: STS of the exported int8 ONNX model (onnxruntime) and its drop from the
+    trained model's ``eval_sts_spearman``."""
+
+    def evaluate(folder: str) -> dict[str, float]:
+        score = float(evaluator(load_onnx_text_model(folder))[f"{evaluator.name}_spearman"])
+        logger.info("STS Spearman of the int8 ONNX model: %.4f (drop %.4f)", score, results["eval_sts_spearman"] - score)
+        return {"eval_sts_spearman_int8_onnx": score, "eval_sts_spearman_int8_drop": results["eval_sts_spearman"] - score}
+
+    return evaluate
 
 
 def configure_text_model(
@@ -229,12 +284,52 @@ def configure_text_model(
                  target_modules=args.lora_target_modules)  # fmt: skip
 
 
+def evaluation_length(model: ContrastiveTextModel, wanted: int = 128) -> int:
+    """The evaluators' token limit: ``wanted``, or less where the backbone has fewer positions."""
+    return min(wanted, int(getattr(model.config.backbone_config, "max_position_embeddings", wanted) or wanted))
+
+
+def ir_evaluator(args: TextDataArguments, tokenizer: Any, techniques: TextTechniqueArguments, max_length: int = 128) -> Any:
+    """The retrieval evaluator (``eval_ir_*``) of ``--ir_eval_data``, else of ``--demo retrieval``'s held-out
+    premises; ``None`` for neither. Queries and documents get the anchor's and the positive's prompts."""
+    prompts = {"query_prompt": techniques.view_prompts.get("anchor", ""),
+               "document_prompt": techniques.view_prompts.get("positive", ""), "max_length": max_length}  # fmt: skip
+    if args.ir_eval_data is not None:
+        return InformationRetrievalEvaluator.from_beir(args.ir_eval_data, tokenizer, split=args.ir_eval_split, **prompts)
+    if args.demo == "retrieval":
+        task = snli_retrieval()
+        return InformationRetrievalEvaluator(task.corpus, task.queries, task.relevant, tokenizer, **prompts)
+    return None
+
+
 def sts_evaluator(path: str, tokenizer: Any, args: TextTechniqueArguments, matryoshka: MatryoshkaConfig | None) -> STSEvaluator:
     """STS on ``path`` (with the anchor's prompt), also at each Matryoshka width (or ``--eval_dims``):
     ``sts_dim_<d>``, from the same embeddings."""
     nested = list(matryoshka.dims[1:]) if matryoshka is not None else []
     dims = [int(d) for d in args.eval_dims.split(",")] if args.eval_dims else nested
     return STSEvaluator.from_file(path, tokenizer, name="sts", max_length=128, prompt=args.view_prompts.get("anchor", ""), dims=dims)
+
+
+def frozen_model_views(
+    path: str, prefix: str, sources: dict[str, Any], columns: dict[str, tuple[str, ...]], tokenizer: Any,
+    *, on_the_fly: bool, cache_dir: str,
+) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """``(model, training datasets, collator keywords)`` for a frozen model (a teacher, a guide) at ``path``: on
+    the fly, the objective runs the model (it reads the student's tokens, so the tokenizers must agree); else
+    each dataset's text ``columns`` are embedded once, cached in ``cache_dir``, as ``<prefix>_<column>`` columns."""
+    model, model_tokenizer = load_text_encoder(path, pooler="mean"), AutoTokenizer.from_pretrained(path)
+    if on_the_fly:
+        if model_tokenizer.get_vocab() != tokenizer.get_vocab():
+            raise ValueError(f"--{prefix}_on_the_fly runs the {prefix} on the student's tokens: the tokenizers differ")
+        return model, sources, {}
+    name = os.path.abspath(path) if os.path.exists(path) else path
+    sources = {
+        source: add_teacher_embeddings(
+            train, model, model_tokenizer, columns[source], teacher_name=name, cache_dir=cache_dir, prefix=prefix
+        )
+        for source, train in sources.items()
+    }
+    return model, sources, {f"{prefix}_embeddings": True}
 
 
 def distillation_objective(
@@ -249,27 +344,33 @@ def distillation_objective(
     runs on the fly)."""
     if args.teacher_margin_column is not None:
         return MarginMSE(), sources, {"teacher_margin_column": args.teacher_margin_column}
-    path = args.teacher_model_name_or_path
-    assert path is not None
-    teacher, teacher_tokenizer = load_text_encoder(path, pooler="mean"), AutoTokenizer.from_pretrained(path)
-    kwargs: dict[str, Any] = {}
-    extra: dict[str, Any]
-    if args.teacher_on_the_fly:
-        if teacher_tokenizer.get_vocab() != tokenizer.get_vocab():
-            raise ValueError("--teacher_on_the_fly runs the teacher on the student's tokens: the tokenizers differ")
-        extra = {"teacher": teacher}
-    else:
-        name = os.path.abspath(path) if os.path.exists(path) else path
-        sources = {
-            source: add_teacher_embeddings(
-                train, teacher, teacher_tokenizer, columns[source], teacher_name=name, cache_dir=args.teacher_cache_dir
-            )
-            for source, train in sources.items()
-        }
-        kwargs, extra = {"teacher_embeddings": True}, {}
+    assert args.teacher_model_name_or_path is not None
+    teacher, sources, kwargs = frozen_model_views(
+        args.teacher_model_name_or_path, "teacher", sources, columns, tokenizer,
+        on_the_fly=args.teacher_on_the_fly, cache_dir=args.teacher_cache_dir,
+    )  # fmt: skip
+    extra = {"teacher": teacher} if args.teacher_on_the_fly else {}
     if args.distillation == "margin_mse":
         return MarginMSE(**extra), sources, kwargs
     return InBatchKL(temperature, teacher_temperature=args.teacher_temperature, **extra), sources, kwargs
+
+
+def text_guide(
+    args: TextTechniqueArguments, sources: dict[str, Any], columns: dict[str, tuple[str, ...]], tokenizer: Any
+) -> tuple[Guide | None, dict[str, Any], dict[str, Any]]:
+    """``(guide, training datasets, collator keywords)`` for ``--guide_model_name_or_path`` (GISTEmbed): its
+    embeddings of every text computed once and cached (or the guide run on the fly); ``None`` without it."""
+    if args.guide_model_name_or_path is None:
+        return None, sources, {}
+    model, sources, kwargs = frozen_model_views(
+        args.guide_model_name_or_path, "guide", sources, columns, tokenizer,
+        on_the_fly=args.guide_on_the_fly, cache_dir=args.teacher_cache_dir,
+    )  # fmt: skip
+    guide = Guide(
+        model if args.guide_on_the_fly else None, margin=args.guide_margin,
+        margin_strategy=args.guide_margin_strategy, dim=model.train_embedding_dim,  # type: ignore[arg-type]
+    )  # fmt: skip
+    return guide, sources, kwargs
 
 
 def export_text_model(trainer: Any, args: TextTechniqueArguments) -> None:

@@ -39,10 +39,12 @@ class RowSpec:
     integers: tuple[str, ...] = ()  #: integers (ids, row indices)
     labels: tuple[str, ...] = ()  #: integers or non-empty strings
     numbers: tuple[str, ...] = ()  #: finite numbers, or non-empty lists of them (teacher scores, embeddings)
+    bounded: tuple[tuple[str, float, float], ...] = ()  #: ``(column, low, high)``: a number in ``[low, high]``
 
     @property
     def columns(self) -> tuple[str, ...]:
-        names = (*self.text, *self.captions, *self.images, *self.integers, *self.labels, *self.numbers)
+        bounded = tuple(column for column, _, _ in self.bounded)
+        names = (*self.text, *self.captions, *self.images, *self.integers, *self.labels, *self.numbers, *bounded)
         return tuple(dict.fromkeys(names))
 
 
@@ -153,6 +155,15 @@ def _number_problem(value: Any) -> str | None:
     return None
 
 
+def _bounded_problem(value: Any, low: float, high: float) -> str | None:
+    if isinstance(value, list | tuple | np.ndarray):
+        return f"expected one number, got {type(value).__name__}"
+    problem = _number_problem(value)
+    if problem is None and not low <= value <= high:
+        return f"expected a score in [{low:g}, {high:g}], got {value!r}"
+    return problem
+
+
 def _row_problems(row: Mapping[str, Any], spec: RowSpec) -> list[tuple[str, str]]:
     checks = (
         (spec.text, _text_problem),
@@ -168,6 +179,10 @@ def _row_problems(row: Mapping[str, Any], spec: RowSpec) -> list[tuple[str, str]
             problem = check(row[column])
             if problem is not None:
                 found.append((column, problem))
+    for column, low, high in spec.bounded:
+        problem = _bounded_problem(row[column], low, high)
+        if problem is not None:
+            found.append((column, problem))
     return found
 
 

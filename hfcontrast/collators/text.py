@@ -42,7 +42,12 @@ class TextPairCollator:
     ``ids_from_text`` the ``ids`` are the hashes of the normalised positive text (lowercase, punctuation
     stripped, whitespace collapsed; :func:`hfcontrast.losses.text_ids`), so rows whose positives are the
     same text are not negatives of each other. With ``label_column`` the batch carries ``labels`` (int64;
-    string labels are hashed the same way), the classes of SupCon.
+    string labels are hashed the same way), the classes of SupCon. With ``score_column`` it carries
+    ``scores`` (float32), the pair's gold similarity divided by ``score_scale`` (STS-B's 0-5 ratings:
+    ``score_scale=5``), for :class:`~hfcontrast.objectives.ScoredPairs`; every row's score must lie in
+    ``[0, score_scale]``. With ``teacher_embeddings`` / ``guide_embeddings`` it carries
+    ``teacher_<view>`` / ``guide_<view>``, a frozen model's embeddings computed ahead of time (the
+    ``teacher_<column>`` / ``guide_<column>`` columns of :func:`hfcontrast.distillation.add_teacher_embeddings`).
 
     ``prompts`` (E5 / BGE instructions) are prepended per view: ``{"anchor": "query: ", "positive":
     "passage: "}``; the ``negative`` view takes the positive's prompt unless it has its own. Ids and
@@ -64,6 +69,9 @@ class TextPairCollator:
         prompts: Mapping[str, str] | None = None,
         teacher_embeddings: bool = False,
         teacher_margin_column: str | None = None,
+        guide_embeddings: bool = False,
+        score_column: str | None = None,
+        score_scale: float = 1.0,
     ) -> None:
         if max_length < 2:
             raise ValueError(f"max_length must be >= 2, got {max_length}")
@@ -76,6 +84,10 @@ class TextPairCollator:
         self.max_length, self.id_column, self.pad_to_multiple_of = max_length, id_column, pad_to_multiple_of
         self.prompts = check_prompts(prompts)
         self.teacher_embeddings, self.teacher_margin_column = teacher_embeddings, teacher_margin_column
+        self.guide_embeddings = guide_embeddings
+        if not score_scale > 0:
+            raise ValueError(f"score_scale must be > 0 (the largest score, e.g. 5 for STS-B), got {score_scale}")
+        self.score_column, self.score_scale = score_column, float(score_scale)
 
     @classmethod
     def from_column_names(
@@ -98,8 +110,10 @@ class TextPairCollator:
 
     @property
     def teacher_columns(self) -> tuple[str, ...]:
-        """The number columns the batch carries for distillation."""
-        embeddings = tuple(f"teacher_{c}" for c in dict.fromkeys(self.columns)) if self.teacher_embeddings else ()
+        """The number columns the batch carries for distillation and for a guide (GISTEmbed)."""
+        columns = tuple(dict.fromkeys(self.columns))
+        embeddings = tuple(f"teacher_{c}" for c in columns) if self.teacher_embeddings else ()
+        embeddings += tuple(f"guide_{c}" for c in columns) if self.guide_embeddings else ()
         return embeddings + ((self.teacher_margin_column,) if self.teacher_margin_column else ())
 
     def row_spec(self) -> RowSpec:
@@ -110,6 +124,7 @@ class TextPairCollator:
             integers=(self.id_column,) if self.id_column is not None else (),
             labels=(self.label_column,) if self.label_column is not None else (),
             numbers=self.teacher_columns,
+            bounded=((self.score_column, 0.0, self.score_scale),) if self.score_column is not None else (),
         )
 
     def _tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
@@ -160,16 +175,21 @@ class TextPairCollator:
         if self.label_column is not None:
             batch["labels"] = _ids(features, self.label_column, allow_text=True)
         if self.teacher_embeddings:
-            batch.update(self._teacher_views(features))
+            batch.update(self._frozen_views(features, "teacher"))
+        if self.guide_embeddings:
+            batch.update(self._frozen_views(features, "guide"))
         if self.teacher_margin_column is not None:
             batch["teacher_margin"] = _floats(features, self.teacher_margin_column).reshape(-1)
+        if self.score_column is not None:
+            batch["scores"] = _floats(features, self.score_column).reshape(-1) / self.score_scale
         return batch
 
-    def _teacher_views(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
-        views = {"teacher_anchor": _floats(features, f"teacher_{self.anchor_column}")}
-        views["teacher_positive"] = _floats(features, f"teacher_{self.positive_column}")
+    def _frozen_views(self, features: Sequence[Mapping[str, Any]], prefix: str) -> dict[str, torch.Tensor]:
+        """``<prefix>_<view>``: a frozen model's embeddings of each view, from the ``<prefix>_<column>`` columns."""
+        views = {f"{prefix}_anchor": _floats(features, f"{prefix}_{self.anchor_column}")}
+        views[f"{prefix}_positive"] = _floats(features, f"{prefix}_{self.positive_column}")
         if self.negative_columns:
-            views["teacher_negative"] = torch.cat([_floats(features, f"teacher_{c}") for c in self.negative_columns])
+            views[f"{prefix}_negative"] = torch.cat([_floats(features, f"{prefix}_{c}") for c in self.negative_columns])
         return views
 
 

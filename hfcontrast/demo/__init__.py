@@ -9,6 +9,7 @@ from .captions import fashion_mnist_captions
 from .fashion_mnist import has_fashion_mnist, load_digits_dataset, load_fashion_mnist
 from .files import NOTICE, SHIPPED, SNLI_TRIPLETS, STSB_DEV, STSB_TRAIN, WIKI_SENTENCES, data_file
 from .images import demo_backbone_config
+from .retrieval import RetrievalTask, snli_retrieval
 from .text import default_text_model, load_text_dataset
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "STSB_DEV",
     "STSB_TRAIN",
     "WIKI_SENTENCES",
+    "RetrievalTask",
     "data_file",
     "default_text_model",
     "demo_backbone_config",
@@ -26,4 +28,5 @@ __all__ = [
     "load_digits_dataset",
     "load_fashion_mnist",
     "load_text_dataset",
+    "snli_retrieval",
 ]

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import datasets
+
+from ..evaluation.sts import load_sts_file
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +56,8 @@ def load_text_dataset(
     flag: str = "train_file",
 ) -> datasets.Dataset:
     """``.txt`` (one sentence per line, column ``text``), ``.csv``/``.tsv`` or ``.json(l)``, or a Hub dataset.
+    A file in the STS Benchmark's layout (tab-separated, no header, the score fifth) becomes the columns
+    ``sentence1``, ``sentence2``, ``score`` (0-5).
 
     Blank lines of a ``.txt`` file are removed and their count is logged (an empty sentence cannot
     be a training view); every other row is kept, and checked before training. Errors name the file
@@ -71,6 +76,8 @@ def load_text_dataset(
             if len(kept) < len(lines):
                 logger.warning("%s: removed %d blank lines of %d", train_file, len(lines) - len(kept), len(lines))
             dataset = datasets.Dataset.from_dict({"text": kept})
+        elif suffix in (".csv", ".tsv") and _is_stsb_layout(path):
+            dataset = datasets.Dataset.from_dict(sts_pairs(train_file))
         elif suffix in (".csv", ".tsv", ".json", ".jsonl"):
             dataset = _load_table(train_file, flag, suffix)
         else:
@@ -82,3 +89,22 @@ def load_text_dataset(
     if max_samples is not None:
         dataset = dataset.select(range(min(max_samples, len(dataset))))
     return dataset
+
+
+def _is_stsb_layout(path: Path) -> bool:
+    """Tab-separated rows without a header whose fifth field is a number (STS-B: genre, file, year, id, score, s1, s2)."""
+    with path.open(encoding="utf-8", errors="replace") as f:
+        fields = f.readline().rstrip("\n").split("\t")
+    if len(fields) < 7:
+        return False
+    try:
+        float(fields[4])
+    except ValueError:
+        return False
+    return True
+
+
+def sts_pairs(path: str) -> dict[str, list[Any]]:
+    """An STS file's ``sentence1``, ``sentence2`` and ``score`` columns (:func:`~hfcontrast.evaluation.sts.load_sts_file`)."""
+    table = load_sts_file(path)
+    return {"sentence1": table["sentence1"], "sentence2": table["sentence2"], "score": table["scores"]}

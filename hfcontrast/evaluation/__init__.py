@@ -12,8 +12,10 @@ from typing import Protocol, runtime_checkable
 from torch import nn
 
 from ._common import embed_texts
+from .ir import InformationRetrievalEvaluator, RerankingEvaluator, load_beir
 from .knn import KNNEvaluator, knn_classify, knn_top1, linear_probe
 from .metrics import available_metrics, load_metric, metric_path
+from .ranking import ranking_metrics
 from .retrieval import RetrievalEvaluator, retrieval_metrics, retrieval_ranks
 from .sts import STSEvaluator, STSFormatError, load_sts_file
 from .zeroshot import ZeroShotEvaluator, zero_shot_accuracy, zero_shot_classifier
@@ -30,7 +32,9 @@ class Evaluator(Protocol):
 
 __all__ = [
     "Evaluator",
+    "InformationRetrievalEvaluator",
     "KNNEvaluator",
+    "RerankingEvaluator",
     "RetrievalEvaluator",
     "STSEvaluator",
     "STSFormatError",
@@ -40,9 +44,11 @@ __all__ = [
     "knn_classify",
     "knn_top1",
     "linear_probe",
+    "load_beir",
     "load_metric",
     "load_sts_file",
     "metric_path",
+    "ranking_metrics",
     "retrieval_metrics",
     "retrieval_ranks",
     "zero_shot_accuracy",

@@ -197,3 +197,9 @@ class RetrievalEvaluator:
         image_emb, text_emb = self.embed(model)
         metrics = retrieval_metrics(image_emb, text_emb, text_to_image=self.text_to_image, ks=self.ks)
         return {f"{self.name}_{key}": value for key, value in metrics.items()}
+
+
+if __name__ == "__main__":  # python -m hfcontrast.evaluation.retrieval --model out --data beir_folder (text retrieval)
+    from .ir import main
+
+    main()

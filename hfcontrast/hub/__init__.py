@@ -1,5 +1,6 @@
 """Publishing: sentence-transformers export, model cards, push to the Hub, run artefacts."""
 
+from .formats import EXPORT_FORMATS, ExportRefused, export
 from .model_card import (
     CITATIONS,
     LIBRARY_NAME,
@@ -11,6 +12,7 @@ from .model_card import (
     render_model_card,
     write_model_card,
 )
+from .onnx import export_onnx
 from .push import (
     PUSH_IGNORE_PATTERNS,
     checkpoint_files,
@@ -23,12 +25,16 @@ from .sentence_transformers import sentence_transformers_files, write_sentence_t
 
 __all__ = [
     "CITATIONS",
+    "EXPORT_FORMATS",
     "LIBRARY_NAME",
     "PIPELINE_TAGS",
     "PUSH_IGNORE_PATTERNS",
+    "ExportRefused",
     "RunSummary",
     "checkpoint_files",
+    "export",
     "export_model",
+    "export_onnx",
     "hub_id_or_none",
     "is_hfcontrast_card",
     "model_index_results",

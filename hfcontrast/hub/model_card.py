@@ -23,6 +23,9 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 LIBRARY_NAME = "hfcontrast"
+#: The ``library_name`` of a card: the library that loads the folder of its export format.
+FORMAT_LIBRARY = {("standard", "text"): "sentence-transformers", ("standard", "vision"): "transformers",
+                  ("standard", "dual"): "transformers"}  # fmt: skip
 CARD_NAME = "README.md"
 PLOT_NAME = "training.png"
 PIPELINE_TAGS = {
@@ -200,13 +203,18 @@ def render_model_card(
     eval_splits: Mapping[str, str] | None = None,
     license: str | None = None,
     language: str | list[str] | None = None,
+    export_format: str = "standard",
+    model_details: Mapping[str, Any] | None = None,
 ) -> ModelCard:
     """Render ``model_cards/<family>.md`` (``text``/``vision``/``dual``) into a ``ModelCard``.
 
     ``training``: set-up rows (:attr:`RunSummary.setup`); ``plot``: an image path relative to the
     card (``training.png``); ``repo_id``: the id the usage snippets load (default: the placeholder
     ``your-username/<model_name>``, clearly not a real id, when the run has no ``hub_model_id``); ``tag``:
-    the method's tag and citation key (an objective's ``tag``: ``simcse``, ``moco-v2``, ...).
+    the method's tag and citation key (an objective's ``tag``: ``simcse``, ``moco-v2``, ...); ``export_format``:
+    the folder's format (``standard`` or ``hfcontrast``), which decides ``library_name`` (the library that loads it)
+    and the usage snippets; ``model_details``: what the snippets mention of a text model (``pooler``, ``has_dense``,
+    ``normalize``, ``has_prompts``).
     """
     if family not in FAMILIES:
         raise ValueError(f"unknown model family {family!r}; choose one of {FAMILIES}")
@@ -214,7 +222,7 @@ def render_model_card(
     dataset_id = hub_id_or_none(train_dataset_name)
     results = model_index_results(eval_results, family, eval_datasets, eval_splits)
     card_data = ModelCardData(
-        library_name=LIBRARY_NAME,
+        library_name=FORMAT_LIBRARY.get((export_format, family), LIBRARY_NAME),
         pipeline_tag=PIPELINE_TAGS[family],
         tags=list(dict.fromkeys(tags)),
         datasets=[dataset_id] if dataset_id else None,
@@ -255,6 +263,8 @@ def render_model_card(
         has_before=any(row["before"] for row in rows),
         plot=plot,
         citation=CITATIONS.get(tag),
+        export_format=export_format,
+        **{"pooler": "mean", "has_dense": False, "normalize": False, "has_prompts": False, **(model_details or {})},
     )
 
 
@@ -280,6 +290,8 @@ class RunSummary:
     embedding_dim: int | None = None
     setup: Mapping[str, Any] = field(default_factory=dict)
     card_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    export_format: str = "standard"
+    model_details: Mapping[str, Any] = field(default_factory=dict)
 
 
 def write_model_card(summary: RunSummary, output_dir: str | None = None) -> str:
@@ -300,6 +312,8 @@ def write_model_card(summary: RunSummary, output_dir: str | None = None) -> str:
         embedding_dim=summary.embedding_dim,
         training=summary.setup,
         plot=PLOT_NAME if os.path.isfile(os.path.join(output_dir, PLOT_NAME)) else None,
+        export_format=summary.export_format,
+        model_details=summary.model_details,
         **summary.card_kwargs,
     )
     os.makedirs(output_dir, exist_ok=True)
@@ -308,10 +322,12 @@ def write_model_card(summary: RunSummary, output_dir: str | None = None) -> str:
 
 
 def is_hfcontrast_card(path: str) -> bool:
-    """True when ``path`` is a card with ``library_name: hfcontrast`` (ours, not Trainer's draft)."""
+    """True when ``path`` is a card hfcontrast wrote (its ``hfcontrast`` tag; ``library_name`` follows the export
+    format), not Trainer's draft."""
     if not os.path.isfile(path):
         return False
     try:
-        return ModelCard.load(path).data.get("library_name") == LIBRARY_NAME
+        data = ModelCard.load(path).data
     except Exception:  # an unparsable README is not ours
         return False
+    return data.get("library_name") == LIBRARY_NAME or LIBRARY_NAME in (data.get("tags") or [])

@@ -67,14 +67,26 @@ def checkpoint_files(folder: str) -> list[str]:
 
 
 def _family(model: Any, folder: str | None) -> str:
+    """``text`` / ``vision`` / ``dual``: from the model's type, else from the folder (an hfcontrast config, or a
+    standard export: a sentence-transformers folder, a ``VisionTextDualEncoderModel``, an image backbone)."""
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     if model_type is None and folder and os.path.isfile(os.path.join(folder, "config.json")):
         model_type = json.loads(Path(folder, "config.json").read_text(encoding="utf-8")).get("model_type")
-    if model_type not in MODEL_TYPE_FAMILY:
-        raise ValueError(
-            f"model_type {model_type!r} is not an hfcontrast model ({sorted(MODEL_TYPE_FAMILY)})"
-        )
-    return MODEL_TYPE_FAMILY[model_type]
+    if model_type in MODEL_TYPE_FAMILY:
+        return MODEL_TYPE_FAMILY[model_type]
+    if folder and model is None:
+        if os.path.isfile(os.path.join(folder, "modules.json")):
+            return "text"
+        if model_type == "vision-text-dual-encoder":
+            return "dual"
+        if os.path.isfile(os.path.join(folder, "preprocessor_config.json")):
+            return "vision"
+    raise ValueError(f"model_type {model_type!r} is not an hfcontrast model or export ({sorted(MODEL_TYPE_FAMILY)})")
+
+
+def model_type_of(folder: str) -> str | None:
+    path = os.path.join(folder, "config.json")
+    return json.loads(Path(path).read_text(encoding="utf-8")).get("model_type") if os.path.isfile(path) else None
 
 
 def upload_folder_to_hub(
@@ -134,21 +146,25 @@ def push_to_hub(
     token: str | None = None,
     commit_message: str = "Upload hfcontrast model",
     revision: str | None = None,
+    export_format: str = "standard",
 ) -> Any:
     """Push an hfcontrast encoder to ``repo_id`` (created if needed) in one commit.
 
     ``folder``: an exported directory (``trainer.save_model`` output, with the card from
     :func:`~hfcontrast.hub.write_model_card`); without it ``model`` (and ``processing_class``) are
-    exported to a temporary directory with :func:`export_model`. ``card``: a ``ModelCard`` or the
-    path of a README to use instead of the folder's; with neither, a minimal card is rendered (no
-    evaluation results). A text model's sentence-transformers files are added when missing.
+    exported to a temporary directory in ``export_format`` (:func:`hfcontrast.hub.export`). ``card``: a
+    ``ModelCard`` or the path of a README to use instead of the folder's; with neither, a minimal card is
+    rendered (no evaluation results). A custom-format text model's sentence-transformers files are added when
+    missing.
     """
+    from .formats import export
+
     with tempfile.TemporaryDirectory() as tmp:
         if folder is None:
             if model is None:
                 raise ValueError("pass model or folder")
             folder = tmp
-            export_model(model, folder, processing_class)
+            export(model, folder, processing_class, export_format=export_format)
         elif processing_class is not None:
             logger.warning("processing_class is ignored with folder=: save it into the folder instead")
         family = _family(model, folder)
@@ -166,6 +182,7 @@ def push_to_hub(
                 base_model=None,
                 model_name=repo_id.split("/")[-1],
                 repo_id=repo_id,
+                export_format="hfcontrast" if model_type_of(folder) in MODEL_TYPE_FAMILY else "standard",
             )
         extra = {}
         if family == "text" and not os.path.isfile(os.path.join(folder, "modules.json")):

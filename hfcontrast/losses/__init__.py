@@ -20,6 +20,7 @@ from .clustering import (
 from .compiled import compilable, compiled_losses
 from .distillation import in_batch_kl_loss, margin_mse_loss, pair_scores
 from .engine import FNCLMode, contrastive_from_logits, contrastive_loss
+from .guided import GuidedNegatives, MarginStrategy, guided_false_negatives
 from .infonce import info_nce, nt_xent, nt_xent_roles, similarity_matrix
 from .matryoshka import check_matryoshka, matryoshka_loss
 from .negatives import (
@@ -32,6 +33,14 @@ from .negatives import (
 )
 from .predictive import byol_loss, simsiam_loss
 from .roles import ColumnRoles, duplicate_mask, normalize_text, same_label_mask, text_ids
+from .scored import (
+    angle_loss,
+    angle_pair_similarity,
+    cosent_loss,
+    cosine_mse_loss,
+    cosine_pair_similarity,
+    ranked_pairs_loss,
+)
 from .siglip import siglip_loss
 from .stats import alignment, collapse_std, top1_accuracy, uniformity
 from .types import LossOutput, Reduction, Similarity
@@ -40,11 +49,15 @@ from .variants import chunked_info_nce, dcl_loss, debiased_info_nce, supcon_loss
 __all__ = [
     "ColumnRoles",
     "FNCLMode",
+    "GuidedNegatives",
     "LossOutput",
+    "MarginStrategy",
     "MochiDraws",
     "Reduction",
     "Similarity",
     "alignment",
+    "angle_loss",
+    "angle_pair_similarity",
     "byol_loss",
     "check_matryoshka",
     "chunked_info_nce",
@@ -55,12 +68,16 @@ __all__ = [
     "concentration",
     "contrastive_from_logits",
     "contrastive_loss",
+    "cosent_loss",
+    "cosine_mse_loss",
+    "cosine_pair_similarity",
     "dcl_loss",
     "debiased_info_nce",
     "dino_loss",
     "draw_mochi",
     "duplicate_mask",
     "fncl_false_negatives",
+    "guided_false_negatives",
     "hard_negative_log_weights",
     "in_batch_kl_loss",
     "info_nce",
@@ -74,6 +91,7 @@ __all__ = [
     "nt_xent_roles",
     "pair_scores",
     "proto_nce_term",
+    "ranked_pairs_loss",
     "same_label_mask",
     "siglip_loss",
     "similarity_matrix",

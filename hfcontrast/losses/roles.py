@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from ._checks import checking_values
+from .guided import GuidedNegatives
 
 _PUNCTUATION = re.compile(f"[{re.escape(string.punctuation)}]")
 _SPACES = re.compile(r"\s+")
@@ -85,6 +86,8 @@ class ColumnRoles:
     * ignored if ``candidate_ids[j] == query_ids[i] >= 0`` (a known duplicate of the row's example);
     * ignored if ``ignore[i, j]`` (a dense ``[N, M]`` mask, for irregular cases; quadratic memory);
     * positive if ``candidate_labels[j] == query_labels[i] >= 0`` and not ignored (SupCon);
+    * ignored if ``guide`` flags it (GISTEmbed: the guide scores it above the row's positive,
+      :class:`~hfcontrast.losses.guided.GuidedNegatives`) and it is not a positive;
     * negative otherwise.
 
     ``weighted_index``/``weight``: ``weight`` is added to the logit of column ``weighted_index[i]``
@@ -106,6 +109,7 @@ class ColumnRoles:
     weighted_index: Tensor | None = None
     weight: float = 0.0
     indices_in_range: bool = False
+    guide: GuidedNegatives | None = None
 
     @property
     def rows(self) -> int:
@@ -123,6 +127,7 @@ class ColumnRoles:
             or self.paired_columns
             or self.query_ids is not None
             or self.ignore is not None
+            or self.guide is not None
         )
 
     def validate(self, columns: int) -> None:
@@ -157,6 +162,11 @@ class ColumnRoles:
             self.ignore.dtype != torch.bool or tuple(self.ignore.shape) != (n, columns)
         ):
             raise ValueError(f"ignore must be a bool [{n}, {columns}] tensor")
+        if self.guide is not None and (self.guide.rows.shape[0] != n or self.guide.columns.shape[0] != columns):
+            raise ValueError(
+                f"the guide embeds {self.guide.rows.shape[0]} rows and {self.guide.columns.shape[0]} columns; "
+                f"the loss has {n} and {columns}"
+            )
 
     def masks(self, start: int, end: int, columns: int, device: torch.device) -> tuple[Tensor, Tensor]:
         """``(positive, ignore)`` bool masks ``[end - start, columns]`` for rows ``start .. end-1``."""
@@ -180,6 +190,8 @@ class ColumnRoles:
             positive = own | (
                 same_label_mask(self.query_labels[start:end].to(device), self.candidate_labels) & ~ignore
             )
+        if self.guide is not None:
+            ignore = ignore | (self.guide.mask(start, end, self.positive_index[start:end].to(device)) & ~positive)
         return positive, ignore
 
 

@@ -18,6 +18,72 @@ from .pooling import packed_text, pool_text, without_prompt_tokens
 from .towers import build_backbone, copy_backbone
 
 
+def is_sentence_transformers_folder(folder: str) -> bool:
+    """A local folder with ``modules.json`` whose ``config.json`` is not an hfcontrast text config."""
+    import json
+    import os
+
+    if not os.path.isfile(os.path.join(folder, "modules.json")):
+        return False
+    try:
+        with open(os.path.join(folder, "config.json"), encoding="utf-8") as handle:
+            return json.load(handle).get("model_type") != "hfcontrast-text"
+    except (OSError, ValueError):
+        return False
+
+
+def sentence_transformers_settings(folder: str) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
+    """``(config keywords + "transformer_path", MLP head weights or None)`` of a sentence-transformers folder."""
+    import json
+    import os
+
+    from safetensors.torch import load_file
+
+    def read(path: str) -> Any:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+
+    modes = {"cls": "cls", "mean": "mean", "max": "max"}
+    legacy = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean", "pooling_mode_max_tokens": "max"}
+    view_of_prompt = {"query": "anchor", "document": "positive"}
+
+    modules = read(os.path.join(folder, "modules.json"))
+    kinds = [str(m["type"]).rsplit(".", 1)[-1] for m in modules]
+    if not kinds or kinds[0] != "Transformer" or len(kinds) < 2 or kinds[1] != "Pooling":
+        raise ValueError(f"{folder}: a text encoder folder starts with Transformer and Pooling modules, got {kinds}")
+    pooling = read(os.path.join(folder, modules[1]["path"], "config.json"))
+    mode = pooling.get("pooling_mode") or next((m for k, m in legacy.items() if pooling.get(k)), "mean")
+    if mode not in modes:
+        raise ValueError(f"{folder}: pooling mode {mode!r} has no counterpart here (cls, mean, max)")
+    settings: dict[str, Any] = {"transformer_path": modules[0]["path"], "pooler": modes[mode],
+                                "pool_prompt_tokens": bool(pooling.get("include_prompt", True))}  # fmt: skip
+    head: dict[str, torch.Tensor] | None = None
+    for module, kind in zip(modules[2:], kinds[2:], strict=True):
+        path = os.path.join(folder, module["path"])
+        if kind == "Normalize":
+            settings["normalize"] = True
+        elif kind == "Dense" and head is None and read(os.path.join(path, "config.json"))["activation_function"].endswith("Tanh"):
+            weights = load_file(os.path.join(path, "model.safetensors"))
+            head = {"layers.0.weight": weights["linear.weight"], "layers.0.bias": weights["linear.bias"]}
+            settings.update(mlp_head=True, projection_dim=int(weights["linear.weight"].shape[0]))
+        elif not (kind == "Dense" and read(os.path.join(path, "config.json"))["activation_function"].endswith("Identity")):
+            raise ValueError(f"{folder}: module {module['path'] or kind} ({kind}) has no counterpart here")
+    st_config_path = os.path.join(folder, "config_sentence_transformers.json")
+    st_config = read(st_config_path) if os.path.isfile(st_config_path) else {}
+    prompts = {view_of_prompt.get(name, name): text for name, text in (st_config.get("prompts") or {}).items() if text}
+    settings.update(prompts=prompts or None, truncate_dim=st_config.get("truncate_dim"))
+    ours = os.path.join(folder, "hfcontrast.json")
+    if os.path.isfile(ours):  # written by hfcontrast: its own record wins (training-only settings included)
+        saved = read(ours)
+        keep = ("pooler", "mlp_head", "mlp_only_train", "projection_dim", "normalize", "prompts", "prompt_token_ids",
+                "pool_prompt_tokens", "matryoshka_dims", "truncate_dim")  # fmt: skip
+        settings.update({key: saved[key] for key in keep if key in saved})
+        training_head = os.path.join(folder, "hfcontrast_head.safetensors")
+        if os.path.isfile(training_head):
+            head = load_file(training_head)
+    return settings, head
+
+
 class ContrastiveTextModel(PreTrainedModel):
     """Sentence encoder for SimCSE-style training (Gao et al. 2021), loadable with ``AutoModel``."""
 
@@ -63,6 +129,33 @@ class ContrastiveTextModel(PreTrainedModel):
         model = cls(cls.config_class(backbone_config=backbone.config.to_dict(), **config_kwargs))
         copy_backbone(model.backbone, backbone, f"backbone {backbone_name_or_path}")
         model.name_or_path = model.config._name_or_path = str(backbone_name_or_path)
+        return model
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        """An hfcontrast checkpoint, or a sentence-transformers folder (one hfcontrast exported, or any other:
+        :meth:`from_sentence_transformers`), so training can continue from a standard export."""
+        folder = str(pretrained_model_name_or_path)
+        if is_sentence_transformers_folder(folder):
+            return cls.from_sentence_transformers(folder)
+        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+
+    @classmethod
+    def from_sentence_transformers(cls, folder: str) -> ContrastiveTextModel:
+        """Read a sentence-transformers folder back: its ``Transformer`` as the backbone, ``Pooling`` as the pooler,
+        a ``Dense`` with ``Tanh`` as the MLP head, ``Normalize``, the prompts and ``truncate_dim``; a folder hfcontrast
+        wrote also restores its ``hfcontrast.json`` (a training-only head included). A module that has no
+        counterpart here (another pooling mode, another activation) is an error naming it."""
+        import os
+
+        settings, head = sentence_transformers_settings(folder)
+        backbone = AutoModel.from_pretrained(os.path.join(folder, settings.pop("transformer_path")))
+        model = cls(cls.config_class(backbone_config=backbone.config.to_dict(), **settings))
+        copy_backbone(model.backbone, backbone, f"backbone of {folder}")
+        if head is not None:
+            assert model.mlp is not None
+            model.mlp.load_state_dict(head)
+        model.name_or_path = model.config._name_or_path = folder
         return model
 
     def get_input_embeddings(self) -> torch.nn.Module:

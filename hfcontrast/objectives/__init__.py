@@ -8,9 +8,11 @@ from .config import ChunkingConfig, MatryoshkaConfig, NegativeConfig
 from .contrast import InfoNCEObjective
 from .dino import DINO
 from .distill import InBatchKL, MarginMSE
+from .guide import Guide
 from .moco import MoCo
 from .nnclr import NNCLR
 from .pcl import PCL
+from .scored import ScoredPairs
 from .simclr import SimCLR
 from .simcse import SimCSE
 from .simsiam import SimSiam
@@ -27,6 +29,7 @@ __all__ = [
     "ClusterRefreshCallback",
     "ContrastiveObjective",
     "Encoder",
+    "Guide",
     "InBatchKL",
     "InfoNCEObjective",
     "KeyQueue",
@@ -37,6 +40,7 @@ __all__ = [
     "MomentumEncoder",
     "NegativeConfig",
     "ObjectiveOutput",
+    "ScoredPairs",
     "SigLIP",
     "SimCLR",
     "SimCSE",

@@ -41,6 +41,7 @@ from ..losses.clip import Direction
 from .base import ContrastiveObjective, ModelRef, ObjectiveOutput, embedding_width, pair_stats, scalar_stat
 from .config import ChunkingConfig, MatryoshkaConfig, NegativeConfig
 from .contrast import InfoNCEObjective
+from .guide import Guide
 from .state import KeyQueue, MomentumEncoder, check_momentum
 
 
@@ -74,6 +75,8 @@ class CLIP(InfoNCEObjective):
             the queues, SupCon by ``batch["labels"]``, DCL, chunked loss. The queues store the ids/labels.
         matryoshka / chunking: :class:`MatryoshkaConfig` (nested widths) and :class:`ChunkingConfig`
             (the loss a slice of rows at a time), as for every :class:`InfoNCEObjective`.
+        guide: a :class:`~hfcontrast.objectives.Guide` (GISTEmbed) embedding both views (a frozen dual
+            encoder, or ``batch["guide_image"]`` / ``batch["guide_text"]``); the queues store its embeddings.
     """
 
     modality = "image_text"
@@ -95,10 +98,14 @@ class CLIP(InfoNCEObjective):
         negatives: NegativeConfig | None = None,
         matryoshka: MatryoshkaConfig | None = None,
         chunking: ChunkingConfig | None = None,
+        guide: Guide | None = None,
     ) -> None:
         if queue_size < 0:
             raise ValueError(f"queue_size must be >= 0, got {queue_size}")
-        super().__init__("CLIP", temperature, gather=gather, negatives=negatives, matryoshka=matryoshka, chunking=chunking, has_queue=queue_size > 0)
+        super().__init__(
+            "CLIP", temperature, gather=gather, negatives=negatives, matryoshka=matryoshka, chunking=chunking,
+            guide=guide, has_queue=queue_size > 0,
+        )  # fmt: skip
         if momentum is not None:
             if queue_size == 0:
                 raise ValueError("momentum encodes the queued keys: it needs queue_size > 0")
@@ -128,8 +135,8 @@ class CLIP(InfoNCEObjective):
         if self.queue_size > 0:
             dim = embedding_width(encoder, self.embedding_dim, "CLIP with queue_size > 0")
             store = self.negatives.queue_stores is not None
-            self.image_queue = KeyQueue(self.queue_size, dim, store_ids=store)
-            self.text_queue = KeyQueue(self.queue_size, dim, store_ids=store)
+            self.image_queue = KeyQueue(self.queue_size, dim, store_ids=store, guide_dim=self.guide_width)
+            self.text_queue = KeyQueue(self.queue_size, dim, store_ids=store, guide_dim=self.guide_width)
 
     @property
     def encoder(self) -> nn.Module | None:
@@ -153,9 +160,11 @@ class CLIP(InfoNCEObjective):
 
         def direction(rows: Tensor, candidates: Tensor, labels: Tensor, queue_start: int | None, name: Direction) -> LossOutput:
             """The engine with this objective's options; the queue's stored ids follow its keys."""
-            queue = queues[name]
-            stored = queue.ids() if queue is not None and queue_start is not None and self.negatives.queue_stores else None
-            roles = self.roles(labels, mine, theirs, stored=stored)
+            queue = queues[name] if queue_start is not None else None
+            stored = queue.ids() if queue is not None and self.negatives.queue_stores else None
+            views = ("image", "text") if name == "image_to_text" else ("text", "image")
+            guided = self.guided(batch, rows.device, views[:1], views[1:], queue.guide_negatives() if queue is not None else None)
+            roles = self.roles(labels, mine, theirs, stored=stored, **guided)
             return self.contrast(rows, candidates, roles, temperature=1.0 / scale, queue_start=queue_start)
 
         out = clip_loss(
@@ -169,8 +178,9 @@ class CLIP(InfoNCEObjective):
             else:
                 image_keys, text_keys = image.detach(), text.detach()
             values = self.queue_values(mine)
-            self.image_queue.stage(F.normalize(image_keys.float(), dim=-1), values)
-            self.text_queue.stage(F.normalize(text_keys.float(), dim=-1), values)
+            guides = self.guide.views(batch, image.device, "image", "text") if self.guide is not None else (None, None)
+            self.image_queue.stage(F.normalize(image_keys.float(), dim=-1), values, guides[0])
+            self.text_queue.stage(F.normalize(text_keys.float(), dim=-1), values, guides[1])
         stats = _image_text_stats(image, text, scale)
         stats.update((k, v) for k, v in out.stats.items() if k != "logits_per_text")
         if self.key_encoder is not None:

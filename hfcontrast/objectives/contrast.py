@@ -20,6 +20,7 @@ from ..distributed import gather_detached
 from ..losses import ColumnRoles, LossOutput, Similarity, contrastive_loss, draw_mochi, matryoshka_loss
 from .base import ContrastiveObjective, pair_stats, scalar_stat
 from .config import ChunkingConfig, MatryoshkaConfig, NegativeConfig
+from .guide import Guide
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,8 @@ class InfoNCEObjective(ContrastiveObjective):
         negatives: the :class:`NegativeConfig` (default: plain InfoNCE).
         matryoshka: a :class:`MatryoshkaConfig`: the loss summed over nested prefixes of the embeddings.
         chunking: a :class:`ChunkingConfig`: the loss computed a slice of rows at a time.
+        guide: a :class:`~hfcontrast.objectives.guide.Guide` (GISTEmbed): candidates its frozen model scores
+            above the row's positive are ignored, in the batch, across processes and in the queue.
         has_queue: whether the objective keeps a queue (MoCHi needs one).
     """
 
@@ -76,9 +79,13 @@ class InfoNCEObjective(ContrastiveObjective):
         negatives: NegativeConfig | None = None,
         matryoshka: MatryoshkaConfig | None = None,
         chunking: ChunkingConfig | None = None,
+        guide: Guide | None = None,
         has_queue: bool = False,
     ) -> None:
         super().__init__()
+        if guide is not None and not isinstance(guide, Guide):
+            raise TypeError(f"guide must be a hfcontrast.objectives.Guide, got {type(guide).__name__}")
+        self.guide = guide
         self.negatives = negatives or NegativeConfig()
         self.negatives.check(owner, temperature=temperature, has_queue=has_queue, similarity=similarity)
         self.matryoshka, self.chunking = matryoshka, chunking
@@ -96,6 +103,28 @@ class InfoNCEObjective(ContrastiveObjective):
         if not self.gather:
             return mine
         return Examples(*(None if v is None else gather_detached(v) for v in (mine.ids, mine.labels)))
+
+    @property
+    def guide_width(self) -> int | None:
+        """The width of the guide's embeddings a queue stores with its keys (``None``: no guide)."""
+        return self.guide.width if self.guide is not None else None
+
+    def guided(
+        self,
+        batch: Mapping[str, Any],
+        device: torch.device,
+        rows: tuple[str, ...],
+        columns: tuple[str, ...],
+        queued: Tensor | None = None,
+    ) -> dict[str, Any]:
+        """The ``guide`` field of :class:`ColumnRoles` for the rows of views ``rows`` (stacked) against the
+        column blocks of views ``columns`` (gathered like the embeddings) then ``queued`` (the queue's guide
+        embeddings); ``{}`` without a guide."""
+        if self.guide is None:
+            return {}
+        row_guides = torch.cat(self.guide.views(batch, device, *rows))
+        blocks = self.guide.views(batch, device, *columns, gather=self.gather)
+        return {"guide": self.guide.negatives(row_guides, *blocks, queued)}
 
     def queue_values(self, mine: Examples) -> Tensor | None:
         """What a queue stores with this batch's keys (see :attr:`NegativeConfig.queue_stores`)."""

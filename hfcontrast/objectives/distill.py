@@ -19,37 +19,25 @@ from torch import Tensor, nn
 
 from ..distributed import gather, gather_detached
 from ..losses import Similarity, in_batch_kl_loss, margin_mse_loss, pair_scores, similarity_matrix
-from .base import ContrastiveObjective, ModelRef, ObjectiveOutput, encode, pair_stats
+from .base import ContrastiveObjective, ObjectiveOutput, pair_stats
+from .guide import FrozenViews
 
 
 class TeacherScores(ContrastiveObjective):
-    """What both distillation objectives share: the teacher's embedding of a view."""
+    """What both distillation objectives share: the teacher's embedding of a view (:class:`FrozenViews`)."""
 
     modality = "text"
     tag = "distillation"
 
     def __init__(self, teacher: nn.Module | None, teacher_similarity: Similarity) -> None:
         super().__init__()
-        self.teacher = ModelRef(teacher)
+        self.teacher_views = FrozenViews(teacher, "teacher", type(self).__name__)
         self.teacher_similarity = teacher_similarity
-        if teacher is not None:
-            teacher.requires_grad_(False).eval()
         self.bind()  # nothing depends on the trained model
 
     def teacher_embedding(self, view: str, batch: Mapping[str, Any], device: torch.device) -> Tensor:
         """``batch["teacher_<view>"]`` when the collator passes it, else the teacher model on ``batch[view]``."""
-        given = batch.get(f"teacher_{view}")
-        if isinstance(given, Tensor):
-            return given.to(device)
-        model = self.teacher.model
-        if model is None:
-            raise ValueError(
-                f"{type(self).__name__} needs the teacher's view {view!r}: batch['teacher_{view}'] from the "
-                "collator (teacher embeddings computed ahead of time), or teacher=<an encoder>"
-            )
-        with torch.no_grad():
-            model.to(device)
-            return encode(model, {k: v.to(device) for k, v in batch[view].items()})
+        return self.teacher_views(view, batch, device)
 
 
 class MarginMSE(TeacherScores):

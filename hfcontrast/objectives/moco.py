@@ -30,6 +30,7 @@ from ..models.heads import Predictor
 from .base import ObjectiveOutput, embedding_width, scalar_stat
 from .config import ChunkingConfig, MatryoshkaConfig, NegativeConfig
 from .contrast import InfoNCEObjective
+from .guide import Guide
 from .state import KeyQueue, MomentumEncoder, check_momentum
 
 _DEFAULTS = {"v2": (0.999, None), "v3": (0.99, 1.0)}
@@ -59,6 +60,8 @@ class MoCo(InfoNCEObjective):
             keys stay out of the loss, as in the paper.
         matryoshka / chunking: :class:`MatryoshkaConfig` (nested widths) and :class:`ChunkingConfig`
             (the loss a slice of rows at a time), as for every :class:`InfoNCEObjective`.
+        guide: a :class:`~hfcontrast.objectives.Guide` (GISTEmbed) run on both views; v2's queue stores its
+            embeddings of the keys.
     """
 
     key_encoder: MomentumEncoder
@@ -82,6 +85,7 @@ class MoCo(InfoNCEObjective):
         negatives: NegativeConfig | None = None,
         matryoshka: MatryoshkaConfig | None = None,
         chunking: ChunkingConfig | None = None,
+        guide: Guide | None = None,
     ) -> None:
         if version not in _DEFAULTS:
             raise ValueError(f"version must be 'v2' or 'v3', got {version!r}")
@@ -92,7 +96,7 @@ class MoCo(InfoNCEObjective):
             negatives = replace(negatives, mask_duplicates=True)
         super().__init__(
             f"MoCo {version}", temperature, similarity=similarity, gather=gather, negatives=negatives, matryoshka=matryoshka, chunking=chunking,
-            has_queue=version == "v2",
+            guide=guide, has_queue=version == "v2",
         )  # fmt: skip
         self.version, self.mask_duplicate_ids = version, mask_duplicate_ids
         self.augmentation, self.tag = ("mocov2", "moco-v2") if version == "v2" else ("byol", "moco-v3")
@@ -116,7 +120,9 @@ class MoCo(InfoNCEObjective):
         dim = embedding_width(encoder, self.embedding_dim, "MoCo")
         self.key_encoder = MomentumEncoder(encoder, self.momentum, self.final_momentum)
         if self.version == "v2":
-            self.keys = KeyQueue(self.queue_size, dim, store_ids=self.negatives.queue_stores is not None)
+            self.keys = KeyQueue(
+                self.queue_size, dim, store_ids=self.negatives.queue_stores is not None, guide_dim=self.guide_width
+            )
         else:
             self.predictor = Predictor(dim, self.predictor_hidden_dim)
 
@@ -133,24 +139,31 @@ class MoCo(InfoNCEObjective):
         mine = self.examples(batch, n, query.device)
         queued = self.keys.negatives()
         stored = self.keys.ids() if queued is not None and self.negatives.queue_stores else None
-        roles = self.roles(torch.arange(n, device=query.device), mine, mine, stored=stored, paired_columns=n)
+        guided, guides = {}, None
+        if self.guide is not None:  # the in-batch keys are this process's (not gathered), then the queue
+            query_guides, guides = self.guide.views(batch, query.device, "query", "key")
+            queued_guides = self.keys.guide_negatives() if queued is not None else None
+            guided = {"guide": self.guide.negatives(query_guides, guides, queued_guides)}
+        positive = torch.arange(n, device=query.device)
+        roles = self.roles(positive, mine, mine, stored=stored, paired_columns=n, **guided)
         columns = key if queued is None else torch.cat([key, queued.to(key.dtype)])
         out = self.contrast(query, columns, roles, queue_start=n if queued is not None else None)
         if self.training:
-            self.keys.stage(key, self.queue_values(mine))
+            self.keys.stage(key, self.queue_values(mine), guides)
         return ObjectiveOutput(out.loss, self._stats(query, key, out))
 
-    def _contrast(self, query: Tensor, key: Tensor, batch: Mapping[str, Any]) -> LossOutput:
-        """v3: one direction, ``query`` rows against the keys of every process."""
+    def _contrast(self, query: Tensor, key: Tensor, batch: Mapping[str, Any], views: tuple[str, str]) -> LossOutput:
+        """v3: one direction, ``query`` rows (of view ``views[0]``) against the keys (``views[1]``) of every process."""
         keys = gather(key, enabled=self.gather)
         mine = self.examples(batch, query.shape[0], query.device)
-        return self.contrast(query, keys.tensor, self.roles(keys.labels(), mine, self.gathered(mine)))
+        guided = self.guided(batch, query.device, views[:1], views[1:])
+        return self.contrast(query, keys.tensor, self.roles(keys.labels(), mine, self.gathered(mine), **guided))
 
     def _forward_v3(self, view1: Tensor, view2: Tensor, batch: Mapping[str, Any]) -> ObjectiveOutput:
         assert self.predictor is not None
         q1, q2 = self.predictor.both(view1, view2)
         k1, k2 = self.key_encoder.embed_views(batch, ("query", "key"))
-        first, second = self._contrast(q1, k2, batch), self._contrast(q2, k1, batch)
+        first, second = self._contrast(q1, k2, batch, ("query", "key")), self._contrast(q2, k1, batch, ("key", "query"))
         loss = 2.0 * float(self.temperature or 0.0) * (first.loss + second.loss)
         return ObjectiveOutput(loss, self._stats(q1, k2, first))
 

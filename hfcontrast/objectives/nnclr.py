@@ -24,6 +24,7 @@ from ..models.heads import Predictor
 from .base import ObjectiveOutput, embedding_width, scalar_stat
 from .config import ChunkingConfig, MatryoshkaConfig, NegativeConfig
 from .contrast import InfoNCEObjective
+from .guide import Guide
 from .simclr import nt_xent
 from .state import KeyQueue
 
@@ -47,6 +48,8 @@ class NNCLR(InfoNCEObjective):
         negatives: :class:`NegativeConfig` (DCL, chunked loss, Matryoshka ...).
         matryoshka / chunking: :class:`MatryoshkaConfig` (nested widths) and :class:`ChunkingConfig`
             (the loss a slice of rows at a time), as for every :class:`InfoNCEObjective`.
+        guide: a :class:`~hfcontrast.objectives.Guide` (GISTEmbed); a row stands for its sample's view (not
+            its nearest neighbour) in the guide's eyes.
     """
 
     online_views = ("query", "key")
@@ -68,8 +71,11 @@ class NNCLR(InfoNCEObjective):
         negatives: NegativeConfig | None = None,
         matryoshka: MatryoshkaConfig | None = None,
         chunking: ChunkingConfig | None = None,
+        guide: Guide | None = None,
     ) -> None:
-        super().__init__("NNCLR", temperature, gather=gather, negatives=negatives, matryoshka=matryoshka, chunking=chunking)
+        super().__init__(
+            "NNCLR", temperature, gather=gather, negatives=negatives, matryoshka=matryoshka, chunking=chunking, guide=guide
+        )
         if loss not in ("nt_xent", "cross_view"):
             raise ValueError(f"loss must be 'nt_xent' or 'cross_view', got {loss!r}")
         self.loss = loss
@@ -85,20 +91,23 @@ class NNCLR(InfoNCEObjective):
         self.support = KeyQueue(self.support_size, dim)
         self.predictor = Predictor(dim, self.predictor_hidden_dim) if self.predictor_hidden_dim else None
 
-    def _direction(self, z: Tensor, other: Tensor, support: Tensor | None, batch: Mapping[str, Any]) -> Any:
+    def _direction(
+        self, z: Tensor, other: Tensor, support: Tensor | None, batch: Mapping[str, Any], views: tuple[str, str]
+    ) -> Any:
         rows = nearest_neighbours(z, support).to(z.dtype) if support is not None else z
         if self.loss == "nt_xent":
-            return nt_xent(self, rows, other, batch)
+            return nt_xent(self, rows, other, batch, views)
         columns = gather(other, enabled=self.gather)
         mine = self.examples(batch, z.shape[0], z.device)
-        return self.contrast(rows, columns.tensor, self.roles(columns.labels(), mine, self.gathered(mine)))
+        guided = self.guided(batch, z.device, views[:1], views[1:])
+        return self.contrast(rows, columns.tensor, self.roles(columns.labels(), mine, self.gathered(mine), **guided))
 
     def forward(self, embeddings: dict[str, Tensor], batch: Mapping[str, Any]) -> ObjectiveOutput:
         query, key = embeddings["query"], embeddings["key"]
         support = self.support.negatives() if len(self.support) >= query.shape[0] else None
         predicted_query, predicted_key = self.predictor.both(query, key) if self.predictor is not None else (query, key)
-        first = self._direction(query, predicted_key, support, batch)
-        second = self._direction(key, predicted_query, support, batch)
+        first = self._direction(query, predicted_key, support, batch, ("query", "key"))
+        second = self._direction(key, predicted_query, support, batch, ("key", "query"))
         if self.training:
             self.support.stage(query)
         stats = self.loss_stats(query, key, first)

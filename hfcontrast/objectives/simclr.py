@@ -23,6 +23,7 @@ from ..losses import LossOutput, Similarity, nt_xent_roles
 from .base import ObjectiveOutput
 from .config import ChunkingConfig, MatryoshkaConfig, NegativeConfig
 from .contrast import Examples, InfoNCEObjective
+from .guide import Guide
 
 
 def _twice(examples: Examples) -> Examples:
@@ -41,6 +42,7 @@ class SimCLR(InfoNCEObjective):
             hard-negative ``beta``, SupCon by ``batch["labels"]``, DCL, chunked loss; no queue, so no MoCHi).
         matryoshka / chunking: :class:`MatryoshkaConfig` (nested widths) and :class:`ChunkingConfig`
             (the loss a slice of rows at a time), as for every :class:`InfoNCEObjective`.
+        guide: a :class:`~hfcontrast.objectives.Guide` (GISTEmbed) run on both views.
     """
 
     online_views = ("query", "key")
@@ -56,8 +58,12 @@ class SimCLR(InfoNCEObjective):
         negatives: NegativeConfig | None = None,
         matryoshka: MatryoshkaConfig | None = None,
         chunking: ChunkingConfig | None = None,
+        guide: Guide | None = None,
     ) -> None:
-        super().__init__("SimCLR", temperature, similarity=similarity, gather=gather, negatives=negatives, matryoshka=matryoshka, chunking=chunking)
+        super().__init__(
+            "SimCLR", temperature, similarity=similarity, gather=gather, negatives=negatives, matryoshka=matryoshka,
+            chunking=chunking, guide=guide,
+        )  # fmt: skip
         self.bind()  # nothing depends on the model
 
     def forward(self, embeddings: dict[str, Tensor], batch: Mapping[str, Any]) -> ObjectiveOutput:
@@ -66,8 +72,15 @@ class SimCLR(InfoNCEObjective):
         return ObjectiveOutput(out.loss, self.loss_stats(query, key, out))
 
 
-def nt_xent(objective: InfoNCEObjective, query: Tensor, key: Tensor, batch: Mapping[str, Any]) -> LossOutput:
-    """NT-Xent of ``objective``'s engine over ``[query; key]``, both views gathered from every process."""
+def nt_xent(
+    objective: InfoNCEObjective,
+    query: Tensor,
+    key: Tensor,
+    batch: Mapping[str, Any],
+    views: tuple[str, str] = ("query", "key"),
+) -> LossOutput:
+    """NT-Xent of ``objective``'s engine over ``[query; key]``, both views gathered from every process;
+    ``views`` name the batch's views the two stand for (the guide embeds them)."""
     queries, keys = gather(query, enabled=objective.gather), gather(key, enabled=objective.gather)
     total = queries.tensor.shape[0]
     if key.shape[0] != query.shape[0] or keys.tensor.shape[0] != total:
@@ -76,6 +89,7 @@ def nt_xent(objective: InfoNCEObjective, query: Tensor, key: Tensor, batch: Mapp
         raise ValueError(f"{type(objective).__name__} needs at least 2 images in the (global) batch to have negatives")
     mine = objective.examples(batch, query.shape[0], query.device)
     layout = nt_xent_roles(query.shape[0], total, queries.offset, query.device)
-    roles = objective.roles(layout.positive_index, _twice(mine), _twice(objective.gathered(mine)))
+    guided = objective.guided(batch, query.device, views, views)
+    roles = objective.roles(layout.positive_index, _twice(mine), _twice(objective.gathered(mine)), **guided)
     roles = replace(roles, self_index=layout.self_index)
     return objective.contrast(torch.cat([query, key]), torch.cat([queries.tensor, keys.tensor]), roles)

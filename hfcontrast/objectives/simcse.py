@@ -24,6 +24,7 @@ from ..losses import Similarity
 from .base import ObjectiveOutput, embedding_width
 from .config import ChunkingConfig, MatryoshkaConfig, NegativeConfig
 from .contrast import InfoNCEObjective
+from .guide import Guide
 from .state import KeyQueue, MomentumEncoder, check_momentum
 
 
@@ -46,6 +47,8 @@ class SimCSE(InfoNCEObjective):
             The hard negatives of the ``negative`` view have no id and no label: always negatives.
         matryoshka / chunking: :class:`MatryoshkaConfig` (nested widths) and :class:`ChunkingConfig`
             (the loss a slice of rows at a time), as for every :class:`InfoNCEObjective`.
+        guide: a :class:`~hfcontrast.objectives.Guide` (GISTEmbed) masking the positives, hard negatives and
+            queued keys it scores above each anchor's positive.
     """
 
     modality = "text"
@@ -69,12 +72,14 @@ class SimCSE(InfoNCEObjective):
         negatives: NegativeConfig | None = None,
         matryoshka: MatryoshkaConfig | None = None,
         chunking: ChunkingConfig | None = None,
+        guide: Guide | None = None,
     ) -> None:
         if queue_size < 0:
             raise ValueError(f"queue_size must be >= 0, got {queue_size}")
         super().__init__(
-            "SimCSE", temperature, similarity=similarity, gather=gather, negatives=negatives, matryoshka=matryoshka, chunking=chunking, has_queue=queue_size > 0
-        )
+            "SimCSE", temperature, similarity=similarity, gather=gather, negatives=negatives, matryoshka=matryoshka,
+            chunking=chunking, guide=guide, has_queue=queue_size > 0,
+        )  # fmt: skip
         self.hard_negative_weight, self.symmetric = hard_negative_weight, symmetric
         self.queue_size, self.embedding_dim = queue_size, embedding_dim
         self.momentum, self.final_momentum = momentum, final_momentum
@@ -93,7 +98,9 @@ class SimCSE(InfoNCEObjective):
             self.key_encoder = MomentumEncoder(encoder, self.momentum, self.final_momentum)
         if self.queue_size > 0:
             dim = embedding_width(encoder, self.embedding_dim, "SimCSE with queue_size > 0")
-            self.keys = KeyQueue(self.queue_size, dim, store_ids=self.negatives.queue_stores is not None)
+            self.keys = KeyQueue(
+                self.queue_size, dim, store_ids=self.negatives.queue_stores is not None, guide_dim=self.guide_width
+            )
 
     def forward(self, embeddings: dict[str, Tensor], batch: Mapping[str, Any]) -> ObjectiveOutput:
         anchor = embeddings["anchor"]
@@ -116,15 +123,20 @@ class SimCSE(InfoNCEObjective):
             columns.append(queued.to(anchor.dtype))
             stored = self.keys.ids() if self.negatives.queue_stores and self.keys is not None else None
         queue_start = sum(c.shape[0] for c in columns[:-1]) if queued is not None else None
-        roles = self.roles(positives.labels(), mine, theirs, *between, stored=stored, **weighted)
+        views = ("positive", "negative") if negative is not None else ("positive",)
+        queued_guides = self.keys.guide_negatives() if queued is not None and self.keys is not None else None
+        guided = self.guided(batch, anchor.device, ("anchor",), views, queued_guides)
+        roles = self.roles(positives.labels(), mine, theirs, *between, stored=stored, **weighted, **guided)
         out = self.contrast(anchor, torch.cat(columns) if len(columns) > 1 else columns[0], roles, queue_start=queue_start)
         loss = out.loss
         if self.symmetric:
             anchors = gather(anchor, enabled=self.gather)
-            back = self.contrast(positive, anchors.tensor, self.roles(positives.labels(), mine, theirs))
+            guided_back = self.guided(batch, anchor.device, ("positive",), ("anchor",))
+            back = self.contrast(positive, anchors.tensor, self.roles(positives.labels(), mine, theirs, **guided_back))
             loss = 0.5 * (loss + back.loss)
         if self.keys is not None and self.training:
-            self.keys.stage(positive, self.queue_values(mine))
+            guides = self.guide.views(batch, anchor.device, "positive")[0] if self.guide is not None else None
+            self.keys.stage(positive, self.queue_values(mine), guides)
         return ObjectiveOutput(loss, self.loss_stats(anchor, positive, out))
 
     def after_optimizer_step(self, model: nn.Module, step: int, max_steps: int) -> None:

@@ -81,13 +81,15 @@ class KeyQueue(nn.Module):
 
     ``stage`` collects the (gathered, detached) keys of each micro-batch; ``flush`` enqueues them once
     the step is taken, so every process holds the same queue and a gradient-accumulation step sees
-    the same negatives in each of its micro-batches.
+    the same negatives in each of its micro-batches. With ``guide_dim`` a second queue holds a guide's
+    embeddings of the same keys (GISTEmbed), in step with the first.
     """
 
-    def __init__(self, size: int, dim: int, store_ids: bool = False) -> None:
+    def __init__(self, size: int, dim: int, store_ids: bool = False, guide_dim: int | None = None) -> None:
         super().__init__()
         self.queue = EmbeddingQueue(size, dim, store_ids=store_ids)
-        self._pending: list[tuple[Tensor, Tensor | None]] = []
+        self.guides = EmbeddingQueue(size, guide_dim) if guide_dim is not None else None
+        self._pending: list[tuple[Tensor, Tensor | None, Tensor | None]] = []
 
     def negatives(self) -> Tensor | None:
         return self.queue.get() if len(self.queue) else None
@@ -95,13 +97,22 @@ class KeyQueue(nn.Module):
     def ids(self) -> Tensor | None:
         return self.queue.get_ids() if len(self.queue) else None
 
-    def stage(self, keys: Tensor, ids: Tensor | None = None) -> None:
+    def guide_negatives(self) -> Tensor | None:
+        """The guide's embeddings of the queued keys, in the queue's order (``None`` without a guide)."""
+        return self.guides.get() if self.guides is not None and len(self.guides) else None
+
+    def stage(self, keys: Tensor, ids: Tensor | None = None, guides: Tensor | None = None) -> None:
+        if (guides is None) != (self.guides is None):
+            raise ValueError("a queue built with guide_dim stages the guide's embeddings with every key (and only then)")
         gathered_ids = gather_detached(ids) if ids is not None else None
-        self._pending.append((gather_detached(keys), gathered_ids))
+        gathered_guides = gather_detached(guides) if guides is not None else None
+        self._pending.append((gather_detached(keys), gathered_ids, gathered_guides))
 
     def flush(self) -> None:
-        for keys, ids in self._pending:
+        for keys, ids, guides in self._pending:
             self.queue.enqueue(keys, ids)
+            if self.guides is not None and guides is not None:
+                self.guides.enqueue(guides)
         self._pending.clear()
 
     def __len__(self) -> int:

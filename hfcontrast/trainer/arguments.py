@@ -59,6 +59,22 @@ class ContrastiveTrainingArguments(TrainingArguments):
         metadata={"help": "Convolutional backbones (and their momentum copies) and their pixel inputs in the "
                   "channels-last (NHWC) memory format, which cuDNN's fastest convolutions use."},
     )
+    export_format: str = field(
+        default="standard",
+        metadata={
+            "choices": ["standard", "hfcontrast"],
+            "help": "standard: a folder the ecosystem loads without hfcontrast or remote code (text: "
+            "sentence-transformers; images: the plain backbone; image-text: VisionTextDualEncoderModel) | "
+            "hfcontrast: the custom-code format (trust_remote_code), for what the standard one cannot express."
+        },
+    )
+    export_onnx: bool = field(
+        default=False, metadata={"help": "Also write onnx/model.onnx (optimum's exporter; onnxruntime loads it)."}
+    )
+    quantize: str | None = field(
+        default=None,
+        metadata={"choices": ["int8"], "help": "int8: also write a dynamically quantised ONNX model (implies --export_onnx)."},
+    )
     log_objective_stats: bool = field(
         default=True,
         metadata={"help": "Log top-1 positive accuracy, alignment, uniformity and temperature."},

@@ -132,4 +132,17 @@ def run_summary(
         embedding_dim=width if isinstance(width, int) else None,
         setup=setup_rows(trainer, hyperparameters),
         card_kwargs=kept,
+        export_format=trainer.args.export_format,
+        model_details=text_details(config) if family == "text" else {},
     )
+
+
+def text_details(config: Any) -> dict[str, Any]:
+    """What a text card's snippets say of the model: its pooling, whether a ``Dense`` head and ``Normalize``
+    follow, whether it was trained with prompts."""
+    return {
+        "pooler": getattr(config, "pooler", "mean"),
+        "has_dense": bool(getattr(config, "mlp_head", False) and not getattr(config, "mlp_only_train", False)),
+        "normalize": bool(getattr(config, "normalize", False)),
+        "has_prompts": bool(getattr(config, "prompts", None)),
+    }

@@ -460,13 +460,34 @@ class ContrastiveTrainer(Trainer):
 
     # ----------------------------------------------------------------- export & publishing
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
-        """Trainer's save (checkpoints too), then the sentence-transformers files. A model with
+        """:meth:`export` (a checkpoint's copy when ``_internal_call``), then the push of ``push_to_hub`` runs."""
+        self.export(output_dir, checkpoint=_internal_call)
+        if self.args.push_to_hub and not _internal_call:
+            self.push_to_hub(commit_message="Model save")
+
+    def export(self, output_dir: str | None = None, *, checkpoint: bool = False) -> None:
+        """The model in ``args.export_format`` (:func:`hfcontrast.hub.export`: a standard sentence-transformers,
+        transformers or dual-encoder folder by default), with ``onnx/`` when ``args.export_onnx``. Checkpoints and
+        sharded runs, whose weights Trainer gathers, keep the hfcontrast format, which resumes exactly. A model with
         non-finite weights is never written."""
-        check_finite_model(self.accelerator.unwrap_model(self.model))
-        super().save_model(output_dir, _internal_call)
-        output_dir = output_dir or self.args.output_dir
-        if self.args.should_save and output_dir is not None:
-            write_sentence_transformers_files(self.accelerator.unwrap_model(self.model), output_dir)
+        from ..hub.formats import export
+        from ..hub.onnx import export_onnx
+
+        model = self.accelerator.unwrap_model(self.model)
+        check_finite_model(model)
+        output_dir = str(output_dir or self.args.output_dir)
+        sharded = self.is_fsdp_enabled or self.is_deepspeed_enabled
+        if checkpoint or self.args.export_format == "hfcontrast" or sharded:
+            if sharded and not checkpoint and self.args.export_format != "hfcontrast":
+                logger.warning("sharded training saves the hfcontrast format; convert it with hfcontrast.hub.export")
+            super().save_model(output_dir, _internal_call=True)  # internal: Trainer pushes nothing here
+            if self.args.should_save:
+                write_sentence_transformers_files(model, output_dir)
+        elif self.args.should_save:
+            length = getattr(self.data_collator, "max_length", None)
+            export(model, output_dir, self.processing_class, export_format="standard", max_seq_length=length)
+        if self.args.should_save and not checkpoint and (self.args.export_onnx or self.args.quantize):
+            export_onnx(model, output_dir, self.processing_class, quantize=self.args.quantize)
 
     def create_model_card(self, **kwargs: Any) -> None:  # type: ignore[override]
         """Keep the hfcontrast card already in ``output_dir`` (``hfcontrast.hub.write_model_card``),
@@ -497,7 +518,7 @@ class ContrastiveTrainer(Trainer):
                 self.init_hf_repo(token=token)
             finally:
                 self.args.hub_private_repo = chosen
-        self.save_model(_internal_call=True)
+        self.export()  # the export in args.export_format, not a checkpoint
         if not self.is_world_process_zero():
             return None
         kwargs.pop("model_name", None)

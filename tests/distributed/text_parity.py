@@ -19,7 +19,14 @@ from hfcontrast.collators import TextPairCollator
 from hfcontrast.demo import default_text_model
 from hfcontrast.distributed import rank
 from hfcontrast.evaluation import STSEvaluator
-from hfcontrast.objectives import ContrastiveObjective, InBatchKL, MatryoshkaConfig, SimCSE
+from hfcontrast.objectives import (
+    ContrastiveObjective,
+    Guide,
+    InBatchKL,
+    MatryoshkaConfig,
+    ScoredPairs,
+    SimCSE,
+)
 from hfcontrast.trainer import ContrastiveTrainer, ContrastiveTrainingArguments
 
 WORDS = "red blue green cat dog bird runs sleeps eats big small old new fast slow tree car road".split()
@@ -28,7 +35,9 @@ WORDS = "red blue green cat dog bird runs sleeps eats big small old new fast slo
 def rows(n: int) -> dict[str, list[str]]:
     g = torch.Generator().manual_seed(0)
     pick = lambda k: " ".join(WORDS[i] for i in torch.randint(len(WORDS), (k,), generator=g).tolist())  # noqa: E731
-    return {"sent0": [pick(5) for _ in range(n)], "sent1": [pick(4) for _ in range(n)], "hard_neg": [pick(6) for _ in range(n)]}
+    scores = torch.randint(0, 11, (n,), generator=g).div(2).tolist()  # 0, 0.5, ..., 5 with ties
+    return {"sent0": [pick(5) for _ in range(n)], "sent1": [pick(4) for _ in range(n)], "hard_neg": [pick(6) for _ in range(n)],
+            "score": scores}  # fmt: skip
 
 
 class Recorder(TrainerCallback):
@@ -64,7 +73,7 @@ def main() -> None:
     parser.add_argument("--symmetric", action="store_true")
     parser.add_argument("--pooler", default="mean")
     parser.add_argument("--float64", action="store_true")
-    parser.add_argument("--objective", default="simcse", choices=["simcse", "matryoshka", "kl"])
+    parser.add_argument("--objective", default="simcse", choices=["simcse", "matryoshka", "kl", "cosent", "angle", "guided"])
     parser.add_argument("--short_path", action="store_true", help="objective, collator, tokenizer from the trainer")
     parser.add_argument("--evaluate_first", action="store_true", help="an evaluation (evaluators only) before training")
     args = parser.parse_args()
@@ -87,6 +96,14 @@ def main() -> None:
     if args.objective == "kl":  # in-batch KL from a frozen teacher (another random model) run on the fly
         teacher = ContrastiveTextModel(ContrastiveTextConfig(backbone_config=backbone, pooler="cls", mlp_head=False))
         objective = InBatchKL(0.1, teacher_temperature=0.05, teacher=teacher.double() if args.float64 else teacher)
+    if args.objective == "guided":  # GISTEmbed: a frozen random guide masks gathered and queued candidates
+        guide_model = ContrastiveTextModel(ContrastiveTextConfig(backbone_config=backbone, pooler="mean"))
+        guide = Guide(guide_model.double() if args.float64 else guide_model, margin=0.002)
+        objective = SimCSE(0.05, hard_negative_weight=0.3, queue_size=args.queue_size, encoder=model, guide=guide)
+    columns: dict[str, object] = {}
+    if args.objective in ("cosent", "angle"):  # scored pairs: every process ranks the global batch's pairs
+        objective = ScoredPairs(args.objective, cosine_weight=0.5 if args.objective == "angle" else 0.0)
+        columns = {"anchor_column": "sent0", "positive_column": "sent1", "score_column": "score", "score_scale": 5}
     training_args = ContrastiveTrainingArguments(
         output_dir=args.out, per_device_train_batch_size=args.batch, gradient_accumulation_steps=args.grad_accum,
         max_steps=args.steps, learning_rate=0.1, optim="sgd", lr_scheduler_type="constant", max_grad_norm=0.0,
@@ -94,7 +111,9 @@ def main() -> None:
         dataloader_drop_last=True,
     )
     recorder = Recorder()
-    collator = None if args.short_path else TextPairCollator.from_column_names(tokenizer, train.column_names, max_length=16)
+    collator = None if args.short_path else TextPairCollator.from_column_names(
+        tokenizer, train.column_names, max_length=16, **columns  # type: ignore[arg-type]
+    )
     evaluators = [STSEvaluator(["a red cat", "a dog"], ["a red cat", "a big tree"], [5.0, 0.0], tokenizer)] if args.evaluate_first else []
     trainer = SequentialTrainer(
         model=model, args=training_args, objective=objective, train_dataset=train, data_collator=collator,

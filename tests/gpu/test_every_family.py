@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from transformers import AutoModel
 
-from hfcontrast import ContrastiveTrainer, ContrastiveTrainingArguments
+from hfcontrast import ContrastiveTextModel, ContrastiveTrainer, ContrastiveTrainingArguments
 from hfcontrast.augment import ViewPipeline, local_crop_pipeline
 from hfcontrast.augment.device_views import DeviceViews
 from hfcontrast.collators import ImageTextCollator, MultiViewCollator, RawImageCollator
@@ -85,13 +85,25 @@ def train(tmp_path: Path, model: nn.Module, objective: Any, rows: Any, settle: i
 
 
 def reloads(trainer: ContrastiveTrainer, inputs: dict[str, torch.Tensor], tmp_path: Path) -> None:
-    """The export loads with AutoModel and embeds as the trained model does (in fp32)."""
-    trainer.save_model(str(tmp_path / "export"))
+    """The export (``args.export_format``: standard by default) loads and embeds as the trained model does (in
+    fp32): text read back by hfcontrast from the sentence-transformers folder, images through the plain backbone's
+    pooled output, image-text through ``VisionTextDualEncoderModel``; the custom format through ``AutoModel``."""
+    folder = tmp_path / "export"
+    trainer.save_model(str(folder))
     model = trainer.accelerator.unwrap_model(trainer.model).float().eval()
-    loaded = AutoModel.from_pretrained(tmp_path / "export").to(DEVICE).eval()
     inputs = {k: v.to(DEVICE) for k, v in inputs.items()}
+    kind = model.config.model_type
     with torch.no_grad():
-        torch.testing.assert_close(loaded(**inputs).embeddings, model(**inputs).embeddings, rtol=1e-4, atol=1e-4)
+        if trainer.args.export_format == "hfcontrast":
+            got, want = AutoModel.from_pretrained(folder).to(DEVICE).eval()(**inputs).embeddings, model(**inputs).embeddings
+        elif kind == "hfcontrast-text":
+            got, want = ContrastiveTextModel.from_pretrained(str(folder)).to(DEVICE).eval()(**inputs).embeddings, model(**inputs).embeddings
+        elif kind == "hfcontrast-vision":
+            got, want = AutoModel.from_pretrained(folder).to(DEVICE).eval()(**inputs).pooler_output.flatten(1), model(**inputs).pooled
+        else:
+            native = AutoModel.from_pretrained(folder).to(DEVICE).eval()
+            got, want = native.get_image_features(**inputs).pooler_output, model.get_image_features(**inputs)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
 
 
 def text_inputs() -> dict[str, torch.Tensor]:
@@ -190,14 +202,17 @@ def test_simclr_with_views_drawn_on_the_device(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- image-text
 @pytest.mark.parametrize("name", ["clip-queue-momentum", "siglip"])
 def test_image_text(tmp_path: Path, name: str) -> None:
-    model = tiny_dual(**({"logit_bias_init_value": -5.0} if name == "siglip" else {}))
+    # SigLIP's logit bias has no place in VisionTextDualEncoderModel: its run exports hfcontrast's own format.
+    model = tiny_dual(**({"logit_bias_init_value": -5.0} if name == "siglip" else {"text_pooler": "pooler_output",
+                                                                                  "vision_pooler": "pooler_output"}))
     # The queue holds earlier keys of the same four rows: masked by id, as false negatives.
     negatives = NegativeConfig(mask_duplicates=True)
     objective = CLIP(model, queue_size=8, momentum=0.9, negatives=negatives) if name != "siglip" else SigLIP(model)
     collator = ImageTextCollator(ViewPipeline.from_params(VIEW), clip_tokenizer(), index_column="idx", id_column="idx")
     rows = datasets.Dataset.from_list(color_rows(1, index=True))
     trainer = train(tmp_path, model, objective, rows, SETTLE.get(name, 0), data_collator=collator,
-                    args={"per_device_train_batch_size": 4})  # fmt: skip
+                    args={"per_device_train_batch_size": 4,
+                          **({"export_format": "hfcontrast"} if name == "siglip" else {"learning_rate": 1e-3})})  # fmt: skip
     if name != "siglip":
         assert objective.image_queue is not None and objective.image_queue.queue.embeddings.device.type == DEVICE.type
     reloads(trainer, pixels(), tmp_path)
