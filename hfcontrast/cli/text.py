@@ -292,13 +292,16 @@ def evaluation_length(model: ContrastiveTextModel, wanted: int = 128) -> int:
 def ir_evaluator(args: TextDataArguments, tokenizer: Any, techniques: TextTechniqueArguments, max_length: int = 128) -> Any:
     """The retrieval evaluator (``eval_ir_*``) of ``--ir_eval_data``, else of ``--demo retrieval``'s held-out
     premises; ``None`` for neither. Queries and documents get the anchor's and the positive's prompts."""
-    prompts = {"query_prompt": techniques.view_prompts.get("anchor", ""),
-               "document_prompt": techniques.view_prompts.get("positive", ""), "max_length": max_length}  # fmt: skip
+    query_prompt = techniques.view_prompts.get("anchor", "")
+    document_prompt = techniques.view_prompts.get("positive", "")
     if args.ir_eval_data is not None:
-        return InformationRetrievalEvaluator.from_beir(args.ir_eval_data, tokenizer, split=args.ir_eval_split, **prompts)
+        return InformationRetrievalEvaluator.from_beir(args.ir_eval_data, tokenizer, split=args.ir_eval_split,
+                                                       query_prompt=query_prompt, document_prompt=document_prompt,
+                                                       max_length=max_length)  # fmt: skip
     if args.demo == "retrieval":
         task = snli_retrieval()
-        return InformationRetrievalEvaluator(task.corpus, task.queries, task.relevant, tokenizer, **prompts)
+        return InformationRetrievalEvaluator(task.corpus, task.queries, task.relevant, tokenizer, query_prompt=query_prompt,
+                                             document_prompt=document_prompt, max_length=max_length)  # fmt: skip
     return None
 
 
