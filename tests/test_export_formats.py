@@ -130,14 +130,15 @@ def picture(path: Path, seed: int = 0) -> Path:
 
 
 @PIL_AUTO_IMAGE_PROCESSOR
-@pytest.mark.parametrize("backbone", ["resnet", "vit"])
+@pytest.mark.parametrize("backbone", ["resnet", "vit", "vit-cls"])
 def test_images_export_the_plain_backbone(backbone: str, tmp_path: Path, isolated_python: Callable[[str, Path], Any]) -> None:
     torch.manual_seed(0)
     if backbone == "resnet":
         model, processor = ContrastiveVisionModel(vision_config()).eval(), ConvNextImageProcessorPil(size={"shortest_edge": 32}, crop_pct=1.0)
     else:
         vit = ViTConfig(image_size=16, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
-        model = ContrastiveVisionModel(type(vision_config())(backbone_config=vit, projection_dim=8)).eval()
+        pooler = "cls" if backbone == "vit-cls" else "auto"  # the class token: an identity pooler in the export
+        model = ContrastiveVisionModel(type(vision_config())(backbone_config=vit, projection_dim=8, pooler=pooler)).eval()
         processor = ViTImageProcessorPil(size={"height": 16, "width": 16})
     export(model, str(tmp_path), processor)
     no_code_files(tmp_path)

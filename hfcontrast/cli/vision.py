@@ -124,8 +124,9 @@ def parse_vision_arguments(
     return tuple(parsed)
 
 
-def build_vision_model(args: VisionModelArguments) -> ContrastiveVisionModel:
-    """A pretrained hfcontrast model, a pretrained backbone + new head, or a random backbone from a config."""
+def build_vision_model(args: VisionModelArguments, image_size: int = 28) -> ContrastiveVisionModel:
+    """A pretrained hfcontrast model, a pretrained backbone + new head, or a random backbone from a config (the
+    demo's ViT sized for ``image_size`` views)."""
     head: dict[str, Any] = {
         "projection_dim": args.projection_dim, "projection_hidden_dim": args.projection_hidden_dim,
         "projection": args.projection, "pooler": args.pooler,
@@ -134,7 +135,7 @@ def build_vision_model(args: VisionModelArguments) -> ContrastiveVisionModel:
         if isinstance(AutoConfig.from_pretrained(args.model_name_or_path), ContrastiveVisionConfig):
             return ContrastiveVisionModel.from_pretrained(args.model_name_or_path)
         return ContrastiveVisionModel.from_backbone_pretrained(args.model_name_or_path, **head)
-    backbone = AutoConfig.from_pretrained(args.config_name) if args.config_name else demo_backbone_config(args.demo_backbone)
+    backbone = AutoConfig.from_pretrained(args.config_name) if args.config_name else demo_backbone_config(args.demo_backbone, image_size)
     if args.config_overrides:
         backbone.update_from_string(args.config_overrides)
     return ContrastiveVisionModel(ContrastiveVisionConfig(backbone_config=backbone, **head))
@@ -168,7 +169,7 @@ def run_vision_recipe(
         augmentation = "light" if splits.demo else (objective.augmentation or "simclr")
     pipelines = view_pipelines(augmentation, size, mean, std, crop_min_scale=data_args.crop_min_scale,
                                jitter_strength=data_args.jitter_strength)  # fmt: skip
-    model = build_vision_model(model_args)
+    model = build_vision_model(model_args, data_args.image_size)
     record_matryoshka(model, negative_args.matryoshka)
     crop = data_args.eval_crop_fraction or (1.0 if splits.demo else 0.875)
     eval_pipeline, image_processor = eval_view(size, mean, std, crop)

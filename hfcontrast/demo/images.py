@@ -170,12 +170,13 @@ def knn_subset(rows: Sequence[dict] | datasets.Dataset, size: int | None, seed: 
     return rows.select(order) if isinstance(rows, datasets.Dataset) else [rows[int(i)] for i in order]
 
 
-def demo_backbone_config(kind: str = "resnet") -> PreTrainedConfig:
+def demo_backbone_config(kind: str = "resnet", image_size: int = 28) -> PreTrainedConfig:
     """The demo's small backbones. ``resnet``: a 32-channel stem, basic blocks, one per stage, widths
-    32/64/128/256 (a 256-d pooled feature); ``vit``: 28 px, 4 px patches, 4 layers, 4 heads, width 64."""
+    32/64/128/256 (a 256-d pooled feature); ``vit``: ``image_size`` px (the views' side, so that the exported
+    ``ViTModel`` takes its processor's images as they are), 4 px patches, 4 layers, 4 heads, width 64."""
     if kind == "vit":
         return ViTConfig(
-            image_size=28, patch_size=4, num_channels=3, hidden_size=64, num_hidden_layers=4, num_attention_heads=4,
+            image_size=image_size, patch_size=4, num_channels=3, hidden_size=64, num_hidden_layers=4, num_attention_heads=4,
             intermediate_size=256,
         )  # fmt: skip
     if kind != "resnet":

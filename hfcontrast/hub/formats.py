@@ -178,12 +178,38 @@ def _write_training_state(model: Any, output_dir: str) -> None:
         save_file(state, os.path.join(output_dir, HFCONTRAST_HEAD))
 
 
+def _class_token_pooler_backbone(backbone: Any) -> Any:
+    """A copy of a ViT-style backbone whose own pooler returns the class token unchanged (an identity ``dense``
+    with ``pooler_act="linear"``), so that the standard folder's ``pooler_output`` is ``pooler="cls"``'s
+    feature; ``None`` for a backbone whose config has no such pooler."""
+    from transformers import AutoModel
+
+    config = backbone.config
+    if not hasattr(config, "pooler_act"):
+        return None
+    config = type(config).from_dict({**config.to_dict(), "pooler_act": "linear", "pooler_output_size": config.hidden_size})
+    full = AutoModel.from_config(config)
+    result = full.load_state_dict(backbone.state_dict(), strict=False)
+    dense = getattr(getattr(full, "pooler", None), "dense", None)
+    if dense is None or result.unexpected_keys or any(not key.startswith("pooler.") for key in result.missing_keys):
+        return None
+    with torch.no_grad():
+        dense.weight.copy_(torch.eye(config.hidden_size))
+        dense.bias.zero_()
+    return full
+
+
 def write_vision_folder(model: Any, output_dir: str, processor: Any = None, **_: Any) -> None:
     """The plain backbone (``AutoModel`` and ``pipeline("image-feature-extraction")`` load it) and its image
-    processor. Its pooled output is the model's ``pooled`` feature; the projection head is not exported."""
-    if getattr(model.config, "pooler", "auto") not in ("auto", "pooler_output"):
-        raise _refuse(f"pooler {model.config.pooler!r} is not the backbone's own pooled output")
-    model.backbone.save_pretrained(output_dir)
+    processor. Its pooled output is the model's ``pooled`` feature (a ViT's class token: an identity pooler);
+    the projection head is not exported."""
+    pooler = getattr(model.config, "pooler", "auto")
+    backbone = model.backbone if pooler in ("auto", "pooler_output") else None
+    if pooler == "cls":
+        backbone = _class_token_pooler_backbone(model.backbone)
+    if backbone is None:
+        raise _refuse(f"pooler {pooler!r} is not the backbone's own pooled output")
+    backbone.save_pretrained(output_dir)
     if processor is not None:
         processor.save_pretrained(output_dir)
 
