@@ -27,45 +27,25 @@ from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
 from hfcontrast.cli.flags import NegativeArguments, epochs_replace_steps, flag_errors, given
 from hfcontrast.cli.runs import finish_run, start_run, train_with_before_after
+from hfcontrast.cli.simcse import SCORED_METHODS, ObjectiveArguments, print_text_results, text_objective
 from hfcontrast.cli.text import (
     TextDataArguments,
     TextModelArguments,
     TextTechniqueArguments,
     build_text_model,
     configure_text_model,
-    distillation_objective,
     evaluation_length,
     export_text_model,
     ir_evaluator,
     quantized_sts,
     sts_evaluator,
-    text_guide,
     text_sources,
     text_training_data,
-    view_columns,
 )
 from hfcontrast.demo import SNLI_TRIPLETS, STSB_DEV, STSB_TRAIN, WIKI_SENTENCES, data_file, default_text_model
-from hfcontrast.objectives import ContrastiveObjective, ScoredPairs, SimCSE
 from hfcontrast.trainer import ContrastiveTrainer, ContrastiveTrainingArguments
 
 DEMO_FILES = {"unsupervised": WIKI_SENTENCES, "supervised": SNLI_TRIPLETS, "sts": STSB_TRAIN, "retrieval": SNLI_TRIPLETS}
-
-
-@dataclass
-class ObjectiveArguments:
-    temperature: float = field(default=0.05, metadata={"help": "Softmax temperature tau."})
-    hard_negative_weight: float = field(default=0.0, metadata={"help": "SimCSE hard-negative logit weight."})
-    symmetric: bool = field(default=False, metadata={"help": "Average with the positive->anchor direction."})
-    queue_size: int = field(default=0, metadata={"help": "Keep K past positives as extra negatives."})
-    momentum: float | None = field(default=None, metadata={"help": "Encode positives with an EMA copy (e.g. 0.999)."})
-    scored_loss: str = field(
-        default="cosent",
-        metadata={"help": "With --score_column: cosent (Su 2022) | angle (AnglE, Li & Li 2023) | cosine_mse (SBERT); "
-                  "the ranking losses' scale is 1 / --temperature (20)."},
-    )
-    angle_cosine_weight: float = field(
-        default=0.0, metadata={"help": "--scored_loss angle: add this weight times CoSENT (AnglE's combined objective)."}
-    )
 
 
 @dataclass
@@ -104,44 +84,7 @@ def main() -> None:
     matryoshka = negative_args.matryoshka
     configure_text_model(model, tokenizer, techniques, matryoshka)
 
-    # False-negative ids (an id column, else the normalised positive text) and SupCon labels.
-    masking = negative_args.false_negative_masking
-    columns = {
-        "id_column": negative_args.duplicate_id_column if masking else None,
-        "ids_from_text": masking and negative_args.duplicate_id_column is None,
-        "label_column": negative_args.supcon_label_column, "prompts": techniques.view_prompts,
-    }  # fmt: skip
-    objective: ContrastiveObjective
-    guided = techniques.guide_model_name_or_path is not None
-    if guided and (scored or techniques.distills):
-        raise ValueError("--guide_model_name_or_path masks InfoNCE negatives: not with --score_column or a teacher")
-    if scored:
-        if (objective_args.queue_size or objective_args.momentum is not None or negative_args.config.active
-                or negative_args.chunking is not None or techniques.distills):
-            raise ValueError("--score_column trains on the pairs' scores: drop --queue_size, --momentum, the negative "
-                             "flags and the teacher")  # fmt: skip
-        with flag_errors(ObjectiveArguments):
-            objective = ScoredPairs(
-                objective_args.scored_loss, scale=1.0 / objective_args.temperature,  # type: ignore[arg-type]
-                cosine_weight=objective_args.angle_cosine_weight, matryoshka=negative_args.matryoshka,
-            )  # fmt: skip
-        columns |= {"score_column": data_args.score_column, "score_scale": data_args.score_scale}
-    elif techniques.distills:
-        if objective_args.queue_size or objective_args.momentum is not None or negative_args.active:
-            raise ValueError("distillation follows the teacher's scores: drop --queue_size, --momentum and the negative flags")
-        text_columns = {name: view_columns(d.column_names, data_args) for name, d in sources.items()}
-        objective, sources, extra = distillation_objective(techniques, sources, text_columns, tokenizer, objective_args.temperature)
-        columns |= extra
-    else:
-        text_columns = {name: view_columns(d.column_names, data_args) for name, d in sources.items()}
-        guide, sources, extra = text_guide(techniques, sources, text_columns, tokenizer)
-        columns |= extra
-        with flag_errors(ObjectiveArguments, TextTechniqueArguments):
-            objective = SimCSE(
-                objective_args.temperature, hard_negative_weight=objective_args.hard_negative_weight,
-                symmetric=objective_args.symmetric, queue_size=objective_args.queue_size,
-                momentum=objective_args.momentum, guide=guide, **negative_args.loss_options,
-            )  # fmt: skip
+    objective, sources, columns = text_objective(objective_args, negative_args, techniques, data_args, sources, tokenizer)
     train, collator = text_training_data(sources, tokenizer, data_args, **columns)
 
     validation_file = data_args.validation_file or data_file(STSB_DEV)
@@ -158,18 +101,12 @@ def main() -> None:
 
     results = train_with_before_after(trainer)
     if trainer.is_world_process_zero():
-        print(f"\nSTS ({Path(validation_file).name}) Spearman before: {results['before_sts_spearman']:.4f}  "
-              f"after: {results['eval_sts_spearman']:.4f}")  # fmt: skip
-        for key in sorted(k for k in results if k.startswith("eval_sts_dim_") and k.endswith("spearman")):
-            print(f"  {key[len('eval_'):]}: {results[key]:.4f}")
-        if retrieval is not None:
-            print(f"retrieval nDCG@10 before: {results['before_ir_ndcg@10']:.4f}  after: {results['eval_ir_ndcg@10']:.4f}"
-                  f"  (MRR@10 {results['before_ir_mrr@10']:.4f} -> {results['eval_ir_mrr@10']:.4f})")  # fmt: skip
+        print_text_results(results, validation_file, retrieval is not None)
     export_text_model(trainer, techniques)
     predictions = evaluator.last_predictions
     method = f"SimCSE ({mode})" if not techniques.distills else f"distillation ({techniques.distillation})"
     if scored:
-        method = {"cosent": "CoSENT", "angle": "AnglE", "cosine_mse": "cosine MSE"}[objective_args.scored_loss]
+        method = SCORED_METHODS[objective_args.scored_loss]
     finish_run(
         trainer, results, method=method,
         hyperparameters=vars(objective_args) | negative_args.changed() | techniques.changed(),

@@ -66,3 +66,9 @@ def test_no_trainer_module_imports_the_trainer() -> None:
             if isinstance(node, ast.ImportFrom) and node.module == "hfcontrast.trainer.trainer":
                 back.append(path.name)
     assert not back, back
+
+
+def test_recipes_are_wiring() -> None:
+    """Recipes stay short (issue 24: at most 150 lines): what they build lives in ``hfcontrast.cli``."""
+    long = {p.name: n for p in (REPO_ROOT / "recipes").glob("*.py") if (n := len(p.read_text().splitlines())) > 150}
+    assert not long, f"recipes over 150 lines: {long}"
