@@ -74,6 +74,14 @@ def test_public_hooks_have_the_signatures_we_override() -> None:
     assert _params(Trainer.save_model)[1:] == ["output_dir", "_internal_call"]
     assert _params(Trainer.get_eval_dataloader)[1:] == ["eval_dataset"]
     assert _params(Trainer._clip_grad_norm) == ["self", "model"]
+    assert _params(Trainer.compute_loss_context_manager) == ["self"]  # GradCache's forwards run inside it
+
+
+def test_the_sharding_flags_we_read_are_set_by_trainer(tmp_path: Path) -> None:
+    """``is_fsdp_enabled`` / ``is_deepspeed_enabled``: set in ``Trainer.__init__``, read by our ``__init__``, export and
+    clipping (DeepSpeed clips inside its engine)."""
+    trainer = Trainer(model=torch.nn.Linear(2, 2), args=TrainingArguments(output_dir=str(tmp_path), report_to="none"))
+    assert trainer.is_fsdp_enabled is False and trainer.is_deepspeed_enabled is False
 
 
 def test_trainer_still_refuses_an_eval_strategy_without_eval_dataset(tmp_path: Path) -> None:
