@@ -27,10 +27,9 @@ from hfcontrast.objectives import (
     SimCLR,
     SimCSE,
 )
-from hfcontrast.trainer import ContrastiveTrainer, ContrastiveTrainingArguments
 from tests.test_objectives_clip import Scales
 from tests.test_objectives_image import DIM, Toy, rand, views
-from tests.tiny import text_model, tokenizer
+from tests.tiny import one_sgd_step_update, text_model, tokenizer
 
 
 def _naive_mask(g: list[list[float]], positive: list[int], margin: float, relative: bool) -> list[list[bool]]:
@@ -178,20 +177,8 @@ def _rows(n: int) -> datasets.Dataset:
 
 
 def _step(tmp_path: Path, guide: nn.Module, **args: Any) -> dict[str, Tensor]:
-    torch.manual_seed(0)
-    model = text_model(pooler="mean", dropout=0.0).double()
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    trainer = ContrastiveTrainer(
-        model=model, objective=SimCSE(0.1, guide=Guide(guide, margin=0.01)), train_dataset=_rows(12),
-        data_collator=TextPairCollator(tokenizer(), "sent0", "sent1", ["hard_neg"], max_length=10),
-        args=ContrastiveTrainingArguments(
-            output_dir=str(tmp_path), per_device_train_batch_size=12, max_steps=1, learning_rate=0.1, optim="sgd",
-            lr_scheduler_type="constant", max_grad_norm=0.0, report_to=[], save_strategy="no", use_cpu=True,
-            disable_tqdm=True, **args,
-        ),
-    )  # fmt: skip
-    trainer.train()
-    return {n: p.detach() - before[n] for n, p in model.named_parameters()}
+    collator = TextPairCollator(tokenizer(), "sent0", "sent1", ["hard_neg"], max_length=10)
+    return one_sgd_step_update(str(tmp_path), SimCSE(0.1, guide=Guide(guide, margin=0.01)), _rows(12), collator, **args)
 
 
 def test_gradcache_with_the_guide_equals_the_plain_step(tmp_path: Path) -> None:

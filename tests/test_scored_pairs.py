@@ -26,8 +26,7 @@ from hfcontrast.losses import (
     ranked_pairs_loss,
 )
 from hfcontrast.objectives import MatryoshkaConfig, ScoredPairs
-from hfcontrast.trainer import ContrastiveTrainer, ContrastiveTrainingArguments
-from tests.tiny import bert_config, text_model, tokenizer
+from tests.tiny import bert_config, one_sgd_step_update, tokenizer
 
 
 def _pairs(n: int = 9, dim: int = 6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -155,20 +154,8 @@ def _scored_rows(n: int) -> datasets.Dataset:
 
 
 def _one_step(tmp_path: Path, objective: ScoredPairs, **args: object) -> dict[str, torch.Tensor]:
-    torch.manual_seed(0)
-    model = text_model(pooler="mean", dropout=0.0).double()
-    initial = {n: p.detach().clone() for n, p in model.named_parameters()}
     collator = TextPairCollator(tokenizer(), "s1", "s2", score_column="score", score_scale=5, max_length=12)
-    trainer = ContrastiveTrainer(
-        model=model, objective=objective, train_dataset=_scored_rows(16), data_collator=collator,
-        args=ContrastiveTrainingArguments(
-            output_dir=str(tmp_path), per_device_train_batch_size=16, max_steps=1, learning_rate=0.1, optim="sgd",
-            lr_scheduler_type="constant", max_grad_norm=0.0, report_to=[], save_strategy="no", use_cpu=True,
-            disable_tqdm=True, **args,  # type: ignore[arg-type]
-        ),
-    )  # fmt: skip
-    trainer.train()
-    return {n: p.detach() - initial[n] for n, p in model.named_parameters()}
+    return one_sgd_step_update(str(tmp_path), objective, _scored_rows(16), collator, **args)
 
 
 @pytest.mark.parametrize("loss", ["cosent", "angle"])

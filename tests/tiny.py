@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
+import torch
+from torch import Tensor
 from transformers import AutoTokenizer, BertConfig, PreTrainedTokenizerBase, ResNetConfig
 
 from hfcontrast import ContrastiveTextConfig, ContrastiveTextModel, ContrastiveVisionConfig
@@ -42,3 +45,23 @@ def vision_config() -> ContrastiveVisionConfig:
     """A two-stage ResNet (8/16 wide) with an 8-d projection head."""
     backbone = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic")
     return ContrastiveVisionConfig(backbone_config=backbone, projection_dim=8, projection_hidden_dim=16)
+
+
+def one_sgd_step_update(output_dir: str, objective: Any, rows: Any, collator: Any, **args: Any) -> dict[str, Tensor]:
+    """The parameter update of one plain-SGD step (lr 0.1, no clipping) of a float64 tiny mean-pooled text model
+    (seed 0, no dropout) over all of ``rows`` as one batch; ``args`` go to the training arguments (GradCache ...)."""
+    from hfcontrast import ContrastiveTrainer, ContrastiveTrainingArguments
+
+    torch.manual_seed(0)
+    model = text_model(pooler="mean", dropout=0.0).double()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainer = ContrastiveTrainer(
+        model=model, objective=objective, train_dataset=rows, data_collator=collator,
+        args=ContrastiveTrainingArguments(
+            output_dir=output_dir, per_device_train_batch_size=len(rows), max_steps=1, learning_rate=0.1, optim="sgd",
+            lr_scheduler_type="constant", max_grad_norm=0.0, report_to=[], save_strategy="no", use_cpu=True,
+            disable_tqdm=True, **args,
+        ),
+    )  # fmt: skip
+    trainer.train()
+    return {n: p.detach() - before[n] for n, p in model.named_parameters()}
