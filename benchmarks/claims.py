@@ -50,6 +50,8 @@ MEASURED: dict[str, tuple[str, ...]] = {
     "chunked_loss_memory": ("hfcontrast/losses", "benchmarks/chunked_loss_memory.py"),
     "row_checks": ("hfcontrast/collators", "hfcontrast/augment", "hfcontrast/demo", "benchmarks/common.py",
                    "benchmarks/row_checks.py"),
+    "ir_evaluator_speed": ("hfcontrast/evaluation", "hfcontrast/models", "benchmarks/common.py",
+                           "benchmarks/ir_evaluator_speed.py"),
     "image_views": ("hfcontrast/augment", "hfcontrast/collators", "hfcontrast/demo/fashion_mnist.py",
                     "benchmarks/common.py", "benchmarks/image_views.py"),
 }  # fmt: skip

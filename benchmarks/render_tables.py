@@ -251,6 +251,21 @@ def host_syncs_table(results: Mapping[str, dict[str, Any]]) -> str:
     return f"{head}\n\n{table(['training', 'host syncs per step', 'budget', 'within', 'tensor literals per step', 'where'], rows)}"
 
 
+def ir_speed_table(results: Mapping[str, dict[str, Any]]) -> str:
+    """Seconds per full retrieval evaluation, sentence-transformers' evaluator against ours (same model, corpus)."""
+    name = "ir_evaluator_speed"
+    result = results[name]
+    rounds = result["rounds"]
+    labels = {"small": "random BERT 2x128 (MiniLM's tokenizer)", "minilm": "all-MiniLM-L6-v2"}
+    row = [f"{result['docs']:,} docs, {result['queries']:,} queries", labels.get(result["model"], result["model"]),
+           mean_sd([r["peer_s"] for r in rounds]), mean_sd([r["ours_s"] for r in rounds]),
+           interval(result, "ratio", unit="x"), f"{rounds[0]['peer_mrr@10']:.4f} / {rounds[0]['ours_mrr@10']:.4f}",
+           verdict(result)]  # fmt: skip
+    header = ["corpus", "model", "ST s per evaluation", "ours s per evaluation", "speed ratio ST s / ours s (95 % CI)",
+              "MRR@10 ST / ours", "target ≥ 1.0x"]  # fmt: skip
+    return f"{source(result, name)} {len(rounds)} rounds, the order alternating.\n\n{table(header, [row])}"
+
+
 def against_ref_table(results: Mapping[str, dict[str, Any]]) -> str:
     """A comparison of two recorded commits (it never goes stale: it speaks for those two)."""
     name = "against_ref_trainer_step"
@@ -310,6 +325,7 @@ TABLES: dict[str, Table] = {
     "image-views": Table(("image_views",), image_views_table),
     "against-ref": Table(("against_ref_trainer_step",), against_ref_table, current=False),
     "host-syncs": Table(("host_syncs",), host_syncs_table),
+    "ir-speed": Table(("ir_evaluator_speed",), ir_speed_table),
     "headline": Table(("text_vs_sentence_transformers", "image_vs_lightly", "cluster_vs_lightly",
                        "clip_vs_hf_dual_encoder"), headline),
 }  # fmt: skip

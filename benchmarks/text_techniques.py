@@ -1,16 +1,23 @@
-"""Quality of issue 15's techniques on the packaged data, each against the run without it (same steps).
+"""Quality of the text techniques on the packaged data, each against the run without it (same steps).
 
-    python benchmarks/text_techniques.py              # all three, about 40 min on 2 CPU cores
-    python benchmarks/text_techniques.py matryoshka   # one of: matryoshka, mining, distillation
+    python benchmarks/text_techniques.py              # every table, about 90 min on 2 CPU cores
+    python benchmarks/text_techniques.py matryoshka   # one of: matryoshka, mining, distillation, retrieval
     python benchmarks/text_techniques.py --smoke      # every run for 2 steps of 8 rows, in a temporary folder
 
-* **matryoshka**: supervised SimCSE from MiniLM on the SNLI triplets (2 epochs), with and without
-  ``--matryoshka_dims 384,256,128,64,32``; STS-B dev Spearman at 384 and at 64 dimensions.
+* **matryoshka** (3 seeds): supervised SimCSE with and without ``--matryoshka_dims``, STS-B dev Spearman at
+  every width (the plain run's embedding simply cut), in two settings: from MiniLM on all the packaged
+  supervised data (the SNLI triplets and the STS-B train pairs scored 4 or more, one epoch), and from a
+  random-init 2-layer BERT (256 wide, MiniLM's tokenizer) on the same data for 6 epochs, where truncation
+  hurts most.
 * **mining** (3 seeds): supervised SimCSE from MiniLM on (premise, entailment) pairs, in-batch negatives only vs
   one negative mined (``recipes/mine_negatives.py``, rank window 10-100, ``max_score_ratio`` 0.95) from
   the SNLI sentence pool.
 * **distillation**: a 2-layer student cut from MiniLM on the Wikipedia sentences: unsupervised SimCSE vs
   in-batch KL distillation from MiniLM (teacher embeddings ahead of time; tau = tau_t = 1), same steps.
+* **retrieval** (3 seeds): ``--demo retrieval`` (SNLI premise -> entailed hypothesis, held-out premises
+  against their hypotheses and 2,000 Wikipedia distractors), nDCG@10 and MRR@10 from MiniLM after one epoch
+  of the training premises: in-batch negatives only, + one mined negative (from the training positives, window
+  10-100, ratio 0.95), + the GISTEmbed guide (MiniLM itself, frozen), + SNLI's written contradiction.
 
 Each run is a recipe under ``outputs/bench-text/`` and its ``eval_results.json`` gives the numbers; the
 table prints at the end (and to ``outputs/bench-text/results.md``).
@@ -22,6 +29,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import mean_sd
@@ -46,15 +54,54 @@ def recipe(name: str, *args: str, seed: int = 42) -> dict[str, float]:
     return json.loads((out / "eval_results.json").read_text())
 
 
+def _sts_positive_pairs() -> Path:
+    """The STS-B train pairs scored 4 or more (of 5) as (sent0, sent1) positives."""
+    import csv
+
+    path = OUT / "stsb-train-positives.csv"
+    if not path.is_file():
+        OUT.mkdir(parents=True, exist_ok=True)
+        lines = (ROOT / "hfcontrast" / "demo" / "data" / "stsb" / "sts-train.csv").read_text(encoding="utf-8").splitlines()
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["sent0", "sent1"])
+            for fields in (line.split("\t") for line in lines):
+                if float(fields[4]) >= 4.0:
+                    writer.writerow(fields[5:7])
+    return path
+
+
+MATRYOSHKA = {  # setting: (label, widths, recipe arguments)
+    "minilm": ("MiniLM, 1 epoch, lr 5e-5", (384, 256, 128, 64, 32),
+               ["--num_train_epochs", "1", "--learning_rate", "5e-5"]),
+    "random": ("random-init BERT 2x256, 6 epochs, lr 3e-4", (256, 128, 64, 32, 16),
+               ["--config_name", "MINILM", "--config_overrides",
+                "num_hidden_layers=2,hidden_size=256,intermediate_size=1024,num_attention_heads=4",
+                "--num_train_epochs", "6", "--learning_rate", "3e-4", "--warmup_steps", "30"]),
+}  # fmt: skip
+
+
 def matryoshka() -> list[list[str]]:
-    steps = ["--demo", "supervised", "--num_train_epochs", "2", "--learning_rate", "5e-5", "--eval_dims", "64"]
-    plain = recipe("matryoshka-off", *steps)
-    nested = recipe("matryoshka-on", *steps, "--matryoshka_dims", "384,256,128,64,32")
-    return [
-        [name, f"{r['eval_sts_spearman']:.4f}", f"{r['eval_sts_dim_64_spearman']:.4f}",
-         f"{r['eval_sts_dim_64_spearman'] / r['eval_sts_spearman']:.3f}"]
-        for name, r in (("without Matryoshka", plain), ("--matryoshka_dims 384,256,128,64,32", nested))
-    ]  # fmt: skip
+    from hfcontrast.demo import default_text_model
+
+    data = ["--train_file", str(SNLI), str(_sts_positive_pairs()), "--multi_dataset_policy", "proportional"]
+    rows = []
+    for setting, (label, widths, steps) in MATRYOSHKA.items():
+        if EXTRA and setting == "minilm":
+            continue  # the smoke run: the random-init setting only (the same code, a faster model)
+        steps = [default_text_model() if arg == "MINILM" else arg for arg in steps]
+        dims = ",".join(str(d) for d in widths)
+        for nested in (False, True):
+            extra = ["--matryoshka_dims", dims] if nested else ["--eval_dims", dims.split(",", 1)[1]]
+            runs = [recipe(f"matryoshka-{setting}-{'on' if nested else 'off'}", *data, *steps, *extra, seed=s)
+                    for s in (SEEDS[:1] if EXTRA else SEEDS)]  # fmt: skip
+            name = f"{label}: {'--matryoshka_dims ' + dims if nested else 'plain, cut'}"
+            cells = []
+            for i, width in enumerate(widths):
+                key = "eval_sts_spearman" if i == 0 else f"eval_sts_dim_{width}_spearman"
+                cells.append(f"{width}: {mean_sd([100 * r[key] for r in runs], 2)}")
+            rows.append([name, *cells])
+    return rows
 
 
 def mining() -> list[list[str]]:
@@ -90,10 +137,59 @@ def distillation() -> list[list[str]]:
             for name, r in (("unsupervised SimCSE", simcse), ("in-batch KL from MiniLM (tau 1)", kl))]  # fmt: skip
 
 
+def _smoke_ir_data(task: Any) -> list[str]:
+    """With ``--smoke``: ``--ir_eval_data`` of a BEIR folder of 20 of the demo's queries and 50 distractors."""
+    if not EXTRA:
+        return []
+    folder = OUT / "ir-smoke"
+    (folder / "qrels").mkdir(parents=True, exist_ok=True)
+    queries = dict(list(task.queries.items())[:20])
+    docs = {d for q in queries for d in task.relevant[q]} | set(list(task.corpus)[-50:])
+    (folder / "queries.jsonl").write_text("".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in queries.items()))
+    (folder / "corpus.jsonl").write_text("".join(json.dumps({"_id": d, "text": task.corpus[d]}) + "\n" for d in docs))
+    qrels = [f"{q}\t{d}\t{g}\n" for q in queries for d, g in task.relevant[q].items()]
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(qrels))
+    return ["--ir_eval_data", str(folder)]
+
+
+def retrieval() -> list[list[str]]:
+    import datasets
+
+    from hfcontrast.demo import default_text_model, snli_retrieval
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    task = snli_retrieval()
+    pairs, written, mined = OUT / "retrieval-pairs.csv", OUT / "retrieval-triplets.csv", OUT / "retrieval-mined.jsonl"
+    if not pairs.is_file():
+        task.train.select_columns(["query", "positive"]).to_csv(pairs)
+        task.train.to_csv(written)
+    steps = ["--demo", "retrieval", "--num_train_epochs", "1", "--learning_rate", "5e-5", *_smoke_ir_data(task)]
+    guide = "+ GISTEmbed guide (MiniLM, frozen)"
+    arms = {"in-batch negatives only": ["--train_file", str(pairs)],
+            guide: ["--train_file", str(pairs), "--guide_model_name_or_path", default_text_model()]}  # fmt: skip
+    if not EXTRA:  # the smoke run trains the first two arms only (the others differ only in their file)
+        if not mined.is_file():
+            subprocess.run([sys.executable, str(ROOT / "recipes" / "mine_negatives.py"), "--train_file", str(pairs),
+                            "--output_file", str(mined), "--range_min", "10", "--range_max", "100",
+                            "--max_score_ratio", "0.95"], check=True, cwd=ROOT)  # fmt: skip
+        kept = datasets.load_dataset("json", data_files=str(mined), split="train").num_rows
+        arms = {"in-batch negatives only": arms["in-batch negatives only"],
+                f"+ 1 mined negative ({kept} of {task.train.num_rows} pairs kept)": ["--train_file", str(mined)],
+                guide: arms[guide], "+ SNLI's contradiction as hard negative": ["--train_file", str(written)]}  # fmt: skip
+    rows = []
+    for i, (name, args) in enumerate(arms.items()):
+        runs = [recipe(f"retrieval-{i}", *steps, *args, seed=s) for s in (SEEDS[:1] if EXTRA else SEEDS)]
+        rows.append([name, f"{runs[0]['before_ir_ndcg@10']:.4f}", mean_sd([r["eval_ir_ndcg@10"] for r in runs]),
+                     mean_sd([r["eval_ir_mrr@10"] for r in runs]), " / ".join(f"{r['eval_ir_ndcg@10']:.4f}" for r in runs)])  # fmt: skip
+    return rows
+
+
 TABLES = {
-    "matryoshka": (matryoshka, ["run (SNLI, 2 epochs, batch 64)", "STS 384-d", "STS 64-d", "64-d / 384-d"]),
+    "matryoshka": (matryoshka, ["run (SNLI + STS-B train >= 4, batch 64)", "STS x 100 at each width (3 seeds)", "", "", "", ""]),
     "mining": (mining, ["run (SNLI pairs, 46 steps of 64)", "STS before", "STS after (3 seeds)", "seeds 42 / 1 / 2"]),
     "distillation": (distillation, ["2-layer student (Wikipedia, 186 steps of 64)", "STS before", "STS after"]),
+    "retrieval": (retrieval, ["run (--demo retrieval, 1 epoch of 64)", "nDCG@10 before", "nDCG@10 after (3 seeds)",
+                              "MRR@10 after", "seeds 42 / 1 / 2"]),
 }
 
 

@@ -62,6 +62,7 @@ SMOKE_RUNS = {
     "host_syncs.py": [],
     "image_views.py": [],
     "image_vs_lightly.py": [],
+    "ir_evaluator_speed.py": [],
     "loss_kernels.py": [],
     "render_tables.py": [],
     "row_checks.py": [],
