@@ -19,6 +19,7 @@ from ..collators import CollatorEpochCallback
 from ..collators.checks import check_rows
 from ..collators.lengths import LENGTHS_KEY
 from ..collators.multi_source import MultiSourceDataset
+from ..collators.streams import StreamedRows
 from ..distributed import all_reduce_mean, equal_batches, is_distributed, world_size
 from ..evaluation import Evaluator
 from ..hub.model_card import CARD_NAME, is_hfcontrast_card, write_model_card
@@ -47,6 +48,7 @@ from .multi_source import (
 )
 from .outputs import claim_output_dir
 from .sharding import check_sharding, sync_batchnorm
+from .streams import StreamStateCallback, bind_stream, load_stream_state, stream_dataloader
 from .summary import RunSummary, run_summary
 from .views import embed_views, embed_views_chunked, split_views
 
@@ -245,12 +247,21 @@ class ContrastiveTrainer(Trainer):
     def get_train_dataloader(self) -> Any:
         """Trainer's dataloader; for a :class:`~hfcontrast.collators.MultiSourceDataset`, single-source
         batches (:mod:`hfcontrast.trainer.multi_source`), whose sampler state goes into checkpoints."""
+        if isinstance(self.train_dataset, StreamedRows):
+            return stream_dataloader(self.train_dataset, self.data_collator, self.args)
         if isinstance(self.train_dataset, MultiSourceDataset):
             loader, self.sampler_state.sampler = multi_source_dataloader(
                 self.train_dataset, self.data_collator, self.args, self.accelerator
             )
             return loader
         return super().get_train_dataloader()
+
+    def get_resumed_dataloader(self, dataloader: Any, num_batches: int) -> Any:
+        """Trainer's batch skipping; a stream instead resumes at the state its checkpoint holds."""
+        if isinstance(self.train_dataset, StreamedRows) and self._loaded_checkpoint is not None:
+            load_stream_state(self.train_dataset, self._loaded_checkpoint)
+            return dataloader
+        return super().get_resumed_dataloader(dataloader, num_batches)
 
     def get_eval_dataloader(self, eval_dataset: Any = None) -> DataLoader:
         """Trainer's, or an empty loader when the evaluation is the evaluators alone."""
@@ -400,6 +411,12 @@ class ContrastiveTrainer(Trainer):
             "is_main_process": self.is_world_process_zero(),
         }  # fmt: skip
         source = self.train_source or "the training dataset"
+        if isinstance(self.train_dataset, StreamedRows):  # checked as its rows arrive
+            bind_stream(self.train_dataset, self.data_collator, self.args, settings["rejected_path"])
+            self.add_callback(StreamStateCallback(self.train_dataset))
+            self._add_objective_callbacks(None)
+            self._rows_checked = True
+            return
         bound_rows = len(self.train_dataset) if hasattr(self.train_dataset, "__len__") else None
         if isinstance(self.train_dataset, MultiSourceDataset):
             self.train_dataset, self.rejected_rows = check_multi_source_rows(self.train_dataset, self.data_collator, **settings)

@@ -1,0 +1,72 @@
+"""The trainer's side of streamed rows (:mod:`hfcontrast.collators.streams`): a dataloader that keeps each
+process's share as the stream split it, the rows checked with the collator's spec as they arrive, and each
+process's stream state in every checkpoint (``stream_state-<rank>.pt``: the shuffle buffer's rows may hold images), loaded on resume instead of skipping
+batches."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+from ..collators.checks import BadRowsError
+from ..collators.streams import StreamedRows
+from ..distributed import rank, world_size
+
+
+def stream_state_name(process: int) -> str:
+    return f"stream_state-{process}.pt"
+
+
+def bind_stream(stream: StreamedRows, collator: Any, args: Any, rejected_path: str) -> None:
+    """Give ``stream`` the run's settings: this process's share, the per-device batch, the collator's row spec and
+    the ``bad_rows`` policy. A stream has no length, so the run needs ``max_steps``; its state lives in the
+    main process's loader, so the loader has no worker processes."""
+    if args.max_steps is None or args.max_steps <= 0:
+        raise ValueError("a streamed dataset has no length, so the run cannot count its epochs: set max_steps "
+                         "(--max_steps) to the number of optimizer steps to train")  # fmt: skip
+    if args.dataloader_num_workers:
+        raise ValueError("a streamed dataset keeps its resumable state in the main process: set "
+                         "dataloader_num_workers=0 (the stream's rows are read as they are needed)")  # fmt: skip
+    if args.bad_rows == "unchecked":
+        stream.spec = None
+    else:
+        spec_of = getattr(collator, "row_spec", None)
+        if not callable(spec_of):
+            raise BadRowsError(f"the collator {type(collator).__name__} has no row_spec(), so the streamed rows cannot be "
+                               "checked as they arrive: give it one, or pass bad_rows='unchecked'")  # fmt: skip
+        stream.spec, stream.policy, stream.rejected_path = spec_of(), args.bad_rows, rejected_path
+    stream.process_index, stream.num_processes = rank(), world_size()
+    stream.batch_size = args.per_device_train_batch_size
+
+
+def stream_dataloader(stream: StreamedRows, collator: Any, args: TrainingArguments) -> DataLoader:
+    """Batches of this process's rows. Not prepared by accelerate, which would split the share again; the
+    trainer moves each batch to the device."""
+    return DataLoader(stream, batch_size=args.per_device_train_batch_size, collate_fn=collator, drop_last=True,  # type: ignore[arg-type]
+                      pin_memory=args.dataloader_pin_memory)  # fmt: skip
+
+
+class StreamStateCallback(TrainerCallback):
+    """Writes this process's stream state after the batches the run has consumed into each checkpoint."""
+
+    def __init__(self, stream: StreamedRows) -> None:
+        self.stream = stream
+
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        folder = os.path.join(str(args.output_dir), f"checkpoint-{state.global_step}")
+        os.makedirs(folder, exist_ok=True)
+        consumed = state.global_step * args.gradient_accumulation_steps
+        torch.save(self.stream.state_at(consumed), os.path.join(folder, stream_state_name(rank())))
+
+
+def load_stream_state(stream: StreamedRows, checkpoint: str) -> None:
+    """Resume ``stream`` at this process's state in ``checkpoint``."""
+    path = os.path.join(checkpoint, stream_state_name(rank()))
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{checkpoint} has no {stream_state_name(rank())}: it is not from a streamed run "
+                                f"with {world_size()} processes")  # fmt: skip
+    stream.load_state_dict(torch.load(path, weights_only=False))  # written by this run's StreamStateCallback

@@ -1,0 +1,186 @@
+"""Streams: each process its share, rows checked as they arrive, exact resume from a kept state."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import datasets
+import pytest
+import torch
+
+from hfcontrast.collators.checks import BadRowsError, RowSpec
+from hfcontrast.collators.streams import StreamedRows
+
+
+def _files(tmp_path: Path, sizes: tuple[int, ...] = (23, 18), bad: dict[tuple[int, int], Any] | None = None) -> dict[str, Any]:
+    sources = {}
+    for f, size in enumerate(sizes):
+        path = tmp_path / f"part{f}.jsonl"
+        with path.open("w") as handle:
+            for i in range(size):
+                text = (bad or {}).get((f, i), f"file {f} row {i}")
+                handle.write(json.dumps({"text": text}) + "\n")
+        sources[path.name] = datasets.load_dataset("json", data_files=str(path), streaming=True, split="train")
+    return sources
+
+
+def _stream(tmp_path: Path, **kwargs: Any) -> StreamedRows:
+    settings = {"spec": RowSpec(text=("text",)), "shuffle_buffer_size": 7, "seed": 3, "batch_size": 4} | kwargs
+    return StreamedRows(_files(tmp_path), **settings)
+
+
+def _batches(stream: StreamedRows, epochs: int) -> list[list[str]]:
+    loader = torch.utils.data.DataLoader(stream, batch_size=stream.batch_size, drop_last=True, collate_fn=lambda rows: [r["text"] for r in rows])
+    return [batch for _ in range(epochs) for batch in loader]
+
+
+def test_every_row_once_per_epoch_shuffled_and_a_new_order_each_epoch(tmp_path: Path) -> None:
+    stream = _stream(tmp_path, batch_size=1)
+    first, second = _batches(stream, 1), _batches(stream, 1)
+    expected = sorted([f"file 0 row {i}" for i in range(23)] + [f"file 1 row {i}" for i in range(18)])
+    assert sorted(r for b in first for r in b) == expected == sorted(r for b in second for r in b)
+    assert first != second and [r for b in first for r in b] != expected
+    unshuffled = _batches(_stream(tmp_path, shuffle_buffer_size=0, batch_size=1), 1)
+    assert [r for b in unshuffled for r in b] == [f"file 0 row {i}" for i in range(23)] + [f"file 1 row {i}" for i in range(18)]
+
+
+def test_processes_share_the_rows(tmp_path: Path) -> None:
+    shares = [_batches(_stream(tmp_path, process_index=r, num_processes=2, batch_size=1), 1) for r in (0, 1)]
+    rows = [sorted(r for b in share for r in b) for share in shares]
+    assert not set(rows[0]) & set(rows[1]) and len(rows[0]) + len(rows[1]) == 41
+
+
+@pytest.mark.parametrize("stop", [1, 5, 10, 13])  # mid-epoch, at an epoch's end (10 batches of 4 in 41 rows), in epoch 2
+def test_resume_from_a_kept_state_sees_the_rows_of_the_uninterrupted_run(tmp_path: Path, stop: int) -> None:
+    uninterrupted = _batches(_stream(tmp_path), 3)
+    stream = _stream(tmp_path)
+    loader = torch.utils.data.DataLoader(stream, batch_size=4, drop_last=True, collate_fn=lambda rows: [r["text"] for r in rows])
+    seen: list[list[str]] = []
+    iterator = iter(loader)
+    while len(seen) < stop:
+        try:
+            seen.append(next(iterator))
+        except StopIteration:
+            iterator = iter(loader)
+    next(iterator, None)  # a loader reads ahead: the state saved is still the one after `stop` batches
+    state = stream.state_at(stop)
+    resumed = _stream(tmp_path)
+    resumed.load_state_dict(json.loads(json.dumps(state)))  # a checkpoint round trip
+    rest = _batches(resumed, 3)
+    assert seen + rest[: len(uninterrupted) - stop] == uninterrupted
+
+
+def test_a_bad_row_is_named_by_file_row_and_column_when_read(tmp_path: Path) -> None:
+    stream = StreamedRows(_files(tmp_path, bad={(1, 5): None}), RowSpec(text=("text",)), batch_size=4)
+    rows = iter(stream)
+    for _ in range(23 + 5):  # the rows before it train
+        next(rows)
+    with pytest.raises(BadRowsError, match=r"part1\.jsonl: .*\n  row 5, column 'text': text is None"):
+        next(rows)
+
+
+def test_skip_records_each_bad_row(tmp_path: Path) -> None:
+    rejected = tmp_path / "rejected_rows.jsonl"
+    bad = {(0, 2): "", (1, 17): None}
+    stream = StreamedRows(_files(tmp_path, bad=bad), RowSpec(text=("text",)), policy="skip", rejected_path=str(rejected))
+    assert len(list(stream)) == 39 and stream.rejected == 2
+    records = [json.loads(line) for line in rejected.read_text().splitlines()]
+    assert [(r["source"], r["row"], r["problems"][0]["column"]) for r in records] == [("part0.jsonl", 2, "text"), ("part1.jsonl", 17, "text")]
+
+
+# ----------------------------------------------------------------------------- through the trainer
+class _Recording:
+    """A text-pair collator that records the anchors of each batch it builds."""
+
+    def __init__(self, seen: list[tuple[str, ...]]) -> None:
+        from hfcontrast.collators import TextPairCollator
+        from tests.tiny import tokenizer
+
+        self.inner, self.seen = TextPairCollator(tokenizer(), "text", "text", max_length=16), seen
+
+    def row_spec(self) -> RowSpec:
+        return self.inner.row_spec()
+
+    def __call__(self, rows: list[dict[str, Any]]) -> Any:
+        self.seen.append(tuple(r["text"] for r in rows))
+        return self.inner(rows)
+
+
+def _train(tmp_path: Path, output: Path, seen: list[tuple[str, ...]], stop: int | None = None, resume: bool = False, **extra: Any) -> Any:
+    from hfcontrast.objectives import SimCSE
+    from hfcontrast.trainer import ContrastiveTrainer
+    from tests.test_trainer_text import StopAt, args
+    from tests.tiny import text_model
+
+    torch.manual_seed(0)
+    model = text_model(pooler="mean")
+    stream = StreamedRows(_files(tmp_path, **extra), shuffle_buffer_size=7, seed=3)
+    trainer = ContrastiveTrainer(
+        model=model, args=args(output, max_steps=14, per_device_train_batch_size=4, save_strategy="steps", save_steps=3),
+        objective=SimCSE(0.05), train_dataset=stream, data_collator=_Recording(seen),
+    )  # fmt: skip
+    if stop is not None:
+        trainer.add_callback(StopAt(stop))
+    trainer.train(resume_from_checkpoint="latest" if resume else None)
+    return model, trainer
+
+
+def test_a_killed_streamed_run_resumes_with_the_rows_and_weights_of_the_uninterrupted_one(tmp_path: Path) -> None:
+    """41 rows, batches of 4: 10 batches an epoch, so 14 steps cross an epoch's end; killed after step 6 (saved),
+    resumed from the latest checkpoint. The loader reads one batch ahead, so each run collates one more."""
+    straight: list[tuple[str, ...]] = []
+    model, _ = _train(tmp_path, tmp_path / "straight", straight)
+    first: list[tuple[str, ...]] = []
+    _train(tmp_path, tmp_path / "resumed", first, stop=6)
+    assert (tmp_path / "resumed" / "checkpoint-6" / "stream_state-0.pt").is_file()
+    resumed: list[tuple[str, ...]] = []
+    again, _ = _train(tmp_path, tmp_path / "resumed", resumed, resume=True)
+    assert first[:6] + resumed[:8] == straight[:14]
+    for (name, a), b in zip(model.state_dict().items(), again.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
+
+
+def test_a_streamed_run_needs_max_steps(tmp_path: Path) -> None:
+    from hfcontrast.objectives import SimCSE
+    from hfcontrast.trainer import ContrastiveTrainer
+    from tests.test_trainer_text import args
+    from tests.tiny import text_model
+
+    with pytest.raises(ValueError, match="max_steps"):  # transformers' own check, at construction
+        ContrastiveTrainer(model=text_model(pooler="mean"), args=args(tmp_path, max_steps=-1, num_train_epochs=1),
+                           objective=SimCSE(0.05), train_dataset=StreamedRows(_files(tmp_path)), data_collator=_Recording([]))  # fmt: skip
+
+
+def test_a_bad_row_stops_the_run_before_the_step_that_would_use_it(tmp_path: Path) -> None:
+    seen: list[tuple[str, ...]] = []
+    with pytest.raises(BadRowsError, match=r"part1\.jsonl: (?s:.*)row 5, column 'text'"):
+        _train(tmp_path, tmp_path / "bad", seen, bad={(1, 5): None})
+    assert all(None not in batch for batch in seen)
+
+
+@pytest.mark.distributed
+def test_two_processes_resume_mid_stream_exactly(tmp_path: Path) -> None:
+    """Each of 2 processes reads its share (41 rows: 21 and 20, so 5 batches of 4 an epoch); 10 steps cross an
+    epoch's end. Killed after step 4, resumed: every process collates the batches of the straight run."""
+    from tests.launch import REPO_ROOT, accelerate_launch
+
+    _files(tmp_path)
+    script = REPO_ROOT / "tests" / "distributed" / "stream_resume.py"
+    accelerate_launch(script, "--data", str(tmp_path), "--output", str(tmp_path / "straight"))
+    accelerate_launch(script, "--data", str(tmp_path), "--output", str(tmp_path / "resumed"), "--stop", "4")
+    accelerate_launch(script, "--data", str(tmp_path), "--output", str(tmp_path / "resumed"), "--resume")
+    def read(run: str, tag: str, process: int) -> list[list[str]]:
+        return list(json.loads((tmp_path / run / f"seen-{tag}-{process}.json").read_text()))
+
+    for process in (0, 1):
+        straight, first = read("straight", "straight", process), read("resumed", "first", process)
+        resumed = read("resumed", "resumed", process)
+        assert first[:4] + resumed[:6] == straight[:10], process
+    shares = [{row for batch in json.loads((tmp_path / "straight" / f"seen-straight-{p}.json").read_text())[:5] for row in batch} for p in (0, 1)]
+    assert not shares[0] & shares[1]  # an epoch's rows are split between the processes
+    a = torch.load(tmp_path / "straight" / "weights-straight.pt")
+    b = torch.load(tmp_path / "resumed" / "weights-resumed.pt")
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6, msg=name)
