@@ -114,3 +114,40 @@ def test_lora_with_momentum_and_distillation_recipes(tmp_path: Path) -> None:
     run_python(RECIPE, *common, "--output_dir", str(tmp_path / "mse"), "--teacher_model_name_or_path", str(teacher),
                "--distillation", "margin_mse", "--teacher_on_the_fly")  # fmt: skip
     assert (tmp_path / "mse" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("policy", ["error", "skip"])
+def test_streamed_recipe_names_or_records_a_bad_row(tmp_path: Path, policy: str) -> None:
+    """``--streaming`` over two JSON-lines files, 2 processes, a null anchor at row 13 of the second file: the
+    error names the file, the row within it and the column; ``skip`` trains on and records it."""
+    import os
+    import subprocess
+
+    from tests.launch import accelerate_command, run
+
+    config_dir, sts, _ = _files(tmp_path)
+    text = sentences(80, 3)
+    parts = [tmp_path / "part0.jsonl", tmp_path / "part1.jsonl"]
+    for f, path in enumerate(parts):
+        rows = [{"sent0": None if (f, i) == (1, 13) else text[i], "sent1": text[i + 1]} for i in range(30)]
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    out = tmp_path / "out"
+    command = [*accelerate_command(
+        RECIPE, "--config_name", str(config_dir), "--tokenizer_name", default_text_model(), "--streaming",
+        "--train_file", *map(str, parts), "--validation_file", str(sts), "--output_dir", str(out), "--max_steps", "6",
+        "--per_device_train_batch_size", "4", "--eval_strategy", "no", "--max_seq_length", "16",
+        "--shuffle_buffer_size", "8", "--bad_rows", policy,
+    )]  # fmt: skip
+    if policy == "error":  # the process that read it stops (the other then loses its peer)
+        env = dict(os.environ, ACCELERATE_USE_CPU="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+        done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode != 0
+        assert "part1.jsonl: a row of the stream cannot be used" in done.stderr
+        assert "row 13, column 'sent0': text is None" in done.stderr
+        assert not (out / "model.safetensors").exists()
+        return
+    run(command)
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["train_rejected_rows"] == 1 and results["train_steps"] == 6
+    records = [json.loads(line) for f in sorted(out.glob("rejected_rows*.jsonl")) for line in f.read_text().splitlines()]
+    assert [(Path(r["source"]).name, r["row"], r["problems"][0]["column"]) for r in records] == [("part1.jsonl", 13, "sent0")]

@@ -15,11 +15,14 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import datasets
 from transformers import AutoConfig, AutoTokenizer
 
 from ..collators import MultiSourceCollator, MultiSourceDataset, TextPairCollator
+from ..collators.streams import StreamedRows
 from ..collators.text import check_prompts, pair_columns, prompt_token_ids
 from ..demo import load_text_dataset, snli_retrieval
 from ..distillation import add_teacher_embeddings
@@ -89,6 +92,15 @@ class TextDataArguments:
                   "for tensor cores)."},
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N rows."})
+    streaming: bool = field(
+        default=False,
+        metadata={"help": "Read --train_file / --dataset_name as a stream, never all in memory: each process reads its "
+                  "share, rows are checked as they arrive, a killed run resumes at its row; needs --max_steps "
+                  "(docs/data.md)."},
+    )
+    shuffle_buffer_size: int = field(
+        default=10_000, metadata={"help": "With --streaming: rows held to shuffle the stream (0: the files' order)."}
+    )
     score_column: str | None = field(
         default=None,
         metadata={"help": "Train on scored pairs (CoSENT / AnglE / cosine MSE, --scored_loss) with this gold-similarity "
@@ -110,7 +122,9 @@ class TextDataArguments:
 
 def text_sources(args: TextDataArguments, demo_file: str) -> dict[str, Any]:
     """Every training dataset by its name (``--train_file`` or ``--dataset_name``; else ``demo_file``, or the
-    training premises of ``--demo retrieval``)."""
+    training premises of ``--demo retrieval``); with ``--streaming``, each as a ``datasets`` stream."""
+    if args.streaming:
+        return text_streams(args)
     if args.demo == "retrieval" and not args.train_file and not args.dataset_name:
         train = snli_retrieval().train
         return {"snli-retrieval": train.select(range(min(args.max_train_samples or len(train), len(train))))}
@@ -120,6 +134,38 @@ def text_sources(args: TextDataArguments, demo_file: str) -> dict[str, Any]:
         name: load_text_dataset(None if hub else name, name if hub else None, max_samples=args.max_train_samples)
         for name in names
     }
+
+
+STREAM_BUILDERS = {".txt": "text", ".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}
+
+
+def text_streams(args: TextDataArguments) -> dict[str, Any]:
+    """``--streaming``: each ``--train_file`` (``.txt``: column ``text``, ``.csv``/``.tsv``, ``.json(l)``) or
+    ``--dataset_name`` as a ``datasets`` streaming ``IterableDataset``, cut to ``--max_train_samples``."""
+    names = args.train_file or args.dataset_name
+    if not names:
+        raise ValueError("--streaming reads --train_file or --dataset_name (the packaged demo data fits in memory)")
+    streams = {}
+    for name in names:
+        if args.train_file:
+            builder = STREAM_BUILDERS.get(Path(name).suffix.lower())
+            if builder is None:
+                raise ValueError(f"--train_file {name}: expected .txt, .csv, .tsv, .json or .jsonl")
+            if not Path(name).is_file():
+                raise FileNotFoundError(f"--train_file {name}: no such file")
+            options = {"delimiter": "\t"} if name.lower().endswith(".tsv") else {}
+            stream = datasets.load_dataset(builder, data_files=name, split="train", streaming=True, **options)
+            if builder == "text":  # one string column, named as the map-style reader names it
+                stream = stream.cast(datasets.Features({"text": datasets.Value("string")}))
+        else:
+            stream = datasets.load_dataset(name, split="train", streaming=True)
+            if stream.column_names is None:
+                stream = stream._resolve_features()  # reads the first rows to learn the columns
+        streams[name] = stream.take(args.max_train_samples) if args.max_train_samples else stream
+    columns = {name: stream.column_names for name, stream in streams.items()}
+    if len({tuple(c) for c in columns.values()}) > 1:
+        raise ValueError(f"--streaming reads its files as one stream, so they need the same columns, got {columns}")
+    return streams
 
 
 def view_columns(names: list[str], args: TextDataArguments) -> tuple[str, ...]:
@@ -141,6 +187,9 @@ def text_training_data(sources: dict[str, Any], tokenizer: Any, args: TextDataAr
         collators[name] = TextPairCollator(tokenizer, anchor, positive, negatives, max_length=args.max_seq_length,
                                            pad_to_multiple_of=args.pad_to_multiple_of, **kwargs)  # fmt: skip
         logger.info("%s: columns %s", name, collators[name].columns)
+    if args.streaming:  # the files in turn, one stream (the trainer sets each process's share and the checks)
+        blank = ("text",) if all(name.lower().endswith(".txt") for name in sources) else ()
+        return StreamedRows(sources, shuffle_buffer_size=args.shuffle_buffer_size, drop_blank=blank), next(iter(collators.values()))
     if len(sources) > 1:
         return MultiSourceDataset(sources), MultiSourceCollator(collators)
     (train,), (collator,) = sources.values(), collators.values()

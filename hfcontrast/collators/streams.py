@@ -5,6 +5,8 @@ in turn and is itself a ``torch`` ``IterableDataset`` of rows:
 
 * **each process its share:** row ``i`` of the concatenated stream goes to process ``i % num_processes`` (every
   process reads the stream and keeps its rows; the order does not depend on the number of data workers);
+* **blank lines** of the ``drop_blank`` columns (a ``.txt`` file's ``text``) are left out, their count logged per
+  source, as the map-style reader removes them;
 * **checked as they arrive** with the collator's :class:`~hfcontrast.collators.checks.RowSpec`, the checks map-style
   data gets before step 1: under ``policy="error"`` a bad row raises :class:`BadRowsError` naming the source, the
   row's index within it and the column, when the row is read, so before the step that would use it; under
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 import random
 from collections import deque
@@ -31,6 +34,8 @@ from typing import Any
 import torch
 
 from .checks import BadRowsError, RowSpec, _row_problems, _shown_value
+
+logger = logging.getLogger(__name__)
 
 
 class StreamedRows(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
@@ -51,6 +56,7 @@ class StreamedRows(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
         process_index: int = 0,
         num_processes: int = 1,
         keep_states: int = 8,
+        drop_blank: tuple[str, ...] = (),
     ) -> None:
         if policy not in ("error", "skip"):
             raise ValueError(f"policy must be 'error' or 'skip', got {policy!r}")
@@ -61,7 +67,7 @@ class StreamedRows(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
         self.sources, self.names = dict(sources), list(sources)
         self.spec, self.policy, self.rejected_path = spec, policy, rejected_path
         self.buffer_size, self.seed, self.batch_size = max(0, shuffle_buffer_size), seed, max(1, batch_size)
-        self.process_index, self.num_processes = process_index, num_processes
+        self.process_index, self.num_processes, self.drop_blank = process_index, num_processes, drop_blank
         self._initial = {name: copy.deepcopy(source.state_dict()) for name, source in self.sources.items()}
         self._states: deque[tuple[int, dict[str, Any]]] = deque(maxlen=max(2, keep_states))
         self._resume: dict[str, Any] | None = None
@@ -102,12 +108,19 @@ class StreamedRows(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
         while live["file"] < len(self.names):
             name = self.names[live["file"]]
             source = self.sources[name]
+            blank = 0
             for row in source:
+                if any(isinstance(row.get(c), str) and not row[c].strip() for c in self.drop_blank):
+                    live["row_in_file"] += 1
+                    blank += 1
+                    continue
                 index, mine = live["row_in_file"], live["read"] % self.num_processes == self.process_index
                 live["row_in_file"] += 1
                 live["read"] += 1
                 if mine and self._accepted(name, index, row):
                     yield name, index, dict(row)
+            if blank:
+                logger.warning("%s: left out %d blank lines", name, blank)
             live["file"] += 1
             live["row_in_file"] = 0
             if live["file"] < len(self.names):

@@ -38,9 +38,11 @@ def bind_stream(stream: StreamedRows, collator: Any, args: Any, rejected_path: s
         if not callable(spec_of):
             raise BadRowsError(f"the collator {type(collator).__name__} has no row_spec(), so the streamed rows cannot be "
                                "checked as they arrive: give it one, or pass bad_rows='unchecked'")  # fmt: skip
+        if rank() > 0:  # one file per process
+            rejected_path = rejected_path.replace(".jsonl", f"-{rank()}.jsonl")
         stream.spec, stream.policy, stream.rejected_path = spec_of(), args.bad_rows, rejected_path
     stream.process_index, stream.num_processes = rank(), world_size()
-    stream.batch_size = args.per_device_train_batch_size
+    stream.batch_size, stream.seed = args.per_device_train_batch_size, args.data_seed or args.seed
 
 
 def stream_dataloader(stream: StreamedRows, collator: Any, args: TrainingArguments) -> DataLoader:

@@ -20,7 +20,7 @@ from ..collators.checks import check_rows
 from ..collators.lengths import LENGTHS_KEY
 from ..collators.multi_source import MultiSourceDataset
 from ..collators.streams import StreamedRows
-from ..distributed import all_reduce_mean, equal_batches, is_distributed, world_size
+from ..distributed import all_reduce_mean, all_reduce_sum, equal_batches, is_distributed, world_size
 from ..evaluation import Evaluator
 from ..hub.model_card import CARD_NAME, is_hfcontrast_card, write_model_card
 from ..hub.push import upload_folder_to_hub
@@ -439,7 +439,10 @@ class ContrastiveTrainer(Trainer):
     ) -> Any:
         """``Trainer.train`` after :meth:`prepare_run` (see the class doc)."""
         resume = self.prepare_run(resume_from_checkpoint)
-        return super().train(resume_from_checkpoint=resume, trial=trial, **kwargs)
+        output = super().train(resume_from_checkpoint=resume, trial=trial, **kwargs)
+        if isinstance(self.train_dataset, StreamedRows):  # the rows every process's stream left out
+            self.rejected_rows = int(all_reduce_sum(torch.tensor(float(self.train_dataset.rejected))).item())
+        return output
 
     def summary(self, **fields: Any) -> RunSummary:
         """What the model card says of this run (:class:`~hfcontrast.trainer.summary.RunSummary`)."""
