@@ -216,3 +216,50 @@ def test_two_machines_train_the_weights_of_one_machine_with_two_processes(tmp_pa
     a, b = (torch.load(tmp_path / run / "weights-straight.pt") for run in ("one", "two"))
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+
+
+# ----------------------------------------------------------------------------- WebDataset shards
+def _samples(n: int, corrupt: int | None = None, lists: bool = False) -> list[dict[str, Any]]:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    samples = []
+    for i in range(n):
+        buffer = io.BytesIO()
+        Image.fromarray(np.full((6, 6, 3), 7 * i % 256, dtype=np.uint8)).save(buffer, format="PNG")
+        image = b"\x89PNG but cut" if i == corrupt else buffer.getvalue()
+        samples.append({"image": image, "extension": ".png", "caption": [f"a {i}", f"b {i}"] if lists else f"caption {i}", "label": i % 4})
+    return samples
+
+
+def test_shards_read_back_their_source(tmp_path: Path) -> None:
+    from hfcontrast.shards import shard_streams, write_shards
+
+    samples = _samples(25)
+    paths = write_shards(samples, str(tmp_path / "train-{00000..00099}.tar"), samples_per_shard=10)
+    assert [Path(p).name for p in paths] == ["train-00000.tar", "train-00001.tar", "train-00002.tar"]
+    rows = [row for stream in shard_streams(str(tmp_path / "train-{00000..00002}.tar")).values() for row in stream]
+    assert [r["image"]["bytes"] for r in rows] == [s["image"] for s in samples]
+    assert [r["caption"] for r in rows] == [s["caption"] for s in samples]
+    assert [r["label"] for r in rows] == [s["label"] for s in samples]
+
+
+def test_a_corrupt_member_and_a_truncated_shard_are_bad_rows(tmp_path: Path) -> None:
+    from hfcontrast.shards import shard_streams, write_shards
+
+    paths = write_shards(_samples(20, corrupt=13, lists=True), str(tmp_path / "s-%05d.tar"), samples_per_shard=10)
+    spec = RowSpec(images=("image",), captions=("caption",))
+    with pytest.raises(BadRowsError, match=r"s-00001\.tar: (?s:.*)row 3, column 'image'"):
+        list(StreamedRows(shard_streams(paths), spec))
+    rejected = tmp_path / "rejected_rows.jsonl"
+    stream = StreamedRows(shard_streams(paths), spec, policy="skip", rejected_path=str(rejected))
+    assert len(list(stream)) == 19 and stream.rejected == 1
+    record = json.loads(rejected.read_text())
+    assert (Path(record["source"]).name, record["row"], record["problems"][0]["column"]) == ("s-00001.tar", 3, "image")
+    data = Path(paths[0]).read_bytes()
+    Path(paths[0]).write_bytes(data[: len(data) // 2 + 100])  # cut mid-member: its reader would stop there silently
+    with pytest.raises(ValueError, match=r"s-00000\.tar: the shard is truncated"):
+        shard_streams(paths)
+    assert list(shard_streams(paths, truncated="skip")) == [paths[1]]

@@ -109,7 +109,7 @@ class StreamedRows(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
             name = self.names[live["file"]]
             source = self.sources[name]
             blank = 0
-            for row in source:
+            for row in self._readable(name, source):
                 if any(isinstance(row.get(c), str) and not row[c].strip() for c in self.drop_blank):
                     live["row_in_file"] += 1
                     blank += 1
@@ -126,13 +126,24 @@ class StreamedRows(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
             if live["file"] < len(self.names):
                 self.sources[self.names[live["file"]]].load_state_dict(copy.deepcopy(self._initial[self.names[live["file"]]]))
 
-    def _accepted(self, name: str, index: int, row: Mapping[str, Any]) -> bool:
-        if self.spec is None:
-            return True
-        missing = [column for column in self.spec.columns if column not in row]
-        problems = [(column, "missing column") for column in missing] or _row_problems(row, self.spec)
-        if not problems:
-            return True
+    def _readable(self, name: str, source: Any) -> Iterator[Mapping[str, Any]]:
+        """The rows of ``source`` until it ends, or until its reader fails (a truncated shard): then the rest of the
+        source is one bad row, an error under ``policy="error"``, recorded and passed over under ``"skip"``."""
+        rows = iter(source)
+        while True:
+            try:
+                row = next(rows)
+            except StopIteration:
+                return
+            except Exception as error:  # the reader's own: a truncated archive, a file cut short
+                problem = f"unreadable from here on ({type(error).__name__}: {error})"
+                if self.policy == "error" or self._live["read"] % self.num_processes == self.process_index:
+                    self._reject(name, self._live["row_in_file"], [("*", problem)], {})  # once, by the row's owner
+                return
+            yield row
+
+    def _reject(self, name: str, index: int, problems: list[tuple[str, str]], row: Mapping[str, Any]) -> None:
+        """Raise (``policy="error"``) or record a bad row."""
         if self.policy == "error":
             lines = "\n".join(f"  row {index}, column {column!r}: {problem}" for column, problem in problems)
             raise BadRowsError(f"{name}: a row of the stream cannot be used (found as it was read, before the step "
@@ -146,6 +157,15 @@ class StreamedRows(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
                       "values": values}  # fmt: skip
             with open(self.rejected_path, "a", encoding="utf-8") as stream:
                 stream.write(json.dumps(record) + "\n")
+
+    def _accepted(self, name: str, index: int, row: Mapping[str, Any]) -> bool:
+        if self.spec is None:
+            return True
+        missing = [column for column in self.spec.columns if column not in row]
+        problems = [(column, "missing column") for column in missing] or _row_problems(row, self.spec)
+        if not problems:
+            return True
+        self._reject(name, index, problems, row)
         return False
 
     def _start(self) -> None:
