@@ -263,3 +263,44 @@ def test_a_corrupt_member_and_a_truncated_shard_are_bad_rows(tmp_path: Path) -> 
     with pytest.raises(ValueError, match=r"s-00000\.tar: the shard is truncated"):
         shard_streams(paths)
     assert list(shard_streams(paths, truncated="skip")) == [paths[1]]
+
+
+def _train_images(shards: list[str], output: Path, stop: int | None = None, resume: bool = False) -> Any:
+    from hfcontrast.augment import view_pipelines
+    from hfcontrast.collators import MultiViewCollator
+    from hfcontrast.models import ContrastiveVisionModel
+    from hfcontrast.objectives import SimCLR
+    from hfcontrast.shards import shard_streams
+    from hfcontrast.trainer import ContrastiveTrainer
+    from tests.test_trainer_text import StopAt, args
+    from tests.tiny import vision_config
+
+    torch.manual_seed(0)
+    model = ContrastiveVisionModel(vision_config())
+    collator = MultiViewCollator("image", pipeline=view_pipelines("simclr", 8, (0.5,), (0.25,)), seed=0, index_column="row_index")
+    trainer = ContrastiveTrainer(
+        model=model, args=args(output, max_steps=8, per_device_train_batch_size=4, save_strategy="steps", save_steps=3),
+        objective=SimCLR(temperature=0.2), data_collator=collator,
+        train_dataset=StreamedRows(shard_streams(shards), shuffle_buffer_size=5, seed=1, index_column="row_index"),
+    )  # fmt: skip
+    if stop is not None:
+        trainer.add_callback(StopAt(stop))
+    trainer.train(resume_from_checkpoint="latest" if resume else None)
+    return model
+
+
+def test_an_image_stream_from_shards_resumes_exactly(tmp_path: Path) -> None:
+    """20 images in 2 shards, batches of 4 (5 an epoch); killed after step 6, in the second epoch, resumed. The
+    views are seeded by (seed, epoch, row) with the stream's own epoch (the trainer's restarts at 0 on resume), so
+    the resumed run draws the same views: equal weights; and a row's seed differs from one epoch to the next."""
+    from hfcontrast.shards import shard_streams, write_shards
+
+    shards = write_shards(_samples(20), str(tmp_path / "s-%05d.tar"), samples_per_shard=10)
+    straight = _train_images(shards, tmp_path / "straight")
+    _train_images(shards, tmp_path / "resumed", stop=6)
+    again = _train_images(shards, tmp_path / "resumed", resume=True)
+    for (name, a), b in zip(straight.state_dict().items(), again.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
+    stream = StreamedRows(shard_streams(shards), index_column="row_index")
+    first, second = ({r["__key__"]: r["row_index"] for r in stream} for _ in range(2))
+    assert first.keys() == second.keys() and all(first[k] != second[k] for k in first)

@@ -19,11 +19,13 @@ from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 from ..augment import IMAGENET_MEAN, IMAGENET_STD, ViewPipeline, local_crop_pipeline, view_pipelines
 from ..augment.device_views import DeviceViews
 from ..collators import ImageEvalCollator, MultiViewCollator, RawImageCollator, with_index_column
+from ..collators.streams import StreamedRows
 from ..demo.fashion_mnist import FASHION_MNIST_MEAN, FASHION_MNIST_STD
 from ..demo.images import demo_backbone_config, eval_view, knn_subset, load_image_splits
 from ..evaluation import KNNEvaluator
 from ..models import ContrastiveVisionConfig, ContrastiveVisionModel
 from ..objectives import ContrastiveObjective
+from ..shards import shard_streams
 from ..trainer import ContrastiveTrainer, ContrastiveTrainingArguments
 from ..trainer.defaults import INDEX_COLUMN
 from .flags import NegativeArguments, epochs_replace_steps, record_matryoshka
@@ -55,6 +57,12 @@ class VisionDataArguments:
         default=None, metadata={"help": "An imagefolder directory, or a .csv/.json of image paths (+ labels)."}
     )
     validation_file: str | None = field(default=None, metadata={"help": "Labelled kNN test data (same formats)."})
+    train_shards: str | None = field(
+        default=None,
+        metadata={"help": "Train from WebDataset tar shards, streamed, e.g. 'data/train-{00000..00009}.tar' (python -m "
+                  "hfcontrast.shards writes them); the kNN evaluation stays the demo's. Needs --max_steps."},
+    )
+    shuffle_buffer_size: int = field(default=1000, metadata={"help": "With --train_shards: rows held to shuffle."})
     demo_dataset: str = field(default="fashion_mnist", metadata={"help": "Offline default: fashion_mnist | digits."})
     image_column: str = field(default="image", metadata={"help": "Column with the images (or their paths)."})
     label_column: str = field(default="label", metadata={"help": "Class column for the kNN evaluation."})
@@ -197,10 +205,16 @@ def run_vision_recipe(
     elif training_args.eval_strategy != "no" and training_args.metric_for_best_model is None:
         training_args.metric_for_best_model = "eval_knn_top1"
 
+    train = with_index_column(splits.train, INDEX_COLUMN)
+    if data_args.train_shards:
+        truncated = "skip" if training_args.bad_rows == "skip" else "error"
+        train = StreamedRows(shard_streams(data_args.train_shards, truncated=truncated),
+                             shuffle_buffer_size=data_args.shuffle_buffer_size, index_column=INDEX_COLUMN)  # fmt: skip
     trainer = ContrastiveTrainer(
         model=model, args=training_args, objective=objective, evaluators=evaluators,
-        train_dataset=with_index_column(splits.train, INDEX_COLUMN), data_collator=collator,
-        train_source=data_args.train_file or data_args.dataset_name or splits.name, device_views=device_views,
+        train_dataset=train, data_collator=collator,
+        train_source=data_args.train_shards or data_args.train_file or data_args.dataset_name or splits.name,
+        device_views=device_views,
         processing_class=image_processor,
     )  # fmt: skip
     # The full evaluations run on the main process only (the other waits in the first collective).

@@ -5,6 +5,8 @@ in turn and is itself a ``torch`` ``IterableDataset`` of rows:
 
 * **each process its share:** row ``i`` of the concatenated stream goes to process ``i % num_processes`` (every
   process reads the stream and keeps its rows; the order does not depend on the number of data workers);
+* ``index_column`` (optional) gets each row's ``(epoch << 40) | position in the stream``: the per-row seed of the
+  image views (:class:`~hfcontrast.collators.MultiViewCollator`), so a resumed run draws the same views;
 * **blank lines** of the ``drop_blank`` columns (a ``.txt`` file's ``text``) are left out, their count logged per
   source, as the map-style reader removes them;
 * **checked as they arrive** with the collator's :class:`~hfcontrast.collators.checks.RowSpec`, the checks map-style
@@ -57,6 +59,7 @@ class StreamedRows(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
         num_processes: int = 1,
         keep_states: int = 8,
         drop_blank: tuple[str, ...] = (),
+        index_column: str | None = None,
     ) -> None:
         if policy not in ("error", "skip"):
             raise ValueError(f"policy must be 'error' or 'skip', got {policy!r}")
@@ -68,6 +71,7 @@ class StreamedRows(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
         self.spec, self.policy, self.rejected_path = spec, policy, rejected_path
         self.buffer_size, self.seed, self.batch_size = max(0, shuffle_buffer_size), seed, max(1, batch_size)
         self.process_index, self.num_processes, self.drop_blank = process_index, num_processes, drop_blank
+        self.index_column = index_column
         self._initial = {name: copy.deepcopy(source.state_dict()) for name, source in self.sources.items()}
         self._states: deque[tuple[int, dict[str, Any]]] = deque(maxlen=max(2, keep_states))
         self._resume: dict[str, Any] | None = None
@@ -117,8 +121,13 @@ class StreamedRows(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
                 index, mine = live["row_in_file"], live["read"] % self.num_processes == self.process_index
                 live["row_in_file"] += 1
                 live["read"] += 1
-                if mine and self._accepted(name, index, row):
-                    yield name, index, dict(row)
+                if not mine:
+                    continue
+                out = dict(row)
+                if self.index_column is not None:  # unique per (epoch, row): the row's augmentation seed
+                    out[self.index_column] = (self.epoch << 40) | (live["read"] - 1)
+                if self._accepted(name, index, out):
+                    yield name, index, out
             if blank:
                 logger.warning("%s: left out %d blank lines", name, blank)
             live["file"] += 1

@@ -189,6 +189,8 @@ class ContrastiveTrainer(Trainer):
         """New views every epoch (a collator with ``set_epoch``); one that ``callbacks=`` holds already (with
         the caller's settings) is not added twice. The objective's callbacks follow the row check."""
         collator, present = self.data_collator, list(self.callback_handler.callbacks)
+        if isinstance(self.train_dataset, StreamedRows):  # its rows' indices carry the stream's own epoch
+            return
         if callable(getattr(collator, "set_epoch", None)) and not any(isinstance(cb, CollatorEpochCallback) for cb in present):
             self.add_callback(CollatorEpochCallback(collator))
 
