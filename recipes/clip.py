@@ -33,8 +33,8 @@ from hfcontrast.cli.flags import (
     given,
     record_matryoshka,
 )
-from hfcontrast.cli.runs import finish_run, start_run, train_with_before_after
-from hfcontrast.collators import ImageTextCollator, with_index_column
+from hfcontrast.cli.runs import finish_run, start_run, train_with_before_after, training_rows
+from hfcontrast.collators import ImageTextCollator
 from hfcontrast.demo.image_text import load_image_text_data
 from hfcontrast.objectives import CLIP, ContrastiveObjective, SigLIP
 from hfcontrast.trainer import ContrastiveTrainer, ContrastiveTrainingArguments
@@ -91,7 +91,7 @@ def main() -> None:
         max_train_samples=data_args.max_train_samples, max_eval_samples=data_args.max_eval_samples,
         seed=training_args.seed,
     )  # fmt: skip
-    train = with_index_column(data.train, INDEX_COLUMN)  # per-row caption/augmentation seeds: exact resume
+    train = training_rows(data.train, data_args.train_shards, data_args.shuffle_buffer_size, training_args.bad_rows)
     model, tokenizer, pretrained_vision = build_dual_encoder_from(model_args, siglip=objective_args.loss == "siglip")
     record_matryoshka(model, negative_args.matryoshka)
     processor = image_processor_for(model, pretrained_vision)
@@ -117,7 +117,7 @@ def main() -> None:
         train_source=data.name, data_collator=collator,
         processing_class=VisionTextDualEncoderProcessor(image_processor=processor, tokenizer=tokenizer),
     )  # fmt: skip
-    logger.info("train: %d rows; trainable parameters: %d", len(train),
+    logger.info("train: %s; trainable parameters: %d", f"{len(train)} rows" if hasattr(train, "__len__") else "a stream",
                 sum(p.numel() for p in model.parameters() if p.requires_grad))  # fmt: skip
 
     results = train_with_before_after(trainer)

@@ -70,6 +70,13 @@ class ImageTextDataArguments:
     max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on at most N images."})
     max_seq_length: int = field(default=32, metadata={"help": "Truncate captions to this many tokens."})
     augment: bool = field(default=False, metadata={"help": "Random resized crops and flips of training images."})
+    train_shards: str | None = field(
+        default=None,
+        metadata={"help": "Train from WebDataset tar shards (image + .txt/.json captions), streamed, e.g. "
+                  "'data/train-{00000..00009}.tar' (python -m hfcontrast.shards); the evaluation stays the demo's "
+                  "or --validation_file's. Needs --max_steps."},
+    )
+    shuffle_buffer_size: int = field(default=1000, metadata={"help": "With --train_shards: rows held to shuffle."})
 
 
 def build_dual_encoder_from(args: DualModelArguments, siglip: bool) -> tuple[ContrastiveDualEncoder, Any, str | None]:

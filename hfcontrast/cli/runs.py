@@ -16,8 +16,12 @@ from typing import Any
 import torch
 from transformers import set_seed
 
+from ..collators import with_index_column
+from ..collators.streams import StreamedRows
 from ..hub import plot_training, save_eval_results, write_model_card
+from ..shards import shard_streams
 from ..trainer import ContrastiveTrainer
+from ..trainer.defaults import INDEX_COLUMN
 from .flags import given
 
 logger = logging.getLogger(__name__)
@@ -60,6 +64,15 @@ def _metrics(logged: Mapping[str, Any], prefix: str) -> dict[str, float]:
         for key, value in logged.items()
         if key.startswith("eval_") and isinstance(value, int | float) and not key.endswith(_BOOKKEEPING)
     }
+
+
+def training_rows(rows: Any, shards: str | None, shuffle_buffer_size: int, bad_rows: str) -> Any:
+    """What a recipe trains on: ``rows`` with each row's index (its views' seed), or with ``--train_shards`` those
+    WebDataset shards streamed (:mod:`hfcontrast.shards`; the index from the stream's epoch and position)."""
+    if not shards:
+        return with_index_column(rows, INDEX_COLUMN)
+    streams = shard_streams(shards, truncated="skip" if bad_rows == "skip" else "error")
+    return StreamedRows(streams, shuffle_buffer_size=shuffle_buffer_size, index_column=INDEX_COLUMN)
 
 
 def train_with_before_after(

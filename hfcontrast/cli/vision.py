@@ -18,18 +18,16 @@ from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
 from ..augment import IMAGENET_MEAN, IMAGENET_STD, ViewPipeline, local_crop_pipeline, view_pipelines
 from ..augment.device_views import DeviceViews
-from ..collators import ImageEvalCollator, MultiViewCollator, RawImageCollator, with_index_column
-from ..collators.streams import StreamedRows
+from ..collators import ImageEvalCollator, MultiViewCollator, RawImageCollator
 from ..demo.fashion_mnist import FASHION_MNIST_MEAN, FASHION_MNIST_STD
 from ..demo.images import demo_backbone_config, eval_view, knn_subset, load_image_splits
 from ..evaluation import KNNEvaluator
 from ..models import ContrastiveVisionConfig, ContrastiveVisionModel
 from ..objectives import ContrastiveObjective
-from ..shards import shard_streams
 from ..trainer import ContrastiveTrainer, ContrastiveTrainingArguments
 from ..trainer.defaults import INDEX_COLUMN
 from .flags import NegativeArguments, epochs_replace_steps, record_matryoshka
-from .runs import finish_run, start_run, train_with_before_after
+from .runs import finish_run, start_run, train_with_before_after, training_rows
 
 logger = logging.getLogger(__name__)
 
@@ -205,11 +203,7 @@ def run_vision_recipe(
     elif training_args.eval_strategy != "no" and training_args.metric_for_best_model is None:
         training_args.metric_for_best_model = "eval_knn_top1"
 
-    train = with_index_column(splits.train, INDEX_COLUMN)
-    if data_args.train_shards:
-        truncated = "skip" if training_args.bad_rows == "skip" else "error"
-        train = StreamedRows(shard_streams(data_args.train_shards, truncated=truncated),
-                             shuffle_buffer_size=data_args.shuffle_buffer_size, index_column=INDEX_COLUMN)  # fmt: skip
+    train = training_rows(splits.train, data_args.train_shards, data_args.shuffle_buffer_size, training_args.bad_rows)
     trainer = ContrastiveTrainer(
         model=model, args=training_args, objective=objective, evaluators=evaluators,
         train_dataset=train, data_collator=collator,
