@@ -66,6 +66,7 @@ SMOKE_RUNS = {
     "loss_kernels.py": [],
     "render_tables.py": [],
     "row_checks.py": [],
+    "streams.py": [],
     "text_techniques.py": [],
     "text_vs_sentence_transformers.py": [],
     "text_vs_sentence_transformers.py --task cosent": ["--task", "cosent"],
