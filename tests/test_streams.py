@@ -304,3 +304,80 @@ def test_an_image_stream_from_shards_resumes_exactly(tmp_path: Path) -> None:
     stream = StreamedRows(shard_streams(shards), index_column="row_index")
     first, second = ({r["__key__"]: r["row_index"] for r in stream} for _ in range(2))
     assert first.keys() == second.keys() and all(first[k] != second[k] for k in first)
+
+
+# ----------------------------------------------------------------------------- several streams, each batch from one
+def _mix(tmp_path: Path, policy: str, **kwargs: Any) -> Any:
+    from hfcontrast.collators.stream_mix import MixedStreams
+
+    sources = _files(tmp_path)
+    streams = {name: StreamedRows({name: source}, RowSpec(text=("text",)), shuffle_buffer_size=5, seed=i, batch_size=4)
+               for i, (name, source) in enumerate(sources.items())}  # fmt: skip
+    return MixedStreams(streams, policy=policy, seed=2, batch_size=4, **kwargs)
+
+
+def _mixed_batches(mix: Any, batches: int) -> list[list[str]]:
+    loader = torch.utils.data.DataLoader(mix, batch_size=4, drop_last=True, collate_fn=lambda rows: [(r["__source__"], r["text"]) for r in rows])
+    import itertools
+
+    out: list[list[str]] = []
+    while len(out) < batches:  # a weighted mix never ends; a round-robin one ends when a source does
+        out.extend(itertools.islice(loader, batches - len(out)))
+    return out
+
+
+@pytest.mark.parametrize("policy", ["round_robin", "weighted"])
+def test_mixed_streams_give_single_source_batches_and_resume_exactly(tmp_path: Path, policy: str) -> None:
+    extra = {"weights": [3.0, 1.0]} if policy == "weighted" else {}
+    straight = _mixed_batches(_mix(tmp_path, policy, **extra), 30)
+    assert all(len({source for source, _ in batch}) == 1 for batch in straight)
+    sources = [batch[0][0] for batch in straight]
+    if policy == "round_robin":  # in turn; 18 rows give 4 batches, so each epoch is 4 + 4 (+ the 5th of the first)
+        assert sources[:8] == ["part0.jsonl", "part1.jsonl"] * 4
+    else:
+        assert 15 <= sources.count("part0.jsonl") <= 29
+    texts = [[t for _, t in b] for b in straight]
+    assert texts[:9] != texts[9:18]  # a new order each epoch
+    for stop in (3, 9, 14):
+        mix = _mix(tmp_path, policy, **extra)
+        loader = torch.utils.data.DataLoader(mix, batch_size=4, drop_last=True, collate_fn=lambda rows: [(r["__source__"], r["text"]) for r in rows])
+        seen: list[Any] = []
+        iterator = iter(loader)
+        while len(seen) < stop:
+            try:
+                seen.append(next(iterator))
+            except StopIteration:
+                iterator = iter(loader)
+        next(iterator, None)  # read ahead
+        state = json.loads(json.dumps(mix.state_at(stop)))
+        resumed = _mix(tmp_path, policy, **extra)
+        resumed.load_state_dict(state)
+        assert seen + _mixed_batches(resumed, 30 - stop) == straight, (policy, stop)
+
+
+def test_a_killed_run_on_mixed_streams_resumes_exactly(tmp_path: Path) -> None:
+    from hfcontrast.collators import MultiSourceCollator, TextPairCollator
+    from hfcontrast.objectives import SimCSE
+    from hfcontrast.trainer import ContrastiveTrainer
+    from tests.test_trainer_text import StopAt, args
+    from tests.tiny import text_model, tokenizer
+
+    def train(output: Path, stop: int | None = None, resume: bool = False) -> Any:
+        torch.manual_seed(0)
+        model = text_model(pooler="mean")
+        collator = MultiSourceCollator({name: TextPairCollator(tokenizer(), "text", "text", max_length=16)
+                                        for name in ("part0.jsonl", "part1.jsonl")})  # fmt: skip
+        trainer = ContrastiveTrainer(
+            model=model, args=args(output, max_steps=12, per_device_train_batch_size=4, save_strategy="steps", save_steps=5),
+            objective=SimCSE(0.05), train_dataset=_mix(tmp_path, "round_robin"), data_collator=collator,
+        )  # fmt: skip
+        if stop is not None:
+            trainer.add_callback(StopAt(stop))
+        trainer.train(resume_from_checkpoint="latest" if resume else None)
+        return model
+
+    straight = train(tmp_path / "straight")
+    train(tmp_path / "resumed", stop=5)
+    again = train(tmp_path / "resumed", resume=True)
+    for (name, a), b in zip(straight.state_dict().items(), again.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)

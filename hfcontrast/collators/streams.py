@@ -88,6 +88,19 @@ class StreamedRows(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
         raise KeyError(f"no stream state after {batches} batches (kept: {kept}): is the loader's batch size "
                        f"{self.batch_size}, with drop_last?")  # fmt: skip
 
+    def latest_state(self) -> dict[str, Any]:
+        """The state after the last whole batch this stream yielded (for a reader that takes whole batches), or the
+        one it will resume from."""
+        if self._resume is not None:
+            return copy.deepcopy(self._resume)
+        if not self._states:
+            raise KeyError("the stream has yielded no batch yet")
+        return copy.deepcopy(self._states[-1][1])
+
+    def restart(self, epoch: int) -> None:
+        """The next iteration reads epoch ``epoch`` from its beginning (a pending resume is dropped)."""
+        self._resume, self.epoch = None, int(epoch)
+
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Resume at ``state`` (from :meth:`state_at`): the next iteration continues from there."""
         if state.get("sources") != self.names:

@@ -6,13 +6,14 @@ batches."""
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 from torch.utils.data import DataLoader
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from ..collators.checks import BadRowsError
+from ..collators.stream_mix import MixedStreams
 from ..collators.streams import StreamedRows
 from ..distributed import rank, world_size
 
@@ -21,16 +22,30 @@ def stream_state_name(process: int) -> str:
     return f"stream_state-{process}.pt"
 
 
-def bind_stream(stream: StreamedRows, collator: Any, args: Any, rejected_path: str) -> None:
+def is_stream(dataset: Any) -> TypeGuard[StreamedRows | MixedStreams]:
+    """A stream (:class:`StreamedRows`) or several mixed (:class:`MixedStreams`)."""
+    return isinstance(dataset, StreamedRows | MixedStreams)
+
+
+def bind_stream(stream: StreamedRows | MixedStreams, collator: Any, args: Any, rejected_path: str) -> None:
     """Give ``stream`` the run's settings: this process's share, the per-device batch, the collator's row spec and
-    the ``bad_rows`` policy. A stream has no length, so the run needs ``max_steps``; its state lives in the
-    main process's loader, so the loader has no worker processes."""
+    the ``bad_rows`` policy (a mix: each source those of its own collator). A stream has no length, so the run needs
+    ``max_steps``; its state lives in the main process's loader, so the loader has no worker processes."""
     if args.max_steps is None or args.max_steps <= 0:
         raise ValueError("a streamed dataset has no length, so the run cannot count its epochs: set max_steps "
                          "(--max_steps) to the number of optimizer steps to train")  # fmt: skip
     if args.dataloader_num_workers:
         raise ValueError("a streamed dataset keeps its resumable state in the main process: set "
                          "dataloader_num_workers=0 (the stream's rows are read as they are needed)")  # fmt: skip
+    if isinstance(stream, MixedStreams):
+        collators = getattr(collator, "collators", None)
+        if not isinstance(collators, dict) or set(collators) != set(stream.names):
+            raise TypeError("mixed streams need a MultiSourceCollator with one collator per stream, by the same names")
+        for index, (name, source) in enumerate(stream.streams.items()):
+            bind_stream(source, collators[name], args, rejected_path.replace(".jsonl", f"-{index}.jsonl"))
+        stream.bind(args.per_device_train_batch_size)
+        stream.seed = args.data_seed or args.seed
+        return
     if args.bad_rows == "unchecked":
         stream.spec = None
     else:
@@ -45,7 +60,7 @@ def bind_stream(stream: StreamedRows, collator: Any, args: Any, rejected_path: s
     stream.batch_size, stream.seed = args.per_device_train_batch_size, args.data_seed or args.seed
 
 
-def stream_dataloader(stream: StreamedRows, collator: Any, args: TrainingArguments) -> DataLoader:
+def stream_dataloader(stream: StreamedRows | MixedStreams, collator: Any, args: TrainingArguments) -> DataLoader:
     """Batches of this process's rows. Not prepared by accelerate, which would split the share again; the
     trainer moves each batch to the device."""
     return DataLoader(stream, batch_size=args.per_device_train_batch_size, collate_fn=collator, drop_last=True,  # type: ignore[arg-type]
@@ -55,7 +70,7 @@ def stream_dataloader(stream: StreamedRows, collator: Any, args: TrainingArgumen
 class StreamStateCallback(TrainerCallback):
     """Writes this process's stream state after the batches the run has consumed into each checkpoint."""
 
-    def __init__(self, stream: StreamedRows) -> None:
+    def __init__(self, stream: StreamedRows | MixedStreams) -> None:
         self.stream = stream
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
@@ -65,10 +80,17 @@ class StreamStateCallback(TrainerCallback):
         torch.save(self.stream.state_at(consumed), os.path.join(folder, stream_state_name(rank())))
 
 
-def load_stream_state(stream: StreamedRows, checkpoint: str) -> None:
+def load_stream_state(stream: StreamedRows | MixedStreams, checkpoint: str) -> None:
     """Resume ``stream`` at this process's state in ``checkpoint``."""
     path = os.path.join(checkpoint, stream_state_name(rank()))
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{checkpoint} has no {stream_state_name(rank())}: it is not from a streamed run "
                                 f"with {world_size()} processes")  # fmt: skip
     stream.load_state_dict(torch.load(path, weights_only=False))  # written by this run's StreamStateCallback
+
+
+def stream_rejected(stream: StreamedRows | MixedStreams) -> int:
+    """The rows this process's stream (or each of a mix's) left out."""
+    if isinstance(stream, MixedStreams):
+        return sum(source.rejected for source in stream.streams.values())
+    return stream.rejected

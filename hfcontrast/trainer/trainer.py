@@ -19,7 +19,6 @@ from ..collators import CollatorEpochCallback
 from ..collators.checks import check_rows
 from ..collators.lengths import LENGTHS_KEY
 from ..collators.multi_source import MultiSourceDataset
-from ..collators.streams import StreamedRows
 from ..distributed import all_reduce_mean, all_reduce_sum, equal_batches, is_distributed, world_size
 from ..evaluation import Evaluator
 from ..hub.model_card import CARD_NAME, is_hfcontrast_card, write_model_card
@@ -48,7 +47,14 @@ from .multi_source import (
 )
 from .outputs import claim_output_dir
 from .sharding import check_sharding, sync_batchnorm
-from .streams import StreamStateCallback, bind_stream, load_stream_state, stream_dataloader
+from .streams import (
+    StreamStateCallback,
+    bind_stream,
+    is_stream,
+    load_stream_state,
+    stream_dataloader,
+    stream_rejected,
+)
 from .summary import RunSummary, run_summary
 from .views import embed_views, embed_views_chunked, split_views
 
@@ -189,7 +195,7 @@ class ContrastiveTrainer(Trainer):
         """New views every epoch (a collator with ``set_epoch``); one that ``callbacks=`` holds already (with
         the caller's settings) is not added twice. The objective's callbacks follow the row check."""
         collator, present = self.data_collator, list(self.callback_handler.callbacks)
-        if isinstance(self.train_dataset, StreamedRows):  # its rows' indices carry the stream's own epoch
+        if is_stream(self.train_dataset):  # its rows' indices carry the stream's own epoch
             return
         if callable(getattr(collator, "set_epoch", None)) and not any(isinstance(cb, CollatorEpochCallback) for cb in present):
             self.add_callback(CollatorEpochCallback(collator))
@@ -249,7 +255,7 @@ class ContrastiveTrainer(Trainer):
     def get_train_dataloader(self) -> Any:
         """Trainer's dataloader; for a :class:`~hfcontrast.collators.MultiSourceDataset`, single-source
         batches (:mod:`hfcontrast.trainer.multi_source`), whose sampler state goes into checkpoints."""
-        if isinstance(self.train_dataset, StreamedRows):
+        if is_stream(self.train_dataset):
             return stream_dataloader(self.train_dataset, self.data_collator, self.args)
         if isinstance(self.train_dataset, MultiSourceDataset):
             loader, self.sampler_state.sampler = multi_source_dataloader(
@@ -260,7 +266,7 @@ class ContrastiveTrainer(Trainer):
 
     def get_resumed_dataloader(self, dataloader: Any, num_batches: int) -> Any:
         """Trainer's batch skipping; a stream instead resumes at the state its checkpoint holds."""
-        if isinstance(self.train_dataset, StreamedRows) and self._loaded_checkpoint is not None:
+        if is_stream(self.train_dataset) and self._loaded_checkpoint is not None:
             load_stream_state(self.train_dataset, self._loaded_checkpoint)
             return dataloader
         return super().get_resumed_dataloader(dataloader, num_batches)
@@ -413,7 +419,7 @@ class ContrastiveTrainer(Trainer):
             "is_main_process": self.is_world_process_zero(),
         }  # fmt: skip
         source = self.train_source or "the training dataset"
-        if isinstance(self.train_dataset, StreamedRows):  # checked as its rows arrive
+        if is_stream(self.train_dataset):  # checked as its rows arrive
             bind_stream(self.train_dataset, self.data_collator, self.args, settings["rejected_path"])
             self.add_callback(StreamStateCallback(self.train_dataset))
             self._add_objective_callbacks(None)
@@ -442,8 +448,8 @@ class ContrastiveTrainer(Trainer):
         """``Trainer.train`` after :meth:`prepare_run` (see the class doc)."""
         resume = self.prepare_run(resume_from_checkpoint)
         output = super().train(resume_from_checkpoint=resume, trial=trial, **kwargs)
-        if isinstance(self.train_dataset, StreamedRows):  # the rows every process's stream left out
-            self.rejected_rows = int(all_reduce_sum(torch.tensor(float(self.train_dataset.rejected))).item())
+        if is_stream(self.train_dataset):  # the rows every process's stream left out
+            self.rejected_rows = int(all_reduce_sum(torch.tensor(float(stream_rejected(self.train_dataset)))).item())
         return output
 
     def summary(self, **fields: Any) -> RunSummary:
