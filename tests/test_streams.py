@@ -31,6 +31,21 @@ def _stream(tmp_path: Path, **kwargs: Any) -> StreamedRows:
     return StreamedRows(_files(tmp_path), **settings)
 
 
+def _read_then_save(dataset: Any, collate: Any, stop: int) -> tuple[list[Any], Any]:
+    """``stop`` batches read from a loader over ``dataset`` (a new pass whenever one ends), one more read ahead as a
+    prefetching loader does, and the state saved after the ``stop`` batches (through a JSON round trip)."""
+    loader = torch.utils.data.DataLoader(dataset, batch_size=4, drop_last=True, collate_fn=collate)
+    seen: list[Any] = []
+    iterator = iter(loader)
+    while len(seen) < stop:
+        try:
+            seen.append(next(iterator))
+        except StopIteration:
+            iterator = iter(loader)
+    next(iterator, None)
+    return seen, json.loads(json.dumps(dataset.state_at(stop)))
+
+
 def _batches(stream: StreamedRows, epochs: int) -> list[list[str]]:
     loader = torch.utils.data.DataLoader(stream, batch_size=stream.batch_size, drop_last=True, collate_fn=lambda rows: [r["text"] for r in rows])
     return [batch for _ in range(epochs) for batch in loader]
@@ -55,19 +70,9 @@ def test_processes_share_the_rows(tmp_path: Path) -> None:
 @pytest.mark.parametrize("stop", [1, 5, 10, 13])  # mid-epoch, at an epoch's end (10 batches of 4 in 41 rows), in epoch 2
 def test_resume_from_a_kept_state_sees_the_rows_of_the_uninterrupted_run(tmp_path: Path, stop: int) -> None:
     uninterrupted = _batches(_stream(tmp_path), 3)
-    stream = _stream(tmp_path)
-    loader = torch.utils.data.DataLoader(stream, batch_size=4, drop_last=True, collate_fn=lambda rows: [r["text"] for r in rows])
-    seen: list[list[str]] = []
-    iterator = iter(loader)
-    while len(seen) < stop:
-        try:
-            seen.append(next(iterator))
-        except StopIteration:
-            iterator = iter(loader)
-    next(iterator, None)  # a loader reads ahead: the state saved is still the one after `stop` batches
-    state = stream.state_at(stop)
+    seen, state = _read_then_save(_stream(tmp_path), lambda rows: [r["text"] for r in rows], stop)
     resumed = _stream(tmp_path)
-    resumed.load_state_dict(json.loads(json.dumps(state)))  # a checkpoint round trip
+    resumed.load_state_dict(state)
     rest = _batches(resumed, 3)
     assert seen + rest[: len(uninterrupted) - stop] == uninterrupted
 
@@ -316,8 +321,12 @@ def _mix(tmp_path: Path, policy: str, **kwargs: Any) -> Any:
     return MixedStreams(streams, policy=policy, seed=2, batch_size=4, **kwargs)
 
 
+def _sourced(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(r["__source__"], r["text"]) for r in rows]
+
+
 def _mixed_batches(mix: Any, batches: int) -> list[list[str]]:
-    loader = torch.utils.data.DataLoader(mix, batch_size=4, drop_last=True, collate_fn=lambda rows: [(r["__source__"], r["text"]) for r in rows])
+    loader = torch.utils.data.DataLoader(mix, batch_size=4, drop_last=True, collate_fn=_sourced)
     import itertools
 
     out: list[list[str]] = []
@@ -339,17 +348,7 @@ def test_mixed_streams_give_single_source_batches_and_resume_exactly(tmp_path: P
     texts = [[t for _, t in b] for b in straight]
     assert texts[:9] != texts[9:18]  # a new order each epoch
     for stop in (3, 9, 14):
-        mix = _mix(tmp_path, policy, **extra)
-        loader = torch.utils.data.DataLoader(mix, batch_size=4, drop_last=True, collate_fn=lambda rows: [(r["__source__"], r["text"]) for r in rows])
-        seen: list[Any] = []
-        iterator = iter(loader)
-        while len(seen) < stop:
-            try:
-                seen.append(next(iterator))
-            except StopIteration:
-                iterator = iter(loader)
-        next(iterator, None)  # read ahead
-        state = json.loads(json.dumps(mix.state_at(stop)))
+        seen, state = _read_then_save(_mix(tmp_path, policy, **extra), _sourced, stop)
         resumed = _mix(tmp_path, policy, **extra)
         resumed.load_state_dict(state)
         assert seen + _mixed_batches(resumed, 30 - stop) == straight, (policy, stop)
