@@ -85,7 +85,8 @@ def main() -> None:
     configure_text_model(model, tokenizer, techniques, matryoshka)
 
     objective, sources, columns = text_objective(objective_args, negative_args, techniques, data_args, sources, tokenizer)
-    train, collator = text_training_data(sources, tokenizer, data_args, **columns)
+    mix = training_args.multi_dataset_policy if given("--multi_dataset_policy") else None
+    train, collator = text_training_data(sources, tokenizer, data_args, mix, **columns)
 
     validation_file = data_args.validation_file or data_file(STSB_DEV)
     evaluator = sts_evaluator(validation_file, tokenizer, techniques, matryoshka)

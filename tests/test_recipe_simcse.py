@@ -151,3 +151,19 @@ def test_streamed_recipe_names_or_records_a_bad_row(tmp_path: Path, policy: str)
     assert results["train_rejected_rows"] == 1 and results["train_steps"] == 6
     records = [json.loads(line) for f in sorted(out.glob("rejected_rows*.jsonl")) for line in f.read_text().splitlines()]
     assert [(Path(r["source"]).name, r["row"], r["problems"][0]["column"]) for r in records] == [("part1.jsonl", 13, "sent0")]
+
+
+def test_streamed_files_of_other_columns_are_mixed_batch_by_batch(tmp_path: Path) -> None:
+    """``--streaming`` with a pairs file and a sentences file: one stream needs one set of columns (an error naming
+    the way out); ``--multi_dataset_policy round_robin`` mixes them, each batch from one file, on 2 processes."""
+    from tests.launch import accelerate_command, run
+
+    config_dir, sts, triplets = _files(tmp_path)
+    out = tmp_path / "out"
+    base = ["--config_name", str(config_dir), "--tokenizer_name", default_text_model(), "--streaming", "--train_file",
+            str(tmp_path / "train.txt"), str(triplets), "--validation_file", str(sts), "--output_dir", str(out),
+            "--max_steps", "6", "--per_device_train_batch_size", "4", "--eval_strategy", "no", "--max_seq_length", "16"]  # fmt: skip
+    with pytest.raises(AssertionError, match="multi_dataset_policy round_robin"):
+        run(accelerate_command(RECIPE, *base))
+    run(accelerate_command(RECIPE, *base, "--multi_dataset_policy", "round_robin"))
+    assert json.loads((out / "eval_results.json").read_text())["train_steps"] == 6

@@ -22,6 +22,7 @@ import datasets
 from transformers import AutoConfig, AutoTokenizer
 
 from ..collators import MultiSourceCollator, MultiSourceDataset, TextPairCollator
+from ..collators.stream_mix import MixedStreams
 from ..collators.streams import StreamedRows
 from ..collators.text import check_prompts, pair_columns, prompt_token_ids
 from ..demo import load_text_dataset, snli_retrieval
@@ -159,12 +160,9 @@ def text_streams(args: TextDataArguments) -> dict[str, Any]:
                 stream = stream.cast(datasets.Features({"text": datasets.Value("string")}))
         else:
             stream = datasets.load_dataset(name, split="train", streaming=True)
-            if stream.column_names is None:
-                stream = stream._resolve_features()  # reads the first rows to learn the columns
+        if stream.column_names is None:
+            stream = stream._resolve_features()  # reads the first rows to learn the columns
         streams[name] = stream.take(args.max_train_samples) if args.max_train_samples else stream
-    columns = {name: stream.column_names for name, stream in streams.items()}
-    if len({tuple(c) for c in columns.values()}) > 1:
-        raise ValueError(f"--streaming reads its files as one stream, so they need the same columns, got {columns}")
     return streams
 
 
@@ -179,21 +177,43 @@ def view_columns(names: list[str], args: TextDataArguments) -> tuple[str, ...]:
     return text, text
 
 
-def text_training_data(sources: dict[str, Any], tokenizer: Any, args: TextDataArguments, **kwargs: Any) -> tuple[Any, Any]:
-    """``(dataset, collator)``: one source's, or several in a :class:`MultiSourceDataset` (each batch from one)."""
+def text_training_data(
+    sources: dict[str, Any], tokenizer: Any, args: TextDataArguments, mix: str | None = None, **kwargs: Any
+) -> tuple[Any, Any]:
+    """``(dataset, collator)``: one source's, or several in a :class:`MultiSourceDataset` (each batch from one);
+    streamed: :func:`text_stream_rows` (``mix``: the ``--multi_dataset_policy`` given on the command line)."""
     collators = {}
     for name, data in sources.items():
         anchor, positive, *negatives = view_columns(data.column_names, args)
         collators[name] = TextPairCollator(tokenizer, anchor, positive, negatives, max_length=args.max_seq_length,
                                            pad_to_multiple_of=args.pad_to_multiple_of, **kwargs)  # fmt: skip
         logger.info("%s: columns %s", name, collators[name].columns)
-    if args.streaming:  # the files in turn, one stream (the trainer sets each process's share and the checks)
-        blank = ("text",) if all(name.lower().endswith(".txt") for name in sources) else ()
-        return StreamedRows(sources, shuffle_buffer_size=args.shuffle_buffer_size, drop_blank=blank), next(iter(collators.values()))
+    if args.streaming:
+        return text_stream_rows(sources, collators, args, mix)
     if len(sources) > 1:
         return MultiSourceDataset(sources), MultiSourceCollator(collators)
     (train,), (collator,) = sources.values(), collators.values()
     return train, collator
+
+
+def text_stream_rows(sources: dict[str, Any], collators: dict[str, Any], args: TextDataArguments, mix: str | None) -> tuple[Any, Any]:
+    """``--streaming``: the files as one stream, read in turn (the files of one dataset: the same columns), or with
+    ``--multi_dataset_policy round_robin`` mixed batch by batch, each batch from one file (:class:`MixedStreams`).
+    The trainer sets each process's share and the checks."""
+    def rows(named: dict[str, Any]) -> StreamedRows:
+        blank = ("text",) if all(name.lower().endswith(".txt") for name in named) else ()
+        return StreamedRows(named, shuffle_buffer_size=args.shuffle_buffer_size, drop_blank=blank)
+
+    if mix is None or len(sources) == 1:
+        columns = {name: collator.columns for name, collator in collators.items()}
+        if len(set(columns.values())) > 1:
+            raise ValueError(f"--streaming reads its files as one stream, so they need the same columns, got {columns}; "
+                             "--multi_dataset_policy round_robin mixes files of other columns batch by batch")  # fmt: skip
+        return rows(sources), next(iter(collators.values()))
+    if mix != "round_robin":
+        raise ValueError(f"--multi_dataset_policy {mix} needs each dataset's size, which a stream does not know: with "
+                         "--streaming use round_robin (or MixedStreams(policy='weighted', weights=...) in Python)")  # fmt: skip
+    return MixedStreams({name: rows({name: source}) for name, source in sources.items()}), MultiSourceCollator(collators)
 
 
 def build_text_model(args: TextModelArguments, default_path: str) -> tuple[ContrastiveTextModel, Any]:
