@@ -121,7 +121,8 @@ def finish_run(
 ) -> None:
     """Export the encoder on every process unless ``export`` is off (e.g. a LoRA adapter saved alone), then
     write ``eval_results.json``, ``training.png`` and the model card (main process). ``evaluate_export`` scores
-    the exported folder (e.g. its int8 ONNX model) and adds its results first."""
+    the exported folder (e.g. its int8 ONNX model) and adds its results first. Last, every process waits for the
+    others and leaves the process group (``Accelerator.end_training``)."""
     out = str(trainer.args.output_dir)
     if trainer.rejected_rows:
         results["train_rejected_rows"] = float(trainer.rejected_rows)
@@ -141,3 +142,7 @@ def finish_run(
         ))  # fmt: skip
     if export and trainer.args.push_to_hub:
         trainer.push_to_hub()  # the export and the card above, in one commit
+    # The processes leave together: one that exits while the process group's threads still run aborts
+    # ("terminate called without an active exception"), even after a run that succeeded.
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.end_training()
