@@ -182,6 +182,16 @@ def retrieval(student: bool = False) -> list[list[str]]:
         arms = {"in-batch negatives only": arms["in-batch negatives only"],
                 f"+ 1 mined negative ({kept} of {task.train.num_rows} pairs kept)": ["--train_file", str(mined)],
                 guide: arms[guide], "+ SNLI's contradiction as hard negative": ["--train_file", str(written)]}  # fmt: skip
+        if student:  # two ways to keep false negatives out of the mined ones
+            strict = OUT / "retrieval-mined-strict.jsonl"
+            if not strict.is_file():
+                subprocess.run([sys.executable, str(ROOT / "recipes" / "mine_negatives.py"), "--train_file", str(pairs),
+                                "--output_file", str(strict), "--range_min", "30", "--range_max", "200",
+                                "--max_score_ratio", "0.8"], check=True, cwd=ROOT)  # fmt: skip
+            kept = datasets.load_dataset("json", data_files=str(strict), split="train").num_rows
+            arms[f"+ 1 mined negative, window 30-200, ratio 0.8 ({kept} kept)"] = ["--train_file", str(strict)]
+            arms["+ 1 mined negative + the guide, margin 0.1"] = ["--train_file", str(mined), "--guide_model_name_or_path",
+                                                                  default_text_model(), "--guide_margin", "0.1"]  # fmt: skip
     rows = []
     for i, (name, args) in enumerate(arms.items()):
         prefix = "retrieval-student" if student else "retrieval"
