@@ -107,6 +107,16 @@ def matryoshka() -> list[list[str]]:
     return rows
 
 
+def mine(output: Path, *options: str) -> int:
+    """``recipes/mine_negatives.py`` with ``options`` (its window and guard, the pairs), once: the rows it kept."""
+    import datasets
+
+    if not output.is_file():
+        subprocess.run([sys.executable, str(ROOT / "recipes" / "mine_negatives.py"), "--output_file", str(output), *options],
+                       check=True, cwd=ROOT)  # fmt: skip
+    return int(datasets.load_dataset("json", data_files=str(output), split="train").num_rows)
+
+
 def mining() -> list[list[str]]:
     import datasets
 
@@ -115,10 +125,8 @@ def mining() -> list[list[str]]:
     OUT.mkdir(parents=True, exist_ok=True)
     if not pairs.is_file():
         datasets.load_dataset("csv", data_files=str(SNLI), split="train").select_columns(["sent0", "sent1"]).to_csv(pairs)
-    if not mined.is_file():
-        smoke = ["--max_train_samples", "32", "--range_min", "1", "--range_max", "8"] if EXTRA else []
-        subprocess.run([sys.executable, str(ROOT / "recipes" / "mine_negatives.py"), "--output_file", str(mined),
-                        "--range_min", "10", "--range_max", "100", "--max_score_ratio", "0.95", *smoke], check=True, cwd=ROOT)  # fmt: skip
+    smoke = ["--max_train_samples", "32", "--range_min", "1", "--range_max", "8"] if EXTRA else []
+    mine(mined, "--range_min", "10", "--range_max", "100", "--max_score_ratio", "0.95", *smoke)
     steps = ["--max_steps", "46", "--learning_rate", "2e-5"]
     rows = []
     for name, train in (("in-batch negatives", pairs), ("+ 1 mined negative", mined)):
@@ -158,7 +166,6 @@ def _smoke_ir_data(task: Any) -> list[str]:
 def retrieval(student: bool = False) -> list[list[str]]:
     """The retrieval demo's arms from MiniLM or (``student``) from a 2-layer student cut from it (lr 1e-4), where
     the guide (the whole MiniLM) is stronger than the model trained, as in GISTEmbed."""
-    import datasets
 
     from hfcontrast.demo import default_text_model, snli_retrieval
 
@@ -174,17 +181,19 @@ def retrieval(student: bool = False) -> list[list[str]]:
     arms = {"in-batch negatives only": ["--train_file", str(pairs)],
             guide: ["--train_file", str(pairs), "--guide_model_name_or_path", default_text_model()]}  # fmt: skip
     if not EXTRA:  # the smoke run trains the first two arms only (the others differ only in their file)
-        if not mined.is_file():
-            subprocess.run([sys.executable, str(ROOT / "recipes" / "mine_negatives.py"), "--train_file", str(pairs),
-                            "--output_file", str(mined), "--range_min", "10", "--range_max", "100",
-                            "--max_score_ratio", "0.95"], check=True, cwd=ROOT)  # fmt: skip
-        kept = datasets.load_dataset("json", data_files=str(mined), split="train").num_rows
+        kept = mine(mined, "--train_file", str(pairs), "--range_min", "10", "--range_max", "100", "--max_score_ratio", "0.95")
         arms = {"in-batch negatives only": arms["in-batch negatives only"],
                 f"+ 1 mined negative ({kept} of {task.train.num_rows} pairs kept)": ["--train_file", str(mined)],
                 guide: arms[guide], "+ SNLI's contradiction as hard negative": ["--train_file", str(written)]}  # fmt: skip
+        if student:  # two ways to keep false negatives out of the mined ones
+            strict = OUT / "retrieval-mined-strict.jsonl"
+            kept = mine(strict, "--train_file", str(pairs), "--range_min", "30", "--range_max", "200", "--max_score_ratio", "0.8")
+            arms[f"+ 1 mined negative, window 30-200, ratio 0.8 ({kept} kept)"] = ["--train_file", str(strict)]
+            arms["+ 1 mined negative + the guide, margin 0.1"] = ["--train_file", str(mined), "--guide_model_name_or_path",
+                                                                  default_text_model(), "--guide_margin", "0.1"]  # fmt: skip
     rows = []
+    prefix = "retrieval-student" if student else "retrieval"
     for i, (name, args) in enumerate(arms.items()):
-        prefix = "retrieval-student" if student else "retrieval"
         runs = [recipe(f"{prefix}-{i}", *steps, *args, seed=s) for s in (SEEDS[:1] if EXTRA else SEEDS)]
         rows.append([name, f"{runs[0]['before_ir_ndcg@10']:.4f}", mean_sd([r["eval_ir_ndcg@10"] for r in runs]),
                      mean_sd([r["eval_ir_mrr@10"] for r in runs]), " / ".join(f"{r['eval_ir_ndcg@10']:.4f}" for r in runs)])  # fmt: skip
