@@ -95,6 +95,25 @@ def test_skip_records_each_bad_row(tmp_path: Path) -> None:
     assert [(r["source"], r["row"], r["problems"][0]["column"]) for r in records] == [("part0.jsonl", 2, "text"), ("part1.jsonl", 17, "text")]
 
 
+def test_a_resumed_stream_records_each_bad_row_once(tmp_path: Path) -> None:
+    """Rows rejected after the saved state (read ahead of it) are read again on resume: recorded once in all."""
+    bad = {(0, 2): "", (0, 14): None, (1, 3): ""}
+
+    def stream(rejected: Path) -> StreamedRows:
+        return StreamedRows(_files(tmp_path, bad=bad), RowSpec(text=("text",)), policy="skip", rejected_path=str(rejected),
+                            shuffle_buffer_size=5, seed=1, batch_size=4)  # fmt: skip
+
+    whole = tmp_path / "whole.jsonl"
+    _batches(stream(whole), 1)
+    killed = tmp_path / "killed.jsonl"
+    _, state = _read_then_save(stream(killed), lambda rows: rows, 2)  # the read-ahead has met the row at (0, 14)
+    assert state["rejected"] < len(killed.read_text().splitlines())
+    resumed = stream(killed)
+    resumed.load_state_dict(state)
+    _batches(resumed, 1)
+    assert killed.read_text() == whole.read_text() and resumed.rejected == 3
+
+
 # ----------------------------------------------------------------------------- through the trainer
 class _Recording:
     """A text-pair collator that records the anchors of each batch it builds."""

@@ -19,7 +19,8 @@ in turn and is itself a ``torch`` ``IterableDataset`` of rows:
   every epoch, as a loader that drops each epoch's last incomplete batch forms them): the sources'
   ``state_dict()``, the buffer's rows and the generator's state, kept for the last ``keep_states`` batches. A
   checkpoint so records the batches the trainer consumed, not those a prefetching loader has read ahead, and
-  :meth:`load_state_dict` resumes there without reading the rows before it again.
+  :meth:`load_state_dict` resumes there without reading the rows before it again (records of rows rejected after
+  that state are dropped from ``rejected_path``, since they are read again).
 """
 
 from __future__ import annotations
@@ -200,11 +201,23 @@ class StreamedRows(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
                           "draining": False}  # fmt: skip
         else:
             self._states.clear()
+            self._forget_rejections_after(int(resume["rejected"]))
             if resume["file"] < len(self.names) and resume["source_state"] is not None:
                 self.sources[self.names[resume["file"]]].load_state_dict(resume["source_state"])
             self._live = {key: resume[key] for key in ("file", "row_in_file", "read", "yielded", "draining")}
             self._live["buffer"], self._live["rng"] = list(resume["buffer"]), _rng_from(resume["rng"])
         self._keep_state()
+
+    def _forget_rejections_after(self, count: int) -> None:
+        """On resume, the rows read after the saved state are read again: their records (written when a prefetching
+        loader read ahead of the checkpoint) are dropped, so each bad row is recorded once."""
+        if self.rejected_path is None or not os.path.exists(self.rejected_path):
+            return
+        with open(self.rejected_path, encoding="utf-8") as stream:
+            records = stream.readlines()
+        if len(records) > count:
+            with open(self.rejected_path, "w", encoding="utf-8") as stream:
+                stream.writelines(records[:count])
 
     def _keep_state(self) -> None:
         yielded = self._live["yielded"]
