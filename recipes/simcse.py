@@ -86,7 +86,7 @@ def main() -> None:
 
     objective, sources, columns = text_objective(objective_args, negative_args, techniques, data_args, sources, tokenizer)
     mix = training_args.multi_dataset_policy if given("--multi_dataset_policy") else None
-    train, collator = text_training_data(sources, tokenizer, data_args, mix, **columns)
+    train, collator = text_training_data(sources, tokenizer, data_args, mix, training_args.multi_dataset_temperature, **columns)
 
     validation_file = data_args.validation_file or data_file(STSB_DEV)
     evaluator = sts_evaluator(validation_file, tokenizer, techniques, matryoshka)

@@ -15,15 +15,11 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import datasets
 from transformers import AutoConfig, AutoTokenizer
 
 from ..collators import MultiSourceCollator, MultiSourceDataset, TextPairCollator
-from ..collators.stream_mix import MixedStreams
-from ..collators.streams import StreamedRows
 from ..collators.text import check_prompts, pair_columns, prompt_token_ids
 from ..demo import load_text_dataset, snli_retrieval
 from ..distillation import add_teacher_embeddings
@@ -34,6 +30,7 @@ from ..lora import add_lora, merge_lora, save_adapter
 from ..models import ContrastiveTextConfig, ContrastiveTextModel
 from ..objectives import Guide, InBatchKL, MarginMSE, MatryoshkaConfig
 from .flags import changed_flags, record_matryoshka
+from .text_streams import text_stream_rows, text_streams
 
 logger = logging.getLogger(__name__)
 
@@ -137,35 +134,6 @@ def text_sources(args: TextDataArguments, demo_file: str) -> dict[str, Any]:
     }
 
 
-STREAM_BUILDERS = {".txt": "text", ".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}
-
-
-def text_streams(args: TextDataArguments) -> dict[str, Any]:
-    """``--streaming``: each ``--train_file`` (``.txt``: column ``text``, ``.csv``/``.tsv``, ``.json(l)``) or
-    ``--dataset_name`` as a ``datasets`` streaming ``IterableDataset``, cut to ``--max_train_samples``."""
-    names = args.train_file or args.dataset_name
-    if not names:
-        raise ValueError("--streaming reads --train_file or --dataset_name (the packaged demo data fits in memory)")
-    streams = {}
-    for name in names:
-        if args.train_file:
-            builder = STREAM_BUILDERS.get(Path(name).suffix.lower())
-            if builder is None:
-                raise ValueError(f"--train_file {name}: expected .txt, .csv, .tsv, .json or .jsonl")
-            if not Path(name).is_file():
-                raise FileNotFoundError(f"--train_file {name}: no such file")
-            options = {"delimiter": "\t"} if name.lower().endswith(".tsv") else {}
-            stream = datasets.load_dataset(builder, data_files=name, split="train", streaming=True, **options)
-            if builder == "text":  # one string column, named as the map-style reader names it
-                stream = stream.cast(datasets.Features({"text": datasets.Value("string")}))
-        else:
-            stream = datasets.load_dataset(name, split="train", streaming=True)
-        if stream.column_names is None:
-            stream = stream._resolve_features()  # reads the first rows to learn the columns
-        streams[name] = stream.take(args.max_train_samples) if args.max_train_samples else stream
-    return streams
-
-
 def view_columns(names: list[str], args: TextDataArguments) -> tuple[str, ...]:
     """A dataset's text columns in view order: ``(anchor, positive, *negatives)``, or ``(text, text)`` for one
     text column (unsupervised). Teacher columns (``teacher_<column>``) are not views."""
@@ -178,10 +146,16 @@ def view_columns(names: list[str], args: TextDataArguments) -> tuple[str, ...]:
 
 
 def text_training_data(
-    sources: dict[str, Any], tokenizer: Any, args: TextDataArguments, mix: str | None = None, **kwargs: Any
+    sources: dict[str, Any],
+    tokenizer: Any,
+    args: TextDataArguments,
+    mix: str | None = None,
+    temperature: float = 1.0,
+    **kwargs: Any,
 ) -> tuple[Any, Any]:
     """``(dataset, collator)``: one source's, or several in a :class:`MultiSourceDataset` (each batch from one);
-    streamed: :func:`text_stream_rows` (``mix``: the ``--multi_dataset_policy`` given on the command line)."""
+    streamed: :func:`~hfcontrast.cli.text_streams.text_stream_rows` (``mix``: the ``--multi_dataset_policy`` given
+    on the command line; ``temperature``: ``--multi_dataset_temperature``)."""
     collators = {}
     for name, data in sources.items():
         anchor, positive, *negatives = view_columns(data.column_names, args)
@@ -189,31 +163,11 @@ def text_training_data(
                                            pad_to_multiple_of=args.pad_to_multiple_of, **kwargs)  # fmt: skip
         logger.info("%s: columns %s", name, collators[name].columns)
     if args.streaming:
-        return text_stream_rows(sources, collators, args, mix)
+        return text_stream_rows(sources, collators, args, mix, temperature)
     if len(sources) > 1:
         return MultiSourceDataset(sources), MultiSourceCollator(collators)
     (train,), (collator,) = sources.values(), collators.values()
     return train, collator
-
-
-def text_stream_rows(sources: dict[str, Any], collators: dict[str, Any], args: TextDataArguments, mix: str | None) -> tuple[Any, Any]:
-    """``--streaming``: the files as one stream, read in turn (the files of one dataset: the same columns), or with
-    ``--multi_dataset_policy round_robin`` mixed batch by batch, each batch from one file (:class:`MixedStreams`).
-    The trainer sets each process's share and the checks."""
-    def rows(named: dict[str, Any]) -> StreamedRows:
-        blank = ("text",) if all(name.lower().endswith(".txt") for name in named) else ()
-        return StreamedRows(named, shuffle_buffer_size=args.shuffle_buffer_size, drop_blank=blank)
-
-    if mix is None or len(sources) == 1:
-        columns = {name: collator.columns for name, collator in collators.items()}
-        if len(set(columns.values())) > 1:
-            raise ValueError(f"--streaming reads its files as one stream, so they need the same columns, got {columns}; "
-                             "--multi_dataset_policy round_robin mixes files of other columns batch by batch")  # fmt: skip
-        return rows(sources), next(iter(collators.values()))
-    if mix != "round_robin":
-        raise ValueError(f"--multi_dataset_policy {mix} needs each dataset's size, which a stream does not know: with "
-                         "--streaming use round_robin (or MixedStreams(policy='weighted', weights=...) in Python)")  # fmt: skip
-    return MixedStreams({name: rows({name: source}) for name, source in sources.items()}), MultiSourceCollator(collators)
 
 
 def build_text_model(args: TextModelArguments, default_path: str) -> tuple[ContrastiveTextModel, Any]:
