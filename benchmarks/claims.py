@@ -54,6 +54,8 @@ MEASURED: dict[str, tuple[str, ...]] = {
                            "benchmarks/ir_evaluator_speed.py"),
     "image_views": ("hfcontrast/augment", "hfcontrast/collators", "hfcontrast/demo/fashion_mnist.py",
                     "benchmarks/common.py", "benchmarks/image_views.py"),
+    "streams": (*_TRAINING, "hfcontrast/shards.py", "hfcontrast/cli/clip.py", "hfcontrast/augment", "hfcontrast/demo",
+                "benchmarks/streams.py"),
 }  # fmt: skip
 #: Code under a measured path that benchmarks do not all run: functions, methods and class fields by qualified
 #: name, each with the benchmarks that do run it. A change confined to them leaves the others' results current.
