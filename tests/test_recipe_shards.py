@@ -81,7 +81,7 @@ def test_sharded_clip_on_two_machines_equals_one_machine_with_two_processes(tmp_
     for name in one:
         torch.testing.assert_close(one[name], two[name], rtol=0, atol=0, msg=name)
     initial = json.loads((tmp_path / "one" / "eval_results.json").read_text())
-    assert initial["train_steps"] == 4 and initial["train_rejected_rows"] == 0
+    assert initial["train_steps"] == 4 and "train_rejected_rows" not in initial  # written when rows were left out
 
 
 @pytest.mark.distributed  # launches a process (slow)
