@@ -14,7 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
-from transformers import Trainer, set_seed
+import transformers
+from transformers import set_seed
 
 from ..collators import with_index_column
 from ..collators.streams import StreamedRows
@@ -80,9 +81,7 @@ def check_stream_resume(trainer: ContrastiveTrainer, resume: Any = None) -> None
     """A streamed run resumes at its saved row through ``Trainer.get_resumed_dataloader`` (transformers >= 5.25);
     an older Trainer would skip batches by reading the stream again from its start, so the resume is refused."""
     resuming = resume if resume is not None else trainer.args.resume_from_checkpoint
-    if resuming and is_stream(trainer.train_dataset) and not hasattr(Trainer, "get_resumed_dataloader"):
-        import transformers
-
+    if resuming and is_stream(trainer.train_dataset) and not hasattr(transformers.Trainer, "get_resumed_dataloader"):
         raise ValueError(f"resuming a streamed run at its row needs transformers >= 5.25 (installed: "
                          f"{transformers.__version__}): pip install -U 'transformers>=5.25'")  # fmt: skip
 
