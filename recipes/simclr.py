@@ -3,6 +3,7 @@
 
     accelerate launch recipes/simclr.py      # offline demo: small ResNet, Fashion-MNIST, kNN top-1 before/after
     accelerate launch recipes/simclr.py --method nnclr   # support 8192, predictor 512, 1600 steps (~10 min)
+    accelerate launch recipes/simclr.py --direct_dims 64  # DirectCLR: no projector, the loss on 64 dimensions
     accelerate launch recipes/simclr.py --train_file train_dir/ --validation_file val_dir/ \
         --model_name_or_path microsoft/resnet-18 --image_size 224 --augmentation simclr   # imagefolder data
     accelerate launch recipes/simclr.py --config_name resnet-config-dir --config_overrides embedding_size=32
@@ -34,6 +35,11 @@ class ObjectiveArguments:
     nnclr_loss: str = field(
         default="nt_xent", metadata={"help": "NNCLR: nt_xent (2N-2 negatives, as lightly) | cross_view (the paper's eq. 2)."}
     )
+    direct_dims: int | None = field(
+        default=None,
+        metadata={"help": "DirectCLR (Jing et al. 2022): no projector (--projection none), the loss on the first d "
+                  "dimensions of the backbone's representation."},
+    )
 
     def __post_init__(self) -> None:
         if self.method not in ("simclr", "nnclr"):
@@ -48,7 +54,7 @@ def build_objective(args: ObjectiveArguments, options: NegativeArguments) -> Con
             args.temperature, loss=args.nnclr_loss, support_size=args.support_size,  # type: ignore[arg-type]
             predictor_hidden_dim=args.predictor_hidden_dim or None, **options.loss_options,
         )  # fmt: skip
-    return SimCLR(args.temperature, **options.loss_options)
+    return SimCLR(args.temperature, direct_dims=args.direct_dims, **options.loss_options)
 
 
 @dataclass
@@ -62,11 +68,16 @@ def main() -> None:
     )
     if objective_args.method == "nnclr" and not given("--max_steps") and not given("--num_train_epochs"):
         training_args.max_steps = NNCLR_DEMO_STEPS
+    if objective_args.direct_dims is not None:
+        if objective_args.method != "simclr" or (given("--projection") and model_args.projection != "none"):
+            raise ValueError("--direct_dims is DirectCLR: --method simclr without a projector (--projection none)")
+        model_args.projection = "none"
     with flag_errors(ObjectiveArguments):
         objective = build_objective(objective_args, negative_args)
+    method = "NNCLR" if objective_args.method == "nnclr" else "DirectCLR" if objective_args.direct_dims else "SimCLR"
     run_vision_recipe(
-        model_args, data_args, negative_args, training_args, objective,
-        method="NNCLR" if objective_args.method == "nnclr" else "SimCLR", hyperparameters=vars(objective_args),
+        model_args, data_args, negative_args, training_args, objective, method=method,
+        hyperparameters=vars(objective_args),
     )  # fmt: skip
 
 

@@ -12,6 +12,7 @@ from .guide import Guide
 from .moco import MoCo
 from .nnclr import NNCLR
 from .pcl import PCL
+from .redundancy import BarlowTwins, VICReg
 from .scored import ScoredPairs
 from .simclr import SimCLR
 from .simcse import SimCSE
@@ -25,6 +26,7 @@ __all__ = [
     "DINO",
     "NNCLR",
     "PCL",
+    "BarlowTwins",
     "ChunkingConfig",
     "ClusterRefreshCallback",
     "ContrastiveObjective",
@@ -46,6 +48,7 @@ __all__ = [
     "SimCSE",
     "SimSiam",
     "SwAV",
+    "VICReg",
     "encode",
     "pair_stats",
 ]
