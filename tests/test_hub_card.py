@@ -26,6 +26,7 @@ from hfcontrast.objectives import (
     SimCLR,
     SimCSE,
     SimSiam,
+    SupervisedHybrid,
     SwAV,
     VICReg,
 )
@@ -187,7 +188,8 @@ def test_no_results_gives_a_card_without_model_index() -> None:
     [(SimCSE(), "simcse"), (MoCo(version="v2"), "moco-v2"), (MoCo(), "moco-v2"), (MoCo(version="v3"), "moco-v3"),
      (BYOL(), "byol"), (SimSiam(), "simsiam"), (SimCLR(), "simclr"), (CLIP(), "clip"), (SigLIP(), "siglip"),
      (NNCLR(), "nnclr"), (SwAV(), "swav"), (DINO(), "dino"), (PCL(), "pcl"), (InBatchKL(), "distillation"),
-     (BarlowTwins(), "barlow-twins"), (VICReg(), "vicreg"), (SimCLR(direct_dims=8), "directclr")],
+     (BarlowTwins(), "barlow-twins"), (VICReg(), "vicreg"), (SimCLR(direct_dims=8), "directclr"),
+     (SupervisedHybrid(3), "supcon-ce")],
 )
 def test_each_objective_declares_its_tag_and_citation(objective: ContrastiveObjective, tag: str) -> None:
     assert objective.tag == tag

@@ -9,6 +9,7 @@ from .contrast import InfoNCEObjective
 from .dino import DINO
 from .distill import InBatchKL, MarginMSE
 from .guide import Guide
+from .hybrid import SupervisedHybrid
 from .moco import MoCo
 from .nnclr import NNCLR
 from .pcl import PCL
@@ -47,6 +48,7 @@ __all__ = [
     "SimCLR",
     "SimCSE",
     "SimSiam",
+    "SupervisedHybrid",
     "SwAV",
     "VICReg",
     "encode",
