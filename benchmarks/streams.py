@@ -236,7 +236,8 @@ def main() -> None:
         rows.append([task, f"{memory[0]:.3f} ({memory[1]:.3f}-{memory[2]:.3f})", result["memory_target"],
                      f"{speed[0]:.3f} ({speed[1]:.3f}-{speed[2]:.3f})", result["throughput_target"],
                      f"{resume[0]:.3f} ({resume[1]:.3f}-{resume[2]:.3f})", result["resume_target"]])  # fmt: skip
-    print(format_table(["task", "memory large/small", "<= 1.1", "speed stream/map", ">= 0.9", "resume fraction", "< 0.1"], rows))
+    if rows:  # a smoke run has one round: no interval, no table
+        print(format_table(["task", "memory large/small", "<= 1.1", "speed stream/map", ">= 0.9", "resume fraction", "< 0.1"], rows))
     path = save_results(a.results_dir, "streams", {"machine": {**machine_info(), **load.summary()}, **results})
     print(f"results: {path}", file=sys.stderr)
 
