@@ -23,7 +23,8 @@ def test_two_processes_equal_one_process_over_the_global_batch(tmp_path: Path) -
     ranks = [torch.load(tmp_path / "ddp" / f"rank{r}.pt") for r in range(2)]
     single = torch.load(tmp_path / "single" / "rank0.pt")
     for name in ("swav", "dino", "nnclr", "pcl", "mocov3", "byol", "simsiam", "barlowtwins", "vicreg"):  # 6 micro-batches, 3 optimizer steps
-        assert_same_run([dump[name] for dump in ranks], single[name], name, steps=3, loss_rel=1e-9, rel=1e-8, atol=1e-11)
+        assert_same_run([dump[name] for dump in ranks], single[name], name, steps=3, loss_rel=1e-9, rel=1e-8, atol=1e-11,
+                        global_loss=name in ("barlowtwins", "vicreg"))  # fmt: skip
     state = single["pcl"]["objective"]
     assert int(state["clustered_at"]) == 2 and bool((state["assignments"] >= 0).all())
     assert int(single["swav"]["objective"]["queue_0.queue.filled"]) == 8
