@@ -56,6 +56,23 @@ def start(command: list[str]) -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
+def run_two_machines(script: str | Path, *args: str, timeout: int = 300) -> None:
+    """``script`` on two "machines" on this host (``accelerate launch --num_machines 2``, one process each, gloo on
+    localhost), both started at once; fails with a machine's stderr when either exits non-zero."""
+    port = str(free_port())
+    machines = [start([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "2",
+                       "--machine_rank", str(r), "--num_processes", "2", "--main_process_ip", "127.0.0.1",
+                       "--main_process_port", port, "--mixed_precision", "no", "--dynamo_backend", "no", str(script),
+                       *args]) for r in (0, 1)]  # fmt: skip
+    for machine in machines:
+        try:
+            _, err = machine.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            machine.kill()
+            raise
+        assert machine.returncode == 0, err[-4000:]
+
+
 def descendants(pid: int) -> list[int]:
     """Every process below ``pid`` (from /proc), children first found first."""
     children: dict[int, list[int]] = {}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from tests.launch import REPO_ROOT, accelerate_command, free_port, run, run_python, start
+from tests.launch import REPO_ROOT, accelerate_command, run, run_python, run_two_machines
 from tests.test_recipe_clip import TINY_VIT
 
 COLOURS = {"red": (220, 20, 20), "green": (20, 200, 40), "blue": (30, 40, 230)}
@@ -64,18 +63,7 @@ def test_sharded_clip_on_two_machines_equals_one_machine_with_two_processes(tmp_
 
     recipe = REPO_ROOT / "recipes" / "clip.py"
     run(accelerate_command(recipe, *flags(tmp_path / "one")))
-    port = str(free_port())
-    machines = [start([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "2",
-                       "--machine_rank", str(r), "--num_processes", "2", "--main_process_ip", "127.0.0.1",
-                       "--main_process_port", port, "--mixed_precision", "no", "--dynamo_backend", "no", str(recipe),
-                       *flags(tmp_path / "two")]) for r in (0, 1)]  # fmt: skip
-    for machine in machines:
-        try:
-            _, err = machine.communicate(timeout=300)
-        except subprocess.TimeoutExpired:
-            machine.kill()
-            raise
-        assert machine.returncode == 0, err[-4000:]
+    run_two_machines(recipe, *flags(tmp_path / "two"))
     one, two = _weights(tmp_path / "one"), _weights(tmp_path / "two")
     assert one.keys() == two.keys()
     for name in one:

@@ -214,26 +214,12 @@ def test_two_processes_resume_mid_stream_exactly(tmp_path: Path) -> None:
 def test_two_machines_train_the_weights_of_one_machine_with_two_processes(tmp_path: Path) -> None:
     """``--num_machines 2``, one process each, on localhost (gloo): the streamed run's rows and weights equal those
     of one machine with 2 processes."""
-    import subprocess
-    import sys
-
-    from tests.launch import REPO_ROOT, accelerate_launch, free_port, start
+    from tests.launch import REPO_ROOT, accelerate_launch, run_two_machines
 
     _files(tmp_path)
     script = REPO_ROOT / "tests" / "distributed" / "stream_resume.py"
     accelerate_launch(script, "--data", str(tmp_path), "--output", str(tmp_path / "one"))
-    port = str(free_port())
-    machines = [start([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "2",
-                       "--machine_rank", str(r), "--num_processes", "2", "--main_process_ip", "127.0.0.1",
-                       "--main_process_port", port, "--mixed_precision", "no", "--dynamo_backend", "no", str(script),
-                       "--data", str(tmp_path), "--output", str(tmp_path / "two")]) for r in (0, 1)]  # fmt: skip
-    for machine in machines:
-        try:
-            _, err = machine.communicate(timeout=300)
-        except subprocess.TimeoutExpired:
-            machine.kill()
-            raise
-        assert machine.returncode == 0, err[-4000:]
+    run_two_machines(script, "--data", str(tmp_path), "--output", str(tmp_path / "two"))
     for process in (0, 1):
         one, two = ((tmp_path / run / f"seen-straight-{process}.json").read_text() for run in ("one", "two"))
         assert json.loads(one) == json.loads(two)
