@@ -151,6 +151,13 @@ def _train(tmp_path: Path, output: Path, seen: list[tuple[str, ...]], stop: int 
     return model, trainer
 
 
+#: transformers < 5.25 has no ``Trainer.get_resumed_dataloader``: it would skip batches by re-reading the stream, so
+#: the recipes refuse to resume a stream there (``hfcontrast.cli.runs.check_stream_resume``).
+needs_resume_hook = pytest.mark.skipif(not hasattr(__import__("transformers").Trainer, "get_resumed_dataloader"),
+                                       reason="stream resume needs transformers >= 5.25 (Trainer.get_resumed_dataloader)")
+
+
+@needs_resume_hook
 def test_a_killed_streamed_run_resumes_with_the_rows_and_weights_of_the_uninterrupted_one(tmp_path: Path) -> None:
     """41 rows, batches of 4: 10 batches an epoch, so 14 steps cross an epoch's end; killed after step 6 (saved),
     resumed from the latest checkpoint. The loader reads one batch ahead, so each run collates one more."""
@@ -185,16 +192,20 @@ def test_a_bad_row_stops_the_run_before_the_step_that_would_use_it(tmp_path: Pat
 
 
 @pytest.mark.distributed
-def test_two_processes_resume_mid_stream_exactly(tmp_path: Path) -> None:
+def test_two_processes_resume_mid_stream_exactly_and_two_machines_equal_one(tmp_path: Path) -> None:
     """Each of 2 processes reads its share (41 rows: 21 and 20, so 5 batches of 4 an epoch); 10 steps cross an
-    epoch's end. Killed after step 4, resumed: every process collates the batches of the straight run."""
-    from tests.launch import REPO_ROOT, accelerate_launch
+    epoch's end. Killed after step 4, resumed: every process collates the batches of the straight run, which ends
+    with the same weights. Two machines (``--num_machines 2``, one process each, localhost, gloo) see the rows and
+    reach the weights of the straight run on one machine with 2 processes, exactly."""
+    from tests.launch import REPO_ROOT, accelerate_launch, run_two_machines
 
     _files(tmp_path)
     script = REPO_ROOT / "tests" / "distributed" / "stream_resume.py"
     accelerate_launch(script, "--data", str(tmp_path), "--output", str(tmp_path / "straight"))
     accelerate_launch(script, "--data", str(tmp_path), "--output", str(tmp_path / "resumed"), "--stop", "4")
     accelerate_launch(script, "--data", str(tmp_path), "--output", str(tmp_path / "resumed"), "--resume")
+    run_two_machines(script, "--data", str(tmp_path), "--output", str(tmp_path / "two"))
+
     def read(run: str, tag: str, process: int) -> list[list[str]]:
         return list(json.loads((tmp_path / run / f"seen-{tag}-{process}.json").read_text()))
 
@@ -202,30 +213,14 @@ def test_two_processes_resume_mid_stream_exactly(tmp_path: Path) -> None:
         straight, first = read("straight", "straight", process), read("resumed", "first", process)
         resumed = read("resumed", "resumed", process)
         assert first[:4] + resumed[:6] == straight[:10], process
-    shares = [{row for batch in json.loads((tmp_path / "straight" / f"seen-straight-{p}.json").read_text())[:5] for row in batch} for p in (0, 1)]
+        assert read("two", "straight", process) == straight, process
+    shares = [{row for batch in read("straight", "straight", p)[:5] for row in batch} for p in (0, 1)]
     assert not shares[0] & shares[1]  # an epoch's rows are split between the processes
-    a = torch.load(tmp_path / "straight" / "weights-straight.pt")
-    b = torch.load(tmp_path / "resumed" / "weights-resumed.pt")
+    a, b, two = (torch.load(tmp_path / run / f"weights-{tag}.pt") for run, tag in
+                 (("straight", "straight"), ("resumed", "resumed"), ("two", "straight")))  # fmt: skip
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6, msg=name)
-
-
-@pytest.mark.distributed
-def test_two_machines_train_the_weights_of_one_machine_with_two_processes(tmp_path: Path) -> None:
-    """``--num_machines 2``, one process each, on localhost (gloo): the streamed run's rows and weights equal those
-    of one machine with 2 processes."""
-    from tests.launch import REPO_ROOT, accelerate_launch, run_two_machines
-
-    _files(tmp_path)
-    script = REPO_ROOT / "tests" / "distributed" / "stream_resume.py"
-    accelerate_launch(script, "--data", str(tmp_path), "--output", str(tmp_path / "one"))
-    run_two_machines(script, "--data", str(tmp_path), "--output", str(tmp_path / "two"))
-    for process in (0, 1):
-        one, two = ((tmp_path / run / f"seen-straight-{process}.json").read_text() for run in ("one", "two"))
-        assert json.loads(one) == json.loads(two)
-    a, b = (torch.load(tmp_path / run / "weights-straight.pt") for run in ("one", "two"))
-    for name in a:
-        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+        torch.testing.assert_close(a[name], two[name], rtol=0, atol=0, msg=name)
 
 
 # ----------------------------------------------------------------------------- WebDataset shards
@@ -299,6 +294,7 @@ def _train_images(shards: list[str], output: Path, stop: int | None = None, resu
     return model
 
 
+@needs_resume_hook
 def test_an_image_stream_from_shards_resumes_exactly(tmp_path: Path) -> None:
     """20 images in 2 shards, batches of 4 (5 an epoch); killed after step 6, in the second epoch, resumed. The
     views are seeded by (seed, epoch, row) with the stream's own epoch (the trainer's restarts at 0 on resume), so
@@ -385,3 +381,20 @@ def test_a_killed_run_on_mixed_streams_resumes_exactly(tmp_path: Path) -> None:
     again = train(tmp_path / "resumed", resume=True)
     for (name, a), b in zip(straight.state_dict().items(), again.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
+
+
+def test_recipes_refuse_to_resume_a_stream_without_the_resume_hook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import transformers
+
+    from hfcontrast.cli.runs import check_stream_resume
+    from hfcontrast.objectives import SimCSE
+    from hfcontrast.trainer import ContrastiveTrainer
+    from tests.test_trainer_text import args
+    from tests.tiny import text_model
+
+    trainer = ContrastiveTrainer(model=text_model(pooler="mean"), args=args(tmp_path, max_steps=2), objective=SimCSE(0.05),
+                                 train_dataset=StreamedRows(_files(tmp_path)), data_collator=_Recording([]))  # fmt: skip
+    check_stream_resume(trainer, None)  # not resuming: nothing to refuse
+    monkeypatch.delattr(transformers.Trainer, "get_resumed_dataloader", raising=False)
+    with pytest.raises(ValueError, match=r"needs transformers >= 5\.25"):
+        check_stream_resume(trainer, "latest")
