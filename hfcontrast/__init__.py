@@ -47,6 +47,7 @@ if TYPE_CHECKING:
         DINO,
         NNCLR,
         PCL,
+        BarlowTwins,
         ChunkingConfig,
         Guide,
         InBatchKL,
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
         SimCSE,
         SimSiam,
         SwAV,
+        VICReg,
     )
     from .trainer import ContrastiveTrainer, ContrastiveTrainingArguments
 
@@ -73,8 +75,8 @@ SUBPACKAGES = (
 EXPORTS = {
     "trainer": ("ContrastiveTrainer", "ContrastiveTrainingArguments"),
     "objectives": (
-        "BYOL", "CLIP", "DINO", "NNCLR", "PCL", "ChunkingConfig", "Guide", "InBatchKL", "MarginMSE", "MatryoshkaConfig", "MoCo",
-        "NegativeConfig", "ScoredPairs", "SigLIP", "SimCLR", "SimCSE", "SimSiam", "SwAV",
+        "BYOL", "CLIP", "DINO", "NNCLR", "PCL", "BarlowTwins", "ChunkingConfig", "Guide", "InBatchKL", "MarginMSE", "MatryoshkaConfig", "MoCo",
+        "NegativeConfig", "ScoredPairs", "SigLIP", "SimCLR", "SimCSE", "SimSiam", "SwAV", "VICReg",
     ),
     "collators": (
         "ImageEvalCollator", "ImageTextCollator", "MultiSourceCollator", "MultiSourceDataset", "MultiViewCollator",
@@ -101,6 +103,7 @@ __all__ = [
     "DINO",
     "NNCLR",
     "PCL",
+    "BarlowTwins",
     "ChunkingConfig",
     "ContrastiveDualEncoder",
     "ContrastiveDualEncoderConfig",
@@ -136,6 +139,7 @@ __all__ = [
     "SwAV",
     "TextPairCollator",
     "UnsupervisedSimCSECollator",
+    "VICReg",
     "ZeroShotEvaluator",
     "__version__",
 ]

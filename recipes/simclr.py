@@ -3,6 +3,8 @@
 
     accelerate launch recipes/simclr.py      # offline demo: small ResNet, Fashion-MNIST, kNN top-1 before/after
     accelerate launch recipes/simclr.py --method nnclr   # support 8192, predictor 512, 1600 steps (~10 min)
+    accelerate launch recipes/simclr.py --direct_dims 64  # DirectCLR: no projector, the loss on 64 dimensions
+    accelerate launch recipes/simclr.py --hybrid_ce_schedule cosine  # SupCon + cross-entropy, labels from the demo
     accelerate launch recipes/simclr.py --train_file train_dir/ --validation_file val_dir/ \
         --model_name_or_path microsoft/resnet-18 --image_size 224 --augmentation simclr   # imagefolder data
     accelerate launch recipes/simclr.py --config_name resnet-config-dir --config_overrides embedding_size=32
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 
 from hfcontrast.cli.flags import NegativeArguments, flag_errors, given
 from hfcontrast.cli.vision import VisionDemoTrainingArguments, parse_vision_arguments, run_vision_recipe
-from hfcontrast.objectives import NNCLR, ContrastiveObjective, SimCLR
+from hfcontrast.objectives import NNCLR, ContrastiveObjective, SimCLR, SupervisedHybrid
 
 # Neighbours as positives learn slower than a second view: kNN +2.8 at 800 steps; +3.7 (2 cores) / +4.1 (one thread) at 1600
 NNCLR_DEMO_STEPS = 1600
@@ -34,6 +36,17 @@ class ObjectiveArguments:
     nnclr_loss: str = field(
         default="nt_xent", metadata={"help": "NNCLR: nt_xent (2N-2 negatives, as lightly) | cross_view (the paper's eq. 2)."}
     )
+    hybrid_ce_schedule: str | None = field(
+        default=None,
+        metadata={"help": "Supervised hybrid: SupCon plus a linear classifier's cross-entropy, the weight moving to the "
+                  "classifier over the run: linear | cosine (labels: --supcon_label_column, default --label_column)."},
+    )
+    num_classes: int = field(default=10, metadata={"help": "--hybrid_ce_schedule: the classifier's classes."})
+    direct_dims: int | None = field(
+        default=None,
+        metadata={"help": "DirectCLR (Jing et al. 2022): no projector (--projection none), the loss on the first d "
+                  "dimensions of the backbone's representation."},
+    )
 
     def __post_init__(self) -> None:
         if self.method not in ("simclr", "nnclr"):
@@ -48,7 +61,9 @@ def build_objective(args: ObjectiveArguments, options: NegativeArguments) -> Con
             args.temperature, loss=args.nnclr_loss, support_size=args.support_size,  # type: ignore[arg-type]
             predictor_hidden_dim=args.predictor_hidden_dim or None, **options.loss_options,
         )  # fmt: skip
-    return SimCLR(args.temperature, **options.loss_options)
+    if args.hybrid_ce_schedule is not None:
+        return SupervisedHybrid(args.num_classes, args.temperature, schedule=args.hybrid_ce_schedule)
+    return SimCLR(args.temperature, direct_dims=args.direct_dims, **options.loss_options)
 
 
 @dataclass
@@ -62,11 +77,21 @@ def main() -> None:
     )
     if objective_args.method == "nnclr" and not given("--max_steps") and not given("--num_train_epochs"):
         training_args.max_steps = NNCLR_DEMO_STEPS
+    if objective_args.direct_dims is not None:
+        if objective_args.method != "simclr" or (given("--projection") and model_args.projection != "none"):
+            raise ValueError("--direct_dims is DirectCLR: --method simclr without a projector (--projection none)")
+        model_args.projection = "none"
+    if objective_args.hybrid_ce_schedule is not None and (objective_args.method != "simclr" or objective_args.direct_dims):
+        raise ValueError("--hybrid_ce_schedule is SupCon (--method simclr) with a classifier, not with --direct_dims")
+    if objective_args.hybrid_ce_schedule is not None and negative_args.supcon_label_column is None:
+        negative_args.supcon_label_column = data_args.label_column  # the collator emits the labels
     with flag_errors(ObjectiveArguments):
         objective = build_objective(objective_args, negative_args)
+    method = ("SupCon + cross-entropy" if objective_args.hybrid_ce_schedule else "NNCLR" if objective_args.method == "nnclr"
+              else "DirectCLR" if objective_args.direct_dims else "SimCLR")  # fmt: skip
     run_vision_recipe(
-        model_args, data_args, negative_args, training_args, objective,
-        method="NNCLR" if objective_args.method == "nnclr" else "SimCLR", hyperparameters=vars(objective_args),
+        model_args, data_args, negative_args, training_args, objective, method=method,
+        hyperparameters=vars(objective_args),
     )  # fmt: skip
 
 

@@ -113,17 +113,29 @@ def run_failing(command: list[str], timeout: int = 600) -> str:
 
 
 def assert_same_run(
-    ranks: list[dict], reference: dict, name: str, *, steps: int, loss_rel: float, rel: float, atol: float
+    ranks: list[dict],
+    reference: dict,
+    name: str,
+    *,
+    steps: int,
+    loss_rel: float,
+    rel: float,
+    atol: float,
+    global_loss: bool = False,
 ) -> None:
     """Dumps of a parity script (tests/distributed/*_parity.py): the processes' local losses average to the
-    single process's, micro-batch by micro-batch, and every process's gradients, weights and objective state
-    equal the single process's (``rtol=rel``, ``atol``)."""
+    single process's, micro-batch by micro-batch (``global_loss``: a loss of the gathered global batch, the same on
+    every process), and every process's gradients, weights and objective state equal the single process's
+    (``rtol=rel``, ``atol``)."""
     import pytest
     import torch
 
     assert not reference["ddp"] and all(dump["ddp"] for dump in ranks)
     local = [dump["losses"] for dump in ranks]
-    assert local[0] != local[1]  # the ranks really held different rows
+    if global_loss:
+        assert local[0] == pytest.approx(local[1], rel=loss_rel), name
+    else:
+        assert local[0] != local[1]  # the ranks really held different rows
     assert [(a + b) / 2 for a, b in zip(*local)] == pytest.approx(reference["losses"], rel=loss_rel), name
     assert len(reference["grads"]) == steps
     for dump in ranks:

@@ -18,6 +18,7 @@ from hfcontrast.objectives import (
     DINO,
     NNCLR,
     PCL,
+    BarlowTwins,
     ContrastiveObjective,
     InBatchKL,
     MoCo,
@@ -25,7 +26,9 @@ from hfcontrast.objectives import (
     SimCLR,
     SimCSE,
     SimSiam,
+    SupervisedHybrid,
     SwAV,
+    VICReg,
 )
 from hfcontrast.trainer import ContrastiveTrainer, ContrastiveTrainingArguments
 from tests.tiny import text_model, tokenizer
@@ -184,7 +187,9 @@ def test_no_results_gives_a_card_without_model_index() -> None:
     ("objective", "tag"),
     [(SimCSE(), "simcse"), (MoCo(version="v2"), "moco-v2"), (MoCo(), "moco-v2"), (MoCo(version="v3"), "moco-v3"),
      (BYOL(), "byol"), (SimSiam(), "simsiam"), (SimCLR(), "simclr"), (CLIP(), "clip"), (SigLIP(), "siglip"),
-     (NNCLR(), "nnclr"), (SwAV(), "swav"), (DINO(), "dino"), (PCL(), "pcl"), (InBatchKL(), "distillation")],
+     (NNCLR(), "nnclr"), (SwAV(), "swav"), (DINO(), "dino"), (PCL(), "pcl"), (InBatchKL(), "distillation"),
+     (BarlowTwins(), "barlow-twins"), (VICReg(), "vicreg"), (SimCLR(direct_dims=8), "directclr"),
+     (SupervisedHybrid(3), "supcon-ce")],
 )
 def test_each_objective_declares_its_tag_and_citation(objective: ContrastiveObjective, tag: str) -> None:
     assert objective.tag == tag

@@ -32,6 +32,7 @@ from .negatives import (
     mochi_negatives,
 )
 from .predictive import byol_loss, simsiam_loss
+from .redundancy import barlow_twins_loss, vicreg_loss, vicreg_terms
 from .roles import ColumnRoles, duplicate_mask, normalize_text, same_label_mask, text_ids
 from .scored import (
     angle_loss,
@@ -58,6 +59,7 @@ __all__ = [
     "alignment",
     "angle_loss",
     "angle_pair_similarity",
+    "barlow_twins_loss",
     "byol_loss",
     "check_matryoshka",
     "chunked_info_nce",
@@ -103,4 +105,6 @@ __all__ = [
     "top1_accuracy",
     "uniformity",
     "value_checks",
+    "vicreg_loss",
+    "vicreg_terms",
 ]

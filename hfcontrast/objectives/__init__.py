@@ -9,9 +9,11 @@ from .contrast import InfoNCEObjective
 from .dino import DINO
 from .distill import InBatchKL, MarginMSE
 from .guide import Guide
+from .hybrid import SupervisedHybrid
 from .moco import MoCo
 from .nnclr import NNCLR
 from .pcl import PCL
+from .redundancy import BarlowTwins, VICReg
 from .scored import ScoredPairs
 from .simclr import SimCLR
 from .simcse import SimCSE
@@ -25,6 +27,7 @@ __all__ = [
     "DINO",
     "NNCLR",
     "PCL",
+    "BarlowTwins",
     "ChunkingConfig",
     "ClusterRefreshCallback",
     "ContrastiveObjective",
@@ -45,7 +48,9 @@ __all__ = [
     "SimCLR",
     "SimCSE",
     "SimSiam",
+    "SupervisedHybrid",
     "SwAV",
+    "VICReg",
     "encode",
     "pair_stats",
 ]

@@ -43,6 +43,10 @@ class SimCLR(InfoNCEObjective):
         matryoshka / chunking: :class:`MatryoshkaConfig` (nested widths) and :class:`ChunkingConfig`
             (the loss a slice of rows at a time), as for every :class:`InfoNCEObjective`.
         guide: a :class:`~hfcontrast.objectives.Guide` (GISTEmbed) run on both views.
+        direct_dims: DirectCLR (Jing et al. 2022, "Understanding Dimensional Collapse in Contrastive
+            Self-supervised Learning"): the loss sees only the first ``d`` dimensions of each embedding, which is
+            the backbone's representation itself (a model without a projector, ``projection="none"``); the
+            gradient reaches the rest of the representation through the backbone alone.
     """
 
     online_views = ("query", "key")
@@ -59,15 +63,25 @@ class SimCLR(InfoNCEObjective):
         matryoshka: MatryoshkaConfig | None = None,
         chunking: ChunkingConfig | None = None,
         guide: Guide | None = None,
+        direct_dims: int | None = None,
     ) -> None:
+        if direct_dims is not None and direct_dims < 1:
+            raise ValueError(f"direct_dims must be a positive number of dimensions, got {direct_dims}")
         super().__init__(
             "SimCLR", temperature, similarity=similarity, gather=gather, negatives=negatives, matryoshka=matryoshka,
             chunking=chunking, guide=guide,
         )  # fmt: skip
+        self.direct_dims = direct_dims
+        if direct_dims is not None:
+            self.tag = "directclr"
         self.bind()  # nothing depends on the model
 
     def forward(self, embeddings: dict[str, Tensor], batch: Mapping[str, Any]) -> ObjectiveOutput:
         query, key = embeddings["query"], embeddings["key"]
+        if self.direct_dims is not None:
+            if self.direct_dims > query.shape[1]:
+                raise ValueError(f"direct_dims={self.direct_dims} exceeds the embedding's {query.shape[1]} dimensions")
+            query, key = query[:, : self.direct_dims], key[:, : self.direct_dims]
         out = nt_xent(self, query, key, batch)
         return ObjectiveOutput(out.loss, self.loss_stats(query, key, out))
 

@@ -1,6 +1,7 @@
-"""Train a tiny ViT a few steps with SwAV (multi-crop, queue), DINO (multi-crop), NNCLR, PCL, and the
+"""Train a tiny ViT a few steps with SwAV (multi-crop, queue), DINO (multi-crop), NNCLR, PCL, the
 momentum/predictor family MoCo v3, BYOL and SimSiam (their predictors without BatchNorm, whose per-process
-statistics could not equal one process's), and dump losses, gradients, weights and objective state.
+statistics could not equal one process's), and Barlow Twins and VICReg (statistics of the global batch), and dump
+losses, gradients, weights and objective state.
 
 Run under ``accelerate launch`` (2 processes, local batch 4) and as a plain single process over the
 concatenated batch (8); tests/test_cluster_distributed.py compares the dumps. fp64, dropout off.
@@ -21,13 +22,13 @@ from transformers import ViTConfig
 
 from hfcontrast import ContrastiveVisionConfig, ContrastiveVisionModel
 from hfcontrast.distributed import rank
-from hfcontrast.objectives import BYOL, DINO, NNCLR, PCL, MoCo, SimSiam, SwAV
+from hfcontrast.objectives import BYOL, DINO, NNCLR, PCL, BarlowTwins, MoCo, SimSiam, SwAV, VICReg
 from hfcontrast.objectives.base import ContrastiveObjective
 from hfcontrast.objectives.clusters import ClusterRefreshCallback
 from hfcontrast.trainer import ContrastiveTrainingArguments
 
 ROWS = 48
-FAMILIES = ("swav", "dino", "nnclr", "pcl", "mocov3", "byol", "simsiam")
+FAMILIES = ("swav", "dino", "nnclr", "pcl", "mocov3", "byol", "simsiam", "barlowtwins", "vicreg")
 #: ``--sync_batchnorm`` (GPUs only: ``tests/gpu/test_sync_batchnorm.py``): the predictor families keep their
 #: BatchNorm, made torch's SyncBatchNorm, so 2 processes normalise over the global batch as one process does.
 SYNC_FAMILIES = ("mocov3", "byol", "simsiam")
@@ -70,6 +71,9 @@ def family(name: str) -> tuple[ContrastiveVisionModel, ContrastiveObjective, Any
     if name == "nnclr":
         model = vit()
         return model, NNCLR(0.2, support_size=8, encoder=model).double(), two_views
+    if name in ("barlowtwins", "vicreg"):
+        model = vit()
+        return model, (BarlowTwins() if name == "barlowtwins" else VICReg()).double(), two_views
     if name == "pcl":
         model = vit()
         return model, PCL(model, num_rows=ROWS, num_clusters=(3, 5), queue_size=8, momentum=0.9).double(), two_views
