@@ -151,16 +151,20 @@ def _train(tmp_path: Path, output: Path, seen: list[tuple[str, ...]], stop: int 
     return model, trainer
 
 
-#: transformers < 5.25 has no ``Trainer.get_resumed_dataloader``: it would skip batches by re-reading the stream, so
-#: the recipes refuse to resume a stream there (``hfcontrast.cli.runs.check_stream_resume``).
-needs_resume_hook = pytest.mark.skipif(not hasattr(__import__("transformers").Trainer, "get_resumed_dataloader"),
-                                       reason="stream resume needs transformers >= 5.25 (Trainer.get_resumed_dataloader)")
-
-
-@needs_resume_hook
-def test_a_killed_streamed_run_resumes_with_the_rows_and_weights_of_the_uninterrupted_one(tmp_path: Path) -> None:
+def test_a_killed_streamed_run_resumes_with_the_rows_and_weights_of_the_uninterrupted_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """41 rows, batches of 4: 10 batches an epoch, so 14 steps cross an epoch's end; killed after step 6 (saved),
-    resumed from the latest checkpoint. The loader reads one batch ahead, so each run collates one more."""
+    resumed from the latest checkpoint. The loader reads one batch ahead, so each run collates one more. The resume
+    never skips batches by reading them again (transformers' skipping is made to fail), on every transformers."""
+    import transformers
+
+    def no_skipping(*_: Any, **__: Any) -> None:
+        raise AssertionError("a stream resumed by reading its first batches again")
+
+    monkeypatch.setattr(transformers.trainer, "skip_first_batches", no_skipping)
+    if hasattr(transformers.Trainer, "get_resumed_dataloader"):
+        monkeypatch.setattr(transformers.Trainer, "get_resumed_dataloader", no_skipping)
     straight: list[tuple[str, ...]] = []
     model, _ = _train(tmp_path, tmp_path / "straight", straight)
     first: list[tuple[str, ...]] = []
@@ -294,7 +298,6 @@ def _train_images(shards: list[str], output: Path, stop: int | None = None, resu
     return model
 
 
-@needs_resume_hook
 def test_an_image_stream_from_shards_resumes_exactly(tmp_path: Path) -> None:
     """20 images in 2 shards, batches of 4 (5 an epoch); killed after step 6, in the second epoch, resumed. The
     views are seeded by (seed, epoch, row) with the stream's own epoch (the trainer's restarts at 0 on resume), so
@@ -381,20 +384,3 @@ def test_a_killed_run_on_mixed_streams_resumes_exactly(tmp_path: Path) -> None:
     again = train(tmp_path / "resumed", resume=True)
     for (name, a), b in zip(straight.state_dict().items(), again.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
-
-
-def test_recipes_refuse_to_resume_a_stream_without_the_resume_hook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import transformers
-
-    from hfcontrast.cli.runs import check_stream_resume
-    from hfcontrast.objectives import SimCSE
-    from hfcontrast.trainer import ContrastiveTrainer
-    from tests.test_trainer_text import args
-    from tests.tiny import text_model
-
-    trainer = ContrastiveTrainer(model=text_model(pooler="mean"), args=args(tmp_path, max_steps=2), objective=SimCSE(0.05),
-                                 train_dataset=StreamedRows(_files(tmp_path)), data_collator=_Recording([]))  # fmt: skip
-    check_stream_resume(trainer, None)  # not resuming: nothing to refuse
-    monkeypatch.delattr(transformers.Trainer, "get_resumed_dataloader", raising=False)
-    with pytest.raises(ValueError, match=r"needs transformers >= 5\.25"):
-        check_stream_resume(trainer, "latest")

@@ -14,7 +14,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
-import transformers
 from transformers import set_seed
 
 from ..collators import with_index_column
@@ -23,7 +22,6 @@ from ..hub import plot_training, save_eval_results, write_model_card
 from ..shards import shard_streams
 from ..trainer import ContrastiveTrainer
 from ..trainer.defaults import INDEX_COLUMN
-from ..trainer.streams import is_stream
 from .flags import given
 
 logger = logging.getLogger(__name__)
@@ -77,15 +75,6 @@ def training_rows(rows: Any, shards: str | None, shuffle_buffer_size: int, bad_r
     return StreamedRows(streams, shuffle_buffer_size=shuffle_buffer_size, index_column=INDEX_COLUMN)
 
 
-def check_stream_resume(trainer: ContrastiveTrainer, resume: Any = None) -> None:
-    """A streamed run resumes at its saved row through ``Trainer.get_resumed_dataloader`` (transformers >= 5.25);
-    an older Trainer would skip batches by reading the stream again from its start, so the resume is refused."""
-    resuming = resume if resume is not None else trainer.args.resume_from_checkpoint
-    if resuming and is_stream(trainer.train_dataset) and not hasattr(transformers.Trainer, "get_resumed_dataloader"):
-        raise ValueError(f"resuming a streamed run at its row needs transformers >= 5.25 (installed: "
-                         f"{transformers.__version__}): pip install -U 'transformers>=5.25'")  # fmt: skip
-
-
 def train_with_before_after(
     trainer: ContrastiveTrainer, evaluate: Callable[[], dict[str, float]] | None = None, **train_kwargs: Any
 ) -> dict[str, float]:
@@ -97,7 +86,6 @@ def train_with_before_after(
     trainer's own when training ended on an evaluation step. ``evaluate`` replaces it with another
     (the image recipes' full kNN and linear probe; its keys without ``eval_``).
     """
-    check_stream_resume(trainer, train_kwargs.get("resume_from_checkpoint"))
     trainer.prepare_run(train_kwargs.get("resume_from_checkpoint"))
     if evaluate is not None:
         before = {f"eval_{k}": v for k, v in evaluate().items()}

@@ -62,9 +62,12 @@ def bind_stream(stream: StreamedRows | MixedStreams, collator: Any, args: Any, r
 
 def stream_dataloader(stream: StreamedRows | MixedStreams, collator: Any, args: TrainingArguments) -> DataLoader:
     """Batches of this process's rows. Not prepared by accelerate, which would split the share again; the
-    trainer moves each batch to the device."""
+    trainer moves each batch to the device. The loader draws its iterators' seeds from a generator of its own, not
+    the global one: a resumed run, which starts its iterator after restoring the checkpoint's random state, then
+    draws the dropout of the uninterrupted run."""
+    generator = torch.Generator().manual_seed(args.seed)
     return DataLoader(stream, batch_size=args.per_device_train_batch_size, collate_fn=collator, drop_last=True,  # type: ignore[arg-type]
-                      pin_memory=args.dataloader_pin_memory)  # fmt: skip
+                      pin_memory=args.dataloader_pin_memory, generator=generator)  # fmt: skip
 
 
 class StreamStateCallback(TrainerCallback):

@@ -156,6 +156,7 @@ class ContrastiveTrainer(Trainer):
         self._gradcache: GradCache | None = None
         self._output_dir_claimed = self._rows_checked = False
         self._loaded_checkpoint: str | None = None
+        self._stream_resumes = False  # a streamed run's checkpoint holds its position (unless ignore_data_skip)
         self._checked_step: int | None = None
         self.rejected_rows = 0
         sharded = self.is_fsdp_enabled or self.is_deepspeed_enabled
@@ -263,13 +264,6 @@ class ContrastiveTrainer(Trainer):
             )
             return loader
         return super().get_train_dataloader()
-
-    def get_resumed_dataloader(self, dataloader: Any, num_batches: int) -> Any:
-        """Trainer's batch skipping; a stream instead resumes at the state its checkpoint holds."""
-        if is_stream(self.train_dataset) and self._loaded_checkpoint is not None:
-            load_stream_state(self.train_dataset, self._loaded_checkpoint)
-            return dataloader
-        return super().get_resumed_dataloader(dataloader, num_batches)
 
     def get_eval_dataloader(self, eval_dataset: Any = None) -> DataLoader:
         """Trainer's, or an empty loader when the evaluation is the evaluators alone."""
@@ -402,6 +396,8 @@ class ContrastiveTrainer(Trainer):
             assert self.model is not None
             reload_converted_weights(self.model, resume)
             load_objective_state(self.objective, resume)
+            if is_stream(self.train_dataset) and self._stream_resumes:
+                load_stream_state(self.train_dataset, resume)
             if isinstance(self.train_dataset, MultiSourceDataset):
                 check_sampler_on_resume(self.train_dataset, self.args, resume)
             self._loaded_checkpoint = resume
@@ -421,6 +417,9 @@ class ContrastiveTrainer(Trainer):
         source = self.train_source or "the training dataset"
         if is_stream(self.train_dataset):  # checked as its rows arrive
             bind_stream(self.train_dataset, self.data_collator, self.args, settings["rejected_path"])
+            # A stream resumes at the position its checkpoint holds (prepare_run), never by reading its first
+            # batches again: Trainer's batch skipping stays off, on every transformers version.
+            self._stream_resumes, self.args.ignore_data_skip = not self.args.ignore_data_skip, True
             self.add_callback(StreamStateCallback(self.train_dataset))
             self._add_objective_callbacks(None)
             self._rows_checked = True
