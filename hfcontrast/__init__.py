@@ -42,9 +42,11 @@ if TYPE_CHECKING:
         ZeroShotEvaluator,
     )
     from .objectives import (
+        BCL,
         BYOL,
         CLIP,
         DINO,
+        KCL,
         NNCLR,
         PCL,
         BarlowTwins,
@@ -75,7 +77,7 @@ SUBPACKAGES = (
 EXPORTS = {
     "trainer": ("ContrastiveTrainer", "ContrastiveTrainingArguments"),
     "objectives": (
-        "BYOL", "CLIP", "DINO", "NNCLR", "PCL", "BarlowTwins", "ChunkingConfig", "Guide", "InBatchKL", "MarginMSE", "MatryoshkaConfig", "MoCo",
+        "BCL", "BYOL", "CLIP", "DINO", "KCL", "NNCLR", "PCL", "BarlowTwins", "ChunkingConfig", "Guide", "InBatchKL", "MarginMSE", "MatryoshkaConfig", "MoCo",
         "NegativeConfig", "ScoredPairs", "SigLIP", "SimCLR", "SimCSE", "SimSiam", "SwAV", "VICReg",
     ),
     "collators": (
@@ -98,9 +100,11 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "BCL",
     "BYOL",
     "CLIP",
     "DINO",
+    "KCL",
     "NNCLR",
     "PCL",
     "BarlowTwins",

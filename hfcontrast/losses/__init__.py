@@ -22,6 +22,7 @@ from .distillation import in_batch_kl_loss, margin_mse_loss, pair_scores
 from .engine import FNCLMode, contrastive_from_logits, contrastive_loss
 from .guided import GuidedNegatives, MarginStrategy, guided_false_negatives
 from .infonce import info_nce, nt_xent, nt_xent_roles, similarity_matrix
+from .long_tail import bcl_loss, kcl_loss, kcl_positives
 from .matryoshka import check_matryoshka, matryoshka_loss
 from .negatives import (
     MochiDraws,
@@ -60,6 +61,7 @@ __all__ = [
     "angle_loss",
     "angle_pair_similarity",
     "barlow_twins_loss",
+    "bcl_loss",
     "byol_loss",
     "check_matryoshka",
     "chunked_info_nce",
@@ -83,6 +85,8 @@ __all__ = [
     "hard_negative_log_weights",
     "in_batch_kl_loss",
     "info_nce",
+    "kcl_loss",
+    "kcl_positives",
     "kmeans",
     "margin_mse_loss",
     "masked_logsumexp",

@@ -10,6 +10,7 @@ from .dino import DINO
 from .distill import InBatchKL, MarginMSE
 from .guide import Guide
 from .hybrid import SupervisedHybrid
+from .long_tail import BCL, KCL
 from .moco import MoCo
 from .nnclr import NNCLR
 from .pcl import PCL
@@ -22,9 +23,11 @@ from .state import KeyQueue, MomentumEncoder
 from .swav import SwAV
 
 __all__ = [
+    "BCL",
     "BYOL",
     "CLIP",
     "DINO",
+    "KCL",
     "NNCLR",
     "PCL",
     "BarlowTwins",

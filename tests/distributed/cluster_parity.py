@@ -1,6 +1,7 @@
 """Train a tiny ViT a few steps with SwAV (multi-crop, queue), DINO (multi-crop), NNCLR, PCL, the
 momentum/predictor family MoCo v3, BYOL and SimSiam (their predictors without BatchNorm, whose per-process
-statistics could not equal one process's), and Barlow Twins and VICReg (statistics of the global batch), and dump
+statistics could not equal one process's), Barlow Twins and VICReg (statistics of the global batch), and KCL and
+BCL (the global batch's classes: KCL's seeded draws, BCL's class centres), and dump
 losses, gradients, weights and objective state.
 
 Run under ``accelerate launch`` (2 processes, local batch 4) and as a plain single process over the
@@ -22,13 +23,15 @@ from transformers import ViTConfig
 
 from hfcontrast import ContrastiveVisionConfig, ContrastiveVisionModel
 from hfcontrast.distributed import rank
-from hfcontrast.objectives import BYOL, DINO, NNCLR, PCL, BarlowTwins, MoCo, SimSiam, SwAV, VICReg
+from hfcontrast.objectives import BCL, BYOL, DINO, KCL, NNCLR, PCL, BarlowTwins, MoCo, SimSiam, SwAV, VICReg
 from hfcontrast.objectives.base import ContrastiveObjective
 from hfcontrast.objectives.clusters import ClusterRefreshCallback
 from hfcontrast.trainer import ContrastiveTrainingArguments
 
 ROWS = 48
-FAMILIES = ("swav", "dino", "nnclr", "pcl", "mocov3", "byol", "simsiam", "barlowtwins", "vicreg")
+FAMILIES = ("swav", "dino", "nnclr", "pcl", "mocov3", "byol", "simsiam", "barlowtwins", "vicreg", "kcl", "bcl")
+#: ``kcl`` / ``bcl``: a long tail over the rows (labels 0 0 0 1 1 2, repeated)
+TAIL = (0, 0, 0, 1, 1, 2)
 #: ``--sync_batchnorm`` (GPUs only: ``tests/gpu/test_sync_batchnorm.py``): the predictor families keep their
 #: BatchNorm, made torch's SyncBatchNorm, so 2 processes normalise over the global batch as one process does.
 SYNC_FAMILIES = ("mocov3", "byol", "simsiam")
@@ -55,6 +58,10 @@ def two_views(rows: list[dict[str, int]]) -> dict[str, Any]:
     return {k: v for k, v in collate(rows).items() if k != "local_0"}
 
 
+def labelled(rows: list[dict[str, int]]) -> dict[str, Any]:
+    return two_views(rows) | {"labels": torch.tensor([TAIL[row["idx"] % len(TAIL)] for row in rows])}
+
+
 def features(rows: list[dict[str, int]]) -> dict[str, Any]:
     return {"pixel_values": torch.stack([image(row["idx"], 4) for row in rows])}
 
@@ -74,6 +81,11 @@ def family(name: str) -> tuple[ContrastiveVisionModel, ContrastiveObjective, Any
     if name in ("barlowtwins", "vicreg"):
         model = vit()
         return model, (BarlowTwins() if name == "barlowtwins" else VICReg()).double(), two_views
+    if name == "kcl":
+        return vit(), KCL(k=2, temperature=0.2, seed=3).double(), labelled
+    if name == "bcl":
+        model = vit()
+        return model, BCL(3, temperature=0.2, centre_momentum=0.5, encoder=model).double(), labelled
     if name == "pcl":
         model = vit()
         return model, PCL(model, num_rows=ROWS, num_clusters=(3, 5), queue_size=8, momentum=0.9).double(), two_views
