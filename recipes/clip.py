@@ -33,8 +33,10 @@ from hfcontrast.cli.flags import (
     given,
     record_matryoshka,
 )
+from hfcontrast.cli.image_streams import image_text_evaluation, streamed_image_text
 from hfcontrast.cli.runs import finish_run, start_run, train_with_before_after, training_rows
 from hfcontrast.collators import ImageTextCollator
+from hfcontrast.collators.streams import StreamedRows
 from hfcontrast.demo.image_text import load_image_text_data
 from hfcontrast.objectives import CLIP, ContrastiveObjective, SigLIP
 from hfcontrast.trainer import ContrastiveTrainer, ContrastiveTrainingArguments
@@ -84,14 +86,24 @@ def main() -> None:
         training_args.export_format = "hfcontrast"  # SigLIP's logit bias has no place in VisionTextDualEncoderModel
     start_run(training_args)
 
-    data = load_image_text_data(
-        train_source=data_args.train_file or data_args.train_dir, dataset_name=data_args.dataset_name,
-        validation_file=data_args.validation_file, image_column=data_args.image_column,
-        caption_column=data_args.caption_column, label_column=data_args.label_column,
-        max_train_samples=data_args.max_train_samples, max_eval_samples=data_args.max_eval_samples,
-        seed=training_args.seed,
-    )  # fmt: skip
-    train = training_rows(data.train, data_args.train_shards, data_args.shuffle_buffer_size, training_args.bad_rows)
+    train: Any
+    if data_args.streaming:  # --train_file / --train_dir / --dataset_name read as a stream
+        if data_args.train_shards:
+            raise ValueError("--streaming reads --train_file, --train_dir or --dataset_name; --train_shards is streamed already")
+        streams, data = streamed_image_text(data_args, training_args.seed)
+        train = StreamedRows(streams, shuffle_buffer_size=data_args.shuffle_buffer_size, index_column=INDEX_COLUMN)
+    elif data_args.train_shards:  # the evaluation: --validation_file, else the demo's test split
+        data = image_text_evaluation(data_args, training_args.seed)
+        train = training_rows(data.train, data_args.train_shards, data_args.shuffle_buffer_size, training_args.bad_rows)
+    else:
+        data = load_image_text_data(
+            train_source=data_args.train_file or data_args.train_dir, dataset_name=data_args.dataset_name,
+            validation_file=data_args.validation_file, image_column=data_args.image_column,
+            caption_column=data_args.caption_column, label_column=data_args.label_column,
+            max_train_samples=data_args.max_train_samples, max_eval_samples=data_args.max_eval_samples,
+            seed=training_args.seed,
+        )  # fmt: skip
+        train = training_rows(data.train, None, data_args.shuffle_buffer_size, training_args.bad_rows)
     model, tokenizer, pretrained_vision = build_dual_encoder_from(model_args, siglip=objective_args.loss == "siglip")
     record_matryoshka(model, negative_args.matryoshka)
     processor = image_processor_for(model, pretrained_vision)
