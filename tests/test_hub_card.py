@@ -13,9 +13,11 @@ from huggingface_hub import ModelCard
 from hfcontrast.hub import CITATIONS, hub_id_or_none, render_model_card, write_model_card
 from hfcontrast.hub.model_card import template_dir
 from hfcontrast.objectives import (
+    BCL,
     BYOL,
     CLIP,
     DINO,
+    KCL,
     NNCLR,
     PCL,
     BarlowTwins,
@@ -189,7 +191,7 @@ def test_no_results_gives_a_card_without_model_index() -> None:
      (BYOL(), "byol"), (SimSiam(), "simsiam"), (SimCLR(), "simclr"), (CLIP(), "clip"), (SigLIP(), "siglip"),
      (NNCLR(), "nnclr"), (SwAV(), "swav"), (DINO(), "dino"), (PCL(), "pcl"), (InBatchKL(), "distillation"),
      (BarlowTwins(), "barlow-twins"), (VICReg(), "vicreg"), (SimCLR(direct_dims=8), "directclr"),
-     (SupervisedHybrid(3), "supcon-ce")],
+     (SupervisedHybrid(3), "supcon-ce"), (KCL(), "kcl"), (BCL(3), "bcl")],
 )
 def test_each_objective_declares_its_tag_and_citation(objective: ContrastiveObjective, tag: str) -> None:
     assert objective.tag == tag

@@ -8,12 +8,14 @@ callbacks), so one body serves every method.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
 import torch
 from transformers import AutoConfig, HfArgumentParser
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy
@@ -24,6 +26,7 @@ from ..collators import ImageEvalCollator, MultiViewCollator, RawImageCollator
 from ..collators.streams import StreamedRows
 from ..demo.fashion_mnist import FASHION_MNIST_MEAN, FASHION_MNIST_STD
 from ..demo.images import ImageSplits, demo_backbone_config, eval_view, knn_subset, load_image_splits
+from ..demo.long_tail import long_tailed_indices
 from ..evaluation import KNNEvaluator
 from ..models import ContrastiveVisionConfig, ContrastiveVisionModel
 from ..objectives import ContrastiveObjective
@@ -74,6 +77,11 @@ class VisionDataArguments:
         default=1000, metadata={"help": "With --streaming or --train_shards: rows held to shuffle."}
     )
     demo_dataset: str = field(default="fashion_mnist", metadata={"help": "Offline default: fashion_mnist | digits."})
+    demo_imbalance_ratio: float | None = field(
+        default=None,
+        metadata={"help": "A long-tailed demo: class c keeps n_max * ratio^(-c / (C - 1)) training rows (e.g. 100); "
+                  "the test split stays balanced, so its accuracy is the balanced accuracy."},
+    )
     image_column: str = field(default="image", metadata={"help": "Column with the images (or their paths)."})
     label_column: str = field(default="label", metadata={"help": "Class column for the kNN evaluation."})
     image_size: int = field(default=28, metadata={"help": "Side of the square training and evaluation views."})
@@ -264,6 +272,12 @@ def _training_data(data_args: VisionDataArguments, training_args: ContrastiveTra
         image_column=data_args.image_column, label_column=data_args.label_column,
         max_train_samples=data_args.max_train_samples, max_eval_samples=data_args.max_eval_samples,
     )  # fmt: skip
+    if data_args.demo_imbalance_ratio is not None:
+        if not splits.demo or splits.knn_train is None:
+            raise ValueError("--demo_imbalance_ratio makes the packaged demo long-tailed: drop --train_file / --dataset_name")
+        kept = long_tailed_indices(np.asarray(splits.train["label"]), data_args.demo_imbalance_ratio, training_args.seed)
+        bank = splits.knn_train
+        splits = dataclasses.replace(splits, train=splits.train.select(kept), knn_train=[bank[int(i)] for i in kept])
     return training_rows(splits.train, data_args.train_shards, data_args.shuffle_buffer_size, training_args.bad_rows), splits
 
 
