@@ -41,6 +41,8 @@ MEASURED: dict[str, tuple[str, ...]] = {
     "image_vs_lightly": (*_TRAINING, *_IMAGES, "benchmarks/image_vs_lightly.py"),
     "cluster_vs_lightly": (*_TRAINING, *_IMAGES, "benchmarks/image_vs_lightly.py", "benchmarks/peer_diagnostics.py",
                            "benchmarks/cluster_vs_lightly.py"),
+    "redundancy_vs_lightly": (*_TRAINING, *_IMAGES, "benchmarks/image_vs_lightly.py", "benchmarks/cluster_vs_lightly.py",
+                              "benchmarks/redundancy_vs_lightly.py"),
     "clip_vs_hf_dual_encoder": (*_TRAINING, "hfcontrast/augment", "hfcontrast/cli/clip.py", "hfcontrast/demo",
                                 "hfcontrast/evaluation", "benchmarks/clip_vs_hf_dual_encoder.py"),
     "loss_kernels": ("hfcontrast/losses", "benchmarks/common.py", "benchmarks/loss_kernels.py"),

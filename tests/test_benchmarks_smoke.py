@@ -64,6 +64,7 @@ SMOKE_RUNS = {
     "image_vs_lightly.py": [],
     "ir_evaluator_speed.py": [],
     "loss_kernels.py": [],
+    "redundancy_vs_lightly.py": [],
     "render_tables.py": [],
     "row_checks.py": [],
     "streams.py": [],
@@ -71,7 +72,8 @@ SMOKE_RUNS = {
     "text_vs_sentence_transformers.py": [],
     "text_vs_sentence_transformers.py --task cosent": ["--task", "cosent"],
 }
-NEEDS_IMAGES = {"clip_vs_hf_dual_encoder.py", "cluster_vs_lightly.py", "image_vs_lightly.py", "row_checks.py"}
+NEEDS_IMAGES = {"clip_vs_hf_dual_encoder.py", "cluster_vs_lightly.py", "image_vs_lightly.py", "redundancy_vs_lightly.py",
+                "row_checks.py"}
 
 
 def test_every_runnable_script_has_a_smoke_run() -> None:
