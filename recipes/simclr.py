@@ -6,6 +6,7 @@ classes, KCL (Kang et al. 2021) and BCL (Zhu et al. 2022).
     accelerate launch recipes/simclr.py --method nnclr   # support 8192, predictor 512, 1600 steps (~10 min)
     accelerate launch recipes/simclr.py --direct_dims 64  # DirectCLR: no projector, the loss on 64 dimensions
     accelerate launch recipes/simclr.py --hybrid_ce_schedule cosine  # SupCon + cross-entropy, labels from the demo
+    accelerate launch recipes/simclr.py --mix mixup      # MixCo (--mix cutmix: i-Mix's CutMix), mixing seeded per row
     accelerate launch recipes/simclr.py --method kcl --demo_imbalance_ratio 100  # KCL (or bcl) on a long-tailed demo
     accelerate launch recipes/simclr.py --supcon_label_column label --demo_imbalance_ratio 100  # SupCon, the same
     accelerate launch recipes/simclr.py --train_file train_dir/ --validation_file val_dir/ \
@@ -51,6 +52,8 @@ class ObjectiveArguments:
                   "classifier over the run: linear | cosine (labels: --supcon_label_column, default --label_column)."},
     )
     num_classes: int = field(default=10, metadata={"help": "--hybrid_ce_schedule, --method bcl: the classes."})
+    mix_weight: float = field(default=1.0, metadata={"help": "--mix (MixCo): the mixed view's loss weight."})
+    mix_temperature: float | None = field(default=None, metadata={"help": "--mix: its temperature (default: --temperature)."})
     kcl_k: int = field(default=6, metadata={"help": "KCL: positives of the anchor's class drawn per anchor (paper: 6)."})
     bcl_centre_momentum: float = field(default=0.9, metadata={"help": "BCL: the class centres' moving-average momentum."})
     direct_dims: int | None = field(
@@ -78,7 +81,8 @@ def build_objective(args: ObjectiveArguments, options: NegativeArguments, seed: 
         return BCL(args.num_classes, args.temperature, args.bcl_centre_momentum)
     if args.hybrid_ce_schedule is not None:
         return SupervisedHybrid(args.num_classes, args.temperature, schedule=args.hybrid_ce_schedule)
-    return SimCLR(args.temperature, direct_dims=args.direct_dims, **options.loss_options)
+    return SimCLR(args.temperature, direct_dims=args.direct_dims, mix_weight=args.mix_weight,
+                  mix_temperature=args.mix_temperature, **options.loss_options)  # fmt: skip
 
 
 @dataclass

@@ -23,6 +23,7 @@ from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 from ..augment import IMAGENET_MEAN, IMAGENET_STD, ViewPipeline, local_crop_pipeline, view_pipelines
 from ..augment.device_views import DeviceViews
 from ..collators import ImageEvalCollator, MultiViewCollator, RawImageCollator
+from ..collators.mixing import MixingCollator
 from ..collators.streams import StreamedRows
 from ..demo.fashion_mnist import FASHION_MNIST_MEAN, FASHION_MNIST_STD
 from ..demo.images import ImageSplits, demo_backbone_config, eval_view, knn_subset, load_image_splits
@@ -97,6 +98,12 @@ class VisionDataArguments:
         },
     )
     crop_min_scale: float | None = field(default=None, metadata={"help": "Smallest random-crop area fraction."})
+    mix: str | None = field(
+        default=None,
+        metadata={"help": "MixCo / i-Mix: a mixed view of each batch, its two sources' positives in proportion: mixup "
+                  "| cutmix (SimCLR; the mixing drawn per row, so a resumed run mixes as the uninterrupted one)."},
+    )
+    mix_alpha: float = field(default=1.0, metadata={"help": "--mix: the mixing weight's Beta(alpha, alpha)."})
     local_crops: int = field(
         default=0, metadata={"help": "Multi-crop (SwAV, DINO): local views besides the 2 global ones."}
     )
@@ -287,7 +294,7 @@ def _train_collator(
     pipelines: list[ViewPipeline],
     columns: dict[str, Any],
     objective: ContrastiveObjective,
-) -> tuple[MultiViewCollator | RawImageCollator, DeviceViews | None]:
+) -> tuple[MultiViewCollator | MixingCollator | RawImageCollator, DeviceViews | None]:
     """Views drawn in the dataloader, per-row seeds (seed, epoch, row index, view): the augmentations of a
     resumed run are the same; or raw images and views drawn on the training device (kornia)."""
     if data_args.local_crops and not objective.multi_crop:
@@ -306,4 +313,9 @@ def _train_collator(
         return MultiViewCollator.multi_crop(
             pipelines, local, data_args.local_crops, data_args.image_column, seed=training_args.seed, **columns
         ), None
-    return MultiViewCollator(data_args.image_column, pipeline=pipelines, seed=training_args.seed, **columns), None
+    collator = MultiViewCollator(data_args.image_column, pipeline=pipelines, seed=training_args.seed, **columns)
+    if data_args.mix is not None:
+        if "mixed" not in (objective.online_views or ()):
+            raise ValueError(f"--mix: {type(objective).__name__} takes no mixed view (SimCLR does)")
+        return MixingCollator(collator, data_args.mix, data_args.mix_alpha), None
+    return collator, None

@@ -24,6 +24,7 @@ from .guided import GuidedNegatives, MarginStrategy, guided_false_negatives
 from .infonce import info_nce, nt_xent, nt_xent_roles, similarity_matrix
 from .long_tail import bcl_loss, kcl_loss, kcl_positives
 from .matryoshka import check_matryoshka, matryoshka_loss
+from .mixing import mixed_positive_loss
 from .negatives import (
     MochiDraws,
     draw_mochi,
@@ -91,6 +92,7 @@ __all__ = [
     "margin_mse_loss",
     "masked_logsumexp",
     "matryoshka_loss",
+    "mixed_positive_loss",
     "mochi_negatives",
     "normalize_text",
     "nt_xent",

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from ..distributed import gather
-from ..losses import LossOutput, Similarity, nt_xent_roles
+from ..losses import LossOutput, Similarity, mixed_positive_loss, nt_xent_roles
 from .base import ObjectiveOutput
 from .config import ChunkingConfig, MatryoshkaConfig, NegativeConfig
 from .contrast import Examples, InfoNCEObjective
@@ -43,13 +43,16 @@ class SimCLR(InfoNCEObjective):
         matryoshka / chunking: :class:`MatryoshkaConfig` (nested widths) and :class:`ChunkingConfig`
             (the loss a slice of rows at a time), as for every :class:`InfoNCEObjective`.
         guide: a :class:`~hfcontrast.objectives.Guide` (GISTEmbed) run on both views.
+        mix_weight / mix_temperature: MixCo (Kim et al. 2020), when the batch has a ``mixed`` view
+            (:class:`~hfcontrast.collators.mixing.MixingCollator`): ``L + w L_mix`` with
+            :func:`~hfcontrast.losses.mixed_positive_loss` at ``mix_temperature`` (default: ``temperature``).
         direct_dims: DirectCLR (Jing et al. 2022, "Understanding Dimensional Collapse in Contrastive
             Self-supervised Learning"): the loss sees only the first ``d`` dimensions of each embedding, which is
             the backbone's representation itself (a model without a projector, ``projection="none"``); the
             gradient reaches the rest of the representation through the backbone alone.
     """
 
-    online_views = ("query", "key")
+    online_views = ("query", "key", "mixed")  # "mixed": MixCo's view, when the collator mixes (MixingCollator)
     augmentation = "simclr"
     tag = "simclr"
 
@@ -64,6 +67,8 @@ class SimCLR(InfoNCEObjective):
         chunking: ChunkingConfig | None = None,
         guide: Guide | None = None,
         direct_dims: int | None = None,
+        mix_weight: float = 1.0,
+        mix_temperature: float | None = None,
     ) -> None:
         if direct_dims is not None and direct_dims < 1:
             raise ValueError(f"direct_dims must be a positive number of dimensions, got {direct_dims}")
@@ -71,7 +76,7 @@ class SimCLR(InfoNCEObjective):
             "SimCLR", temperature, similarity=similarity, gather=gather, negatives=negatives, matryoshka=matryoshka,
             chunking=chunking, guide=guide,
         )  # fmt: skip
-        self.direct_dims = direct_dims
+        self.direct_dims, self.mix_weight, self.mix_temperature = direct_dims, mix_weight, mix_temperature
         if direct_dims is not None:
             self.tag = "directclr"
         self.bind()  # nothing depends on the model
@@ -83,7 +88,23 @@ class SimCLR(InfoNCEObjective):
                 raise ValueError(f"direct_dims={self.direct_dims} exceeds the embedding's {query.shape[1]} dimensions")
             query, key = query[:, : self.direct_dims], key[:, : self.direct_dims]
         out = nt_xent(self, query, key, batch)
-        return ObjectiveOutput(out.loss, self.loss_stats(query, key, out))
+        stats = self.loss_stats(query, key, out)
+        if "mixed" not in embeddings:
+            return ObjectiveOutput(out.loss, stats)
+        mixed = embeddings["mixed"][:, : self.direct_dims] if self.direct_dims is not None else embeddings["mixed"]
+        mix = mix_loss(self, mixed, key, batch, self.mix_temperature)
+        stats["mix_loss"] = mix.detach()
+        return ObjectiveOutput(out.loss + self.mix_weight * mix, stats)
+
+
+def mix_loss(objective: InfoNCEObjective, mixed: Tensor, key: Tensor, batch: Mapping[str, Any], temperature: float | None) -> Tensor:
+    """MixCo's term (:func:`~hfcontrast.losses.mixed_positive_loss`): each mixed row against every process's keys,
+    its two sources' keys its positives in proportion ``λ``, ``1 - λ`` (the batch's ``mix_lambda``, ``mix_partner``)."""
+    keys = gather(key, enabled=objective.gather)
+    partner = batch["mix_partner"].to(mixed.device) + keys.offset
+    tau = temperature if temperature is not None else float(objective.temperature or 0.1)
+    return mixed_positive_loss(mixed, keys.tensor, keys.labels(), partner.to(keys.tensor.device),
+                               batch["mix_lambda"].to(keys.tensor.device), tau)  # fmt: skip
 
 
 def nt_xent(

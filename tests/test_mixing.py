@@ -1,0 +1,95 @@
+"""MixCo / i-Mix: the soft-positive loss against its formula in float64; the mixing collator's draws (per row, so
+independent of the batch's order and exact on resume), mixup and CutMix pixels; SimCLR's MixCo term."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hfcontrast.augment import eval_pipeline
+from hfcontrast.collators import MultiViewCollator
+from hfcontrast.collators.mixing import MixingCollator
+from hfcontrast.losses import mixed_positive_loss
+from hfcontrast.objectives import SimCLR
+
+
+def naive_mixed(mixed: torch.Tensor, keys: torch.Tensor, first: list[int], second: list[int], lam: list[float], tau: float) -> float:
+    def unit(v: torch.Tensor) -> list[float]:
+        x = [float(t) for t in v]
+        n = math.sqrt(sum(t * t for t in x))
+        return [t / n for t in x]
+
+    m, k = [unit(v) for v in mixed], [unit(v) for v in keys]
+    total = 0.0
+    for b, row in enumerate(m):
+        scores = [math.exp(sum(x * y for x, y in zip(row, key, strict=True)) / tau) for key in k]
+        z = sum(scores)
+        total += -(lam[b] * math.log(scores[first[b]] / z) + (1 - lam[b]) * math.log(scores[second[b]] / z))
+    return total / len(m)
+
+
+def test_the_mixed_positive_loss_is_the_papers_formula() -> None:
+    g = torch.Generator().manual_seed(0)
+    mixed, keys = torch.randn(5, 4, generator=g, dtype=torch.float64), torch.randn(7, 4, generator=g, dtype=torch.float64)
+    first, second, lam = [0, 1, 2, 3, 4], [3, 0, 6, 1, 2], [0.9, 0.5, 0.2, 1.0, 0.6]
+    got = mixed_positive_loss(mixed, keys, torch.tensor(first), torch.tensor(second), torch.tensor(lam, dtype=torch.float64), 0.3)
+    assert float(got) == pytest.approx(naive_mixed(mixed, keys, first, second, lam, 0.3), rel=1e-12)
+    mixed.requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda m: mixed_positive_loss(m, keys, torch.tensor(first), torch.tensor(second), torch.tensor(lam, dtype=torch.float64), 0.3),
+        (mixed,),
+    )
+
+
+def _rows(n: int = 6) -> list[dict]:
+    rng = np.random.default_rng(0)
+    return [{"image": Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)), "row_index": 10 + i} for i in range(n)]
+
+
+def _collator(kind: str) -> MixingCollator:
+    inner = MultiViewCollator(pipeline=eval_pipeline(8, resize_size=8), seed=3, index_column="row_index")
+    return MixingCollator(inner, kind, alpha=1.0)
+
+
+def test_mixup_mixes_each_row_with_a_partner_drawn_per_row() -> None:
+    rows = _rows()
+    batch = _collator("mixup")(rows)
+    partner, lam = batch["mix_partner"], batch["mix_lambda"]
+    assert sorted(partner.tolist()) == list(range(6)) and all(p != b for b, p in enumerate(partner.tolist()))
+    pixels = batch["query"]["pixel_values"]
+    for b in range(6):
+        torch.testing.assert_close(batch["mixed"]["pixel_values"][b], lam[b] * pixels[b] + (1 - lam[b]) * pixels[partner[b]])
+    order = [3, 0, 5, 1, 4, 2]  # the same rows in another order: the same draws for each row
+    again = _collator("mixup")([rows[i] for i in order])
+    for place, b in enumerate(order):
+        assert float(again["mix_lambda"][place]) == float(lam[b])
+        assert order[int(again["mix_partner"][place])] == int(partner[b])
+
+
+def test_cutmix_pastes_a_box_of_the_partner_and_reports_the_share_left() -> None:
+    batch = _collator("cutmix")(_rows())
+    pixels, mixed = batch["query"]["pixel_values"], batch["mixed"]["pixel_values"]
+    for b, p in enumerate(batch["mix_partner"].tolist()):
+        from_partner = (mixed[b] == pixels[p]).all(0) & (pixels[b] != pixels[p]).any(0)
+        assert ((mixed[b] == pixels[b]).all(0) | from_partner).all()
+        assert float(batch["mix_lambda"][b]) == pytest.approx(1 - from_partner.float().mean().item(), abs=1e-6)
+
+
+def test_simclr_adds_the_mixco_term_when_the_batch_has_a_mixed_view() -> None:
+    g = torch.Generator().manual_seed(1)
+    embeddings = {name: torch.randn(4, 5, generator=g, dtype=torch.float64) for name in ("query", "key", "mixed")}
+    batch = {"mix_partner": torch.tensor([1, 2, 3, 0]), "mix_lambda": torch.tensor([0.7, 0.4, 0.9, 0.5])}
+    objective = SimCLR(0.2, mix_weight=0.5)
+    plain = SimCLR(0.2)({"query": embeddings["query"], "key": embeddings["key"]}, {}).loss
+    term = mixed_positive_loss(embeddings["mixed"], embeddings["key"], torch.arange(4), batch["mix_partner"],
+                               batch["mix_lambda"], 0.2)  # fmt: skip
+    torch.testing.assert_close(objective(embeddings, batch).loss, plain + 0.5 * term)
+
+
+def test_mixing_needs_per_row_seeds() -> None:
+    with pytest.raises(ValueError, match="index_column"):
+        MixingCollator(MultiViewCollator(pipeline=eval_pipeline(8, resize_size=8)))
