@@ -4,13 +4,14 @@ independent of the batch's order and exact on resume), mixup and CutMix pixels; 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from hfcontrast.augment import eval_pipeline
+from hfcontrast.augment import eval_pipeline, simclr_pipeline
 from hfcontrast.collators import MultiViewCollator
 from hfcontrast.collators.mixing import MixingCollator
 from hfcontrast.losses import mixed_positive_loss
@@ -93,3 +94,37 @@ def test_simclr_adds_the_mixco_term_when_the_batch_has_a_mixed_view() -> None:
 def test_mixing_needs_per_row_seeds() -> None:
     with pytest.raises(ValueError, match="index_column"):
         MixingCollator(MultiViewCollator(pipeline=eval_pipeline(8, resize_size=8)))
+
+
+def test_a_resumed_mixco_run_mixes_as_the_uninterrupted_one(tmp_path: Path) -> None:
+    """SimCLR + MixCo (mixup) through the trainer, killed after step 3 and resumed: the weights of the straight run."""
+    import datasets
+
+    from hfcontrast import ContrastiveVisionModel
+    from hfcontrast.collators import with_index_column
+    from hfcontrast.trainer import ContrastiveTrainer, ContrastiveTrainingArguments
+    from tests.test_trainer_image import StopAt
+    from tests.tiny import vision_config
+
+    rng = np.random.default_rng(1)
+    rows = datasets.Dataset.from_dict({"image": [Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)) for _ in range(48)]})
+    rows = with_index_column(rows, "row_index")
+
+    def train(out: Path, resume: bool = False, stop: int | None = None) -> ContrastiveVisionModel:
+        torch.manual_seed(0)
+        model = ContrastiveVisionModel(vision_config())
+        inner = MultiViewCollator(pipeline=simclr_pipeline(16), seed=5, index_column="row_index")
+        args = ContrastiveTrainingArguments(output_dir=str(out), use_cpu=True, report_to=[], seed=0, max_steps=6,
+                                            per_device_train_batch_size=8, save_strategy="steps", save_steps=3,
+                                            dataloader_drop_last=True, disable_tqdm=True, learning_rate=3e-3)  # fmt: skip
+        trainer = ContrastiveTrainer(model, args, objective=SimCLR(0.2, mix_weight=0.5), train_dataset=rows,
+                                     data_collator=MixingCollator(inner, "mixup"),
+                                     callbacks=[StopAt(stop)] if stop else None)  # fmt: skip
+        trainer.train(resume_from_checkpoint="latest" if resume else None)
+        return model
+
+    straight = train(tmp_path / "straight")
+    train(tmp_path / "resumed", stop=3)
+    again = train(tmp_path / "resumed", resume=True)
+    for (name, a), b in zip(straight.state_dict().items(), again.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
