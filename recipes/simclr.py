@@ -1,6 +1,7 @@
 """SimCLR (Chen et al. 2020): NT-Xent over two augmented views, negatives gathered from every process; NNCLR
 (Dwibedi et al. 2021): the row is each embedding's nearest neighbour in a support queue; SupCon and, for long-tailed
-classes, KCL (Kang et al. 2021) and BCL (Zhu et al. 2022).
+classes, KCL (Kang et al. 2021) and BCL (Zhu et al. 2022); SelfCon (Bae et al. 2023): a sub-network's exit against
+the final output.
 
     accelerate launch recipes/simclr.py      # offline demo: small ResNet, Fashion-MNIST, kNN top-1 before/after
     accelerate launch recipes/simclr.py --method nnclr   # support 8192, predictor 512, 1600 steps (~10 min)
@@ -23,20 +24,20 @@ from dataclasses import dataclass, field
 
 from hfcontrast.cli.flags import NegativeArguments, flag_errors, given
 from hfcontrast.cli.vision import VisionDemoTrainingArguments, parse_vision_arguments, run_vision_recipe
-from hfcontrast.objectives import BCL, KCL, NNCLR, ContrastiveObjective, SimCLR, SupervisedHybrid
+from hfcontrast.objectives import BCL, KCL, NNCLR, ContrastiveObjective, SelfCon, SimCLR, SupervisedHybrid
 
 # Neighbours as positives learn slower than a second view: kNN +2.8 at 800 steps; +3.7 (2 cores) / +4.1 (one thread) at 1600
 NNCLR_DEMO_STEPS = 1600
-METHODS = ("simclr", "nnclr", "kcl", "bcl")
-NAMES = {"nnclr": "NNCLR", "kcl": "KCL", "bcl": "BCL"}
+METHODS = ("simclr", "nnclr", "kcl", "bcl", "selfcon")
+NAMES = {"nnclr": "NNCLR", "kcl": "KCL", "bcl": "BCL", "selfcon": "SelfCon"}
 
 
 @dataclass
 class ObjectiveArguments:
     method: str = field(
         default="simclr",
-        metadata={"help": "simclr | nnclr | kcl | bcl (KCL, BCL: supervised, for long-tailed classes; labels from "
-                  "--label_column)"},
+        metadata={"help": "simclr | nnclr | kcl | bcl | selfcon (KCL, BCL: supervised, for long-tailed classes, labels "
+                  "from --label_column; SelfCon: supervised with --supcon_label_column)"},
     )
     temperature: float = field(default=0.1, metadata={"help": "NT-Xent temperature tau."})
     support_size: int = field(default=8192, metadata={"help": "NNCLR: rows of the nearest-neighbour support queue."})
@@ -54,6 +55,10 @@ class ObjectiveArguments:
     num_classes: int = field(default=10, metadata={"help": "--hybrid_ce_schedule, --method bcl: the classes."})
     mix_weight: float = field(default=1.0, metadata={"help": "--mix (MixCo): the mixed view's loss weight."})
     mix_temperature: float | None = field(default=None, metadata={"help": "--mix: its temperature (default: --temperature)."})
+    selfcon_exit: str | None = field(
+        default=None,
+        metadata={"help": "SelfCon: the stage the exit reads, e.g. backbone.encoder.stages.1 (default: the middle one)."},
+    )
     kcl_k: int = field(default=6, metadata={"help": "KCL: positives of the anchor's class drawn per anchor (paper: 6)."})
     bcl_centre_momentum: float = field(default=0.9, metadata={"help": "BCL: the class centres' moving-average momentum."})
     direct_dims: int | None = field(
@@ -75,6 +80,8 @@ def build_objective(args: ObjectiveArguments, options: NegativeArguments, seed: 
             args.temperature, loss=args.nnclr_loss, support_size=args.support_size,  # type: ignore[arg-type]
             predictor_hidden_dim=args.predictor_hidden_dim or None, **options.loss_options,
         )  # fmt: skip
+    if args.method == "selfcon":
+        return SelfCon(args.selfcon_exit, args.temperature, supervised=options.supcon_label_column is not None)
     if args.method == "kcl":
         return KCL(args.kcl_k, args.temperature, seed=seed)
     if args.method == "bcl":

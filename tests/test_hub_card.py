@@ -24,6 +24,7 @@ from hfcontrast.objectives import (
     ContrastiveObjective,
     InBatchKL,
     MoCo,
+    SelfCon,
     SigLIP,
     SimCLR,
     SimCSE,
@@ -191,7 +192,8 @@ def test_no_results_gives_a_card_without_model_index() -> None:
      (BYOL(), "byol"), (SimSiam(), "simsiam"), (SimCLR(), "simclr"), (CLIP(), "clip"), (SigLIP(), "siglip"),
      (NNCLR(), "nnclr"), (SwAV(), "swav"), (DINO(), "dino"), (PCL(), "pcl"), (InBatchKL(), "distillation"),
      (BarlowTwins(), "barlow-twins"), (VICReg(), "vicreg"), (SimCLR(direct_dims=8), "directclr"),
-     (SupervisedHybrid(3), "supcon-ce"), (KCL(), "kcl"), (BCL(3), "bcl")],
+     (SupervisedHybrid(3), "supcon-ce"), (KCL(), "kcl"), (BCL(3), "bcl"),
+     (SelfCon(), "selfcon")],
 )
 def test_each_objective_declares_its_tag_and_citation(objective: ContrastiveObjective, tag: str) -> None:
     assert objective.tag == tag

@@ -16,6 +16,7 @@ from .nnclr import NNCLR
 from .pcl import PCL
 from .redundancy import BarlowTwins, VICReg
 from .scored import ScoredPairs
+from .selfcon import SelfCon
 from .simclr import SimCLR
 from .simcse import SimCSE
 from .simsiam import SimSiam
@@ -47,6 +48,7 @@ __all__ = [
     "NegativeConfig",
     "ObjectiveOutput",
     "ScoredPairs",
+    "SelfCon",
     "SigLIP",
     "SimCLR",
     "SimCSE",

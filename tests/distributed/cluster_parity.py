@@ -1,7 +1,7 @@
 """Train a tiny ViT a few steps with SwAV (multi-crop, queue), DINO (multi-crop), NNCLR, PCL, the
 momentum/predictor family MoCo v3, BYOL and SimSiam (their predictors without BatchNorm, whose per-process
-statistics could not equal one process's), Barlow Twins and VICReg (statistics of the global batch), and KCL and
-BCL (the global batch's classes: KCL's seeded draws, BCL's class centres), and dump
+statistics could not equal one process's), Barlow Twins and VICReg (statistics of the global batch), KCL and
+BCL (the global batch's classes: KCL's seeded draws, BCL's class centres), SelfCon (an exit's projector), and dump
 losses, gradients, weights and objective state.
 
 Run under ``accelerate launch`` (2 processes, local batch 4) and as a plain single process over the
@@ -23,13 +23,26 @@ from transformers import ViTConfig
 
 from hfcontrast import ContrastiveVisionConfig, ContrastiveVisionModel
 from hfcontrast.distributed import rank
-from hfcontrast.objectives import BCL, BYOL, DINO, KCL, NNCLR, PCL, BarlowTwins, MoCo, SimSiam, SwAV, VICReg
+from hfcontrast.objectives import (
+    BCL,
+    BYOL,
+    DINO,
+    KCL,
+    NNCLR,
+    PCL,
+    BarlowTwins,
+    MoCo,
+    SelfCon,
+    SimSiam,
+    SwAV,
+    VICReg,
+)
 from hfcontrast.objectives.base import ContrastiveObjective
 from hfcontrast.objectives.clusters import ClusterRefreshCallback
 from hfcontrast.trainer import ContrastiveTrainingArguments
 
 ROWS = 48
-FAMILIES = ("swav", "dino", "nnclr", "pcl", "mocov3", "byol", "simsiam", "barlowtwins", "vicreg", "kcl", "bcl")
+FAMILIES = ("swav", "dino", "nnclr", "pcl", "mocov3", "byol", "simsiam", "barlowtwins", "vicreg", "kcl", "bcl", "selfcon")
 #: ``kcl`` / ``bcl``: a long tail over the rows (labels 0 0 0 1 1 2, repeated)
 TAIL = (0, 0, 0, 1, 1, 2)
 #: ``--sync_batchnorm`` (GPUs only: ``tests/gpu/test_sync_batchnorm.py``): the predictor families keep their
@@ -86,6 +99,9 @@ def family(name: str) -> tuple[ContrastiveVisionModel, ContrastiveObjective, Any
     if name == "bcl":
         model = vit()
         return model, BCL(3, temperature=0.2, centre_momentum=0.5, encoder=model).double(), labelled
+    if name == "selfcon":  # the exit's projector without BatchNorm, as the predictors below
+        model = vit()
+        return model, without_batchnorm(SelfCon("backbone.encoder.layer.0", 0.2, supervised=True, encoder=model)).double(), labelled
     if name == "pcl":
         model = vit()
         return model, PCL(model, num_rows=ROWS, num_clusters=(3, 5), queue_size=8, momentum=0.9).double(), two_views
