@@ -16,6 +16,7 @@ from hfcontrast.objectives import (
     BCL,
     BYOL,
     CLIP,
+    CPC,
     DINO,
     KCL,
     NNCLR,
@@ -193,7 +194,7 @@ def test_no_results_gives_a_card_without_model_index() -> None:
      (NNCLR(), "nnclr"), (SwAV(), "swav"), (DINO(), "dino"), (PCL(), "pcl"), (InBatchKL(), "distillation"),
      (BarlowTwins(), "barlow-twins"), (VICReg(), "vicreg"), (SimCLR(direct_dims=8), "directclr"),
      (SupervisedHybrid(3), "supcon-ce"), (KCL(), "kcl"), (BCL(3), "bcl"),
-     (SelfCon(), "selfcon")],
+     (SelfCon(), "selfcon"), (CPC(), "cpc")],
 )
 def test_each_objective_declares_its_tag_and_citation(objective: ContrastiveObjective, tag: str) -> None:
     assert objective.tag == tag

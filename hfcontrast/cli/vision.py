@@ -24,13 +24,14 @@ from ..augment import IMAGENET_MEAN, IMAGENET_STD, ViewPipeline, local_crop_pipe
 from ..augment.device_views import DeviceViews
 from ..collators import ImageEvalCollator, MultiViewCollator, RawImageCollator
 from ..collators.mixing import MixingCollator
+from ..collators.patches import PatchGridCollator
 from ..collators.streams import StreamedRows
 from ..demo.fashion_mnist import FASHION_MNIST_MEAN, FASHION_MNIST_STD
 from ..demo.images import ImageSplits, demo_backbone_config, eval_view, knn_subset, load_image_splits
 from ..demo.long_tail import long_tailed_indices
 from ..evaluation import KNNEvaluator
 from ..models import ContrastiveVisionConfig, ContrastiveVisionModel
-from ..objectives import ContrastiveObjective
+from ..objectives import CPC, ContrastiveObjective
 from ..shards import shard_streams
 from ..trainer import ContrastiveTrainer, ContrastiveTrainingArguments
 from ..trainer.defaults import INDEX_COLUMN
@@ -294,7 +295,7 @@ def _train_collator(
     pipelines: list[ViewPipeline],
     columns: dict[str, Any],
     objective: ContrastiveObjective,
-) -> tuple[MultiViewCollator | MixingCollator | RawImageCollator, DeviceViews | None]:
+) -> tuple[MultiViewCollator | MixingCollator | PatchGridCollator | RawImageCollator, DeviceViews | None]:
     """Views drawn in the dataloader, per-row seeds (seed, epoch, row index, view): the augmentations of a
     resumed run are the same; or raw images and views drawn on the training device (kornia)."""
     if data_args.local_crops and not objective.multi_crop:
@@ -314,6 +315,8 @@ def _train_collator(
             pipelines, local, data_args.local_crops, data_args.image_column, seed=training_args.seed, **columns
         ), None
     collator = MultiViewCollator(data_args.image_column, pipeline=pipelines, seed=training_args.seed, **columns)
+    if isinstance(objective, CPC):  # each image's query view cut into its patch grid
+        return PatchGridCollator(collator, objective.grid, objective.patch_size), None
     if data_args.mix is not None:
         if "mixed" not in (objective.online_views or ()):
             raise ValueError(f"--mix: {type(objective).__name__} takes no mixed view (SimCLR does)")

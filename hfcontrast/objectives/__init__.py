@@ -6,6 +6,7 @@ from .clip import CLIP, SigLIP
 from .clusters import ClusterRefreshCallback
 from .config import ChunkingConfig, MatryoshkaConfig, NegativeConfig
 from .contrast import InfoNCEObjective
+from .cpc import CPC
 from .dino import DINO
 from .distill import InBatchKL, MarginMSE
 from .guide import Guide
@@ -27,6 +28,7 @@ __all__ = [
     "BCL",
     "BYOL",
     "CLIP",
+    "CPC",
     "DINO",
     "KCL",
     "NNCLR",

@@ -1,7 +1,8 @@
 """Train a tiny ViT a few steps with SwAV (multi-crop, queue), DINO (multi-crop), NNCLR, PCL, the
 momentum/predictor family MoCo v3, BYOL and SimSiam (their predictors without BatchNorm, whose per-process
 statistics could not equal one process's), Barlow Twins and VICReg (statistics of the global batch), KCL and
-BCL (the global batch's classes: KCL's seeded draws, BCL's class centres), SelfCon (an exit's projector), and dump
+BCL (the global batch's classes: KCL's seeded draws, BCL's class centres), SelfCon (an exit's projector), CPC (its context
+network and predictors), and dump
 losses, gradients, weights and objective state.
 
 Run under ``accelerate launch`` (2 processes, local batch 4) and as a plain single process over the
@@ -26,6 +27,7 @@ from hfcontrast.distributed import rank
 from hfcontrast.objectives import (
     BCL,
     BYOL,
+    CPC,
     DINO,
     KCL,
     NNCLR,
@@ -42,7 +44,7 @@ from hfcontrast.objectives.clusters import ClusterRefreshCallback
 from hfcontrast.trainer import ContrastiveTrainingArguments
 
 ROWS = 48
-FAMILIES = ("swav", "dino", "nnclr", "pcl", "mocov3", "byol", "simsiam", "barlowtwins", "vicreg", "kcl", "bcl", "selfcon")
+FAMILIES = ("swav", "dino", "nnclr", "pcl", "mocov3", "byol", "simsiam", "barlowtwins", "vicreg", "kcl", "bcl", "selfcon", "cpc")
 #: ``kcl`` / ``bcl``: a long tail over the rows (labels 0 0 0 1 1 2, repeated)
 TAIL = (0, 0, 0, 1, 1, 2)
 #: ``--sync_batchnorm`` (GPUs only: ``tests/gpu/test_sync_batchnorm.py``): the predictor families keep their
@@ -75,6 +77,13 @@ def labelled(rows: list[dict[str, int]]) -> dict[str, Any]:
     return two_views(rows) | {"labels": torch.tensor([TAIL[row["idx"] % len(TAIL)] for row in rows])}
 
 
+def patched(rows: list[dict[str, int]]) -> dict[str, Any]:
+    """CPC: each 16 px image's 3 x 3 grid of 8 px patches (stride 4), row-major."""
+    pixels = two_views(rows)["query"]["pixel_values"]
+    tiles = pixels.unfold(2, 8, 4).unfold(3, 8, 4).permute(0, 2, 3, 1, 4, 5).reshape(-1, pixels.shape[1], 8, 8)
+    return {"patches": {"pixel_values": tiles.contiguous()}}
+
+
 def features(rows: list[dict[str, int]]) -> dict[str, Any]:
     return {"pixel_values": torch.stack([image(row["idx"], 4) for row in rows])}
 
@@ -99,6 +108,12 @@ def family(name: str) -> tuple[ContrastiveVisionModel, ContrastiveObjective, Any
     if name == "bcl":
         model = vit()
         return model, BCL(3, temperature=0.2, centre_momentum=0.5, encoder=model).double(), labelled
+    if name == "cpc":  # a ViT for 8 px patches
+        backbone = ViTConfig(image_size=8, patch_size=4, hidden_size=12, num_hidden_layers=1, num_attention_heads=2,
+                             intermediate_size=24)
+        model = ContrastiveVisionModel(ContrastiveVisionConfig(backbone_config=backbone, projection="linear",
+                                                               projection_dim=8, pooler="cls")).double()  # fmt: skip
+        return model, CPC(grid=3, offsets=2, temperature=0.5, encoder=model).double(), patched
     if name == "selfcon":  # the exit's projector without BatchNorm, as the predictors below
         model = vit()
         return model, without_batchnorm(SelfCon("backbone.encoder.layer.0", 0.2, supervised=True, encoder=model)).double(), labelled
