@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -44,17 +45,25 @@ def test_a_streamed_folder_or_table_gives_the_rows_of_the_map_style_loader(tmp_p
     assert [r["caption"] for r in rows] == expected_rows["caption"]
 
 
-def test_a_streamed_runs_knn_bank_is_the_streams_first_labelled_rows(tmp_path: Path) -> None:
+def test_a_streamed_runs_knn_bank_draws_from_the_whole_folder(tmp_path: Path) -> None:
+    """The folder streams class by class (16 blue, 16 green, 16 red): its first 20 rows would miss red; the bank's
+    20 come from the folder's files in a seeded random order, so every class is there, the same draw each time."""
     root = _images(tmp_path)
     (_, stream), = image_stream(str(root / "images"), None, image_column="image").items()
-    splits = streamed_knn_splits(stream, name="images", validation_file=str(_validation(root)), dataset_name=None,
-                                 image_column="image", label_column="label", bank_size=20, max_eval_samples=None)  # fmt: skip
-    assert splits.knn_train is not None and splits.knn_test is not None
-    first = [r["label"] for r in list(stream)[:20]]
-    assert splits.knn_train["label"] == first  # the folder's class ids: blue 0, green 1, red 2
-    names = splits.knn_test.features["label"].names  # the test's string labels as the same classes
-    assert [names[c] for c in splits.knn_test["label"]] == [Path(p).parent.name for p in
-                                                            load_image_dataset(str(root / "val.csv"))["image"]]  # fmt: skip
+    assert [r["label"] for r in stream.take(20)].count(2) == 0
+
+    def splits(seed: int) -> Any:
+        return streamed_knn_splits([stream], name="images", validation_file=str(_validation(root)), dataset_name=None,
+                                   image_column="image", label_column="label", bank_size=20, max_eval_samples=None,
+                                   seed=seed)  # fmt: skip
+
+    first = splits(0)
+    assert first.knn_train is not None and first.knn_test is not None and len(first.knn_train) == 20
+    assert set(first.knn_train["label"]) == {0, 1, 2}  # the folder's class ids: blue 0, green 1, red 2
+    assert [r["image"]["path"] for r in first.knn_train] == [r["image"]["path"] for r in splits(0).knn_train]
+    names = first.knn_test.features["label"].names  # the test's string labels as the same classes
+    assert [names[c] for c in first.knn_test["label"]] == [Path(p).parent.name for p in
+                                                           load_image_dataset(str(root / "val.csv"))["image"]]  # fmt: skip
     assert names == ["blue", "green", "red"]
 
 
@@ -83,7 +92,7 @@ def test_streaming_refuses_what_it_cannot_read(tmp_path: Path) -> None:
     ids = _validation(root, ids=True).rename(root / "ids.csv")
     (_, stream), = image_stream(str(ids), None, image_column="image").items()
     with pytest.raises(ValueError, match=r"ids.csv's labels are class ids and .*val.csv's are class names"):
-        streamed_knn_splits(stream, name="ids.csv", validation_file=str(_validation(root)), dataset_name=None,
+        streamed_knn_splits([stream], name="ids.csv", validation_file=str(_validation(root)), dataset_name=None,
                             image_column="image", label_column="label", bank_size=None, max_eval_samples=None)  # fmt: skip
 
 

@@ -13,6 +13,7 @@ labelled rows; without a test set there is no kNN, as for map-style data. The CL
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from collections.abc import Sequence
@@ -22,10 +23,13 @@ from typing import Any
 import datasets
 
 from ..collators.images import load_rgb_image
+from ..collators.streams import StreamedRows
 from ..collators.validation import CollatorInputError
 from ..demo import captions
 from ..demo.image_text import ImageTextData, load_image_text_data
 from ..demo.images import ImageSplits, _labels_as_classes, load_image_dataset
+from ..trainer.defaults import INDEX_COLUMN
+from .runs import training_rows
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +64,8 @@ def image_stream(
         stream = stream._resolve_features()  # reads the first rows to learn the columns
     if image_column not in (stream.column_names or []):
         raise ValueError(f"{name}: no image column {image_column!r} (columns: {stream.column_names}); pass --image_column")
-    if isinstance(stream.features[image_column], datasets.Image):
-        stream = stream.cast_column(image_column, datasets.Image(decode=False))  # decoded by the collator, per view
+    if train_file and isinstance(stream.features[image_column], datasets.Image):
+        stream = stream.cast_column(image_column, datasets.Image(decode=False))  # local files, decoded per view
     return {name: stream.take(max_samples) if max_samples else stream}
 
 
@@ -83,13 +87,16 @@ def with_class_captions(stream: Any, names: Sequence[str], *, label_column: str,
     map-style CLIP recipe builds them)."""
 
     def caption(row: dict[str, Any]) -> dict[str, Any]:
-        return {caption_column: [captions.fill(t, names[int(row[label_column])]) for t in captions.TRAIN_TEMPLATES]}
+        label = row.get(label_column)
+        if not isinstance(label, int) or not 0 <= label < len(names):
+            return {caption_column: None}  # a bad row: the row checks name it (no caption)
+        return {caption_column: [captions.fill(t, names[label]) for t in captions.TRAIN_TEMPLATES]}
 
     return stream.map(caption)
 
 
 def streamed_knn_splits(
-    stream: Any,
+    streams: Sequence[Any],
     *,
     name: str,
     validation_file: str | None,
@@ -98,9 +105,12 @@ def streamed_knn_splits(
     label_column: str,
     bank_size: int | None,
     max_eval_samples: int | None,
+    seed: int = 0,
 ) -> ImageSplits:
     """The kNN evaluation of a streamed image run (see the module): ``train`` and ``knn_train`` are the memory bank,
-    the stream's first ``bank_size`` (default 10,000) labelled rows with a readable image; ``knn_test`` the labelled test rows."""
+    ``bank_size`` (default 10,000) labelled rows with a readable image from the start of the streams read in a
+    seeded random order of their files (an image folder's files: a random draw of the folder, whatever the order of
+    its classes; a table's rows: behind a buffer of 1,000); ``knn_test`` the labelled test rows."""
     test = None
     if validation_file:
         test = load_image_dataset(validation_file, image_column=image_column, max_samples=max_eval_samples)
@@ -111,35 +121,56 @@ def streamed_knn_splits(
                 break
             except ValueError:  # no such split
                 continue
-    if test is None or label_column not in test.column_names or label_column not in (stream.column_names or []):
+    features = streams[0].features
+    if test is None or label_column not in test.column_names or label_column not in (features or {}):
         logger.warning("no labelled test split (validation_file with a %r column, and labels in the stream): no kNN "
                        "evaluation", label_column)  # fmt: skip
         return ImageSplits(datasets.Dataset.from_dict({}), None, None, name)
+    bank_kind, test_kind = _label_kind(features[label_column]), _label_kind(test.features[label_column])
+    if "names" in (bank_kind, test_kind) and bank_kind != test_kind and (bank_kind, test_kind) != ("classes", "names"):
+        raise ValueError(f"{name}'s labels are class {bank_kind} and {validation_file or dataset_name}'s are class "
+                         f"{test_kind} (column {label_column!r}): give both the same kind")  # fmt: skip
     rows: list[dict[str, Any]] = []
-    unreadable = 0
-    for row in stream.take(bank_size or 10_000):
+    unreadable, wanted = 0, bank_size if bank_size else 10_000
+    shuffled = (stream.shuffle(seed=seed, buffer_size=1_000) for stream in streams)
+    for row in itertools.islice(itertools.chain.from_iterable(shuffled), wanted):
         try:
             load_rgb_image(row[image_column], row=len(rows), column=image_column)
             rows.append(row)
         except CollatorInputError:  # the training stream's row checks name it (a bad row)
             unreadable += 1
     if unreadable:
-        logger.warning("%s: %d of the first %d rows have no readable image: the kNN memory bank leaves them out",
+        logger.warning("%s: %d of the %d rows read for the kNN memory bank have no readable image: left out",
                        name, unreadable, len(rows) + unreadable)  # fmt: skip
-    bank = datasets.Dataset.from_list(rows, features=stream.features)
-    bank, test = _labels_as_classes(bank, test, label_column)
-    kinds = {split: "names" if _is_text(data.features[label_column]) else "ids" for split, data in (("stream", bank), ("test", test))}
-    if kinds["stream"] != kinds["test"]:
-        raise ValueError(f"{name}'s labels are class {kinds['stream']} and {validation_file or dataset_name}'s are class "
-                         f"{kinds['test']} (column {label_column!r}): give both the same kind")  # fmt: skip
+    bank, test = _labels_as_classes(datasets.Dataset.from_list(rows, features=features), test, label_column)
+    missing = sorted(set(test[label_column]) - set(bank[label_column]))
+    if missing:
+        logger.warning("%s: the kNN memory bank (%d rows) has no row of test classes %s: raise --knn_train_samples",
+                       name, len(bank), missing[:10])  # fmt: skip
     return ImageSplits(bank, bank, test, name)
 
 
-def streamed_image_text(args: Any, seed: int) -> tuple[dict[str, Any], ImageTextData]:
-    """``--streaming`` in the CLIP recipe: ``({name: stream}, evaluation data)``. A stream without captions but
-    with class names (an image folder) gets captions from them; the evaluation is :func:`image_text_evaluation`."""
-    source = args.train_file or args.train_dir
-    streams = image_stream(source, args.dataset_name, image_column=args.image_column, max_samples=args.max_train_samples)
+def image_text_training_data(args: Any, seed: int, bad_rows: str) -> tuple[Any, ImageTextData, str]:
+    """The CLIP recipe's ``(training rows, evaluation data, training data's name)``: map-style rows (the demo's, or
+    ``--train_file`` / ``--train_dir`` / ``--dataset_name`` loaded), ``--train_shards`` or ``--streaming`` (streams;
+    the evaluation: :func:`image_text_evaluation`). A stream without captions but with class names (an image
+    folder) gets captions from them."""
+    if not args.streaming and not args.train_shards:
+        data = load_image_text_data(
+            train_source=args.train_file or args.train_dir, dataset_name=args.dataset_name,
+            validation_file=args.validation_file, image_column=args.image_column, caption_column=args.caption_column,
+            label_column=args.label_column, max_train_samples=args.max_train_samples,
+            max_eval_samples=args.max_eval_samples, seed=seed,
+        )  # fmt: skip
+        return training_rows(data.train, None, args.shuffle_buffer_size, bad_rows), data, data.name
+    if args.train_shards:
+        if args.streaming:
+            raise ValueError("--streaming reads --train_file, --train_dir or --dataset_name; --train_shards is streamed already")
+        rows = training_rows(None, args.train_shards, args.shuffle_buffer_size, bad_rows)
+        # without --validation_file, the demo loaded as before (its training rows too: what benchmarks/streams.py measured)
+        return rows, image_text_evaluation(args, seed, args.max_train_samples), Path(args.train_shards).name
+    streams = image_stream(args.train_file or args.train_dir, args.dataset_name, image_column=args.image_column,
+                           max_samples=args.max_train_samples)  # fmt: skip
     (name, stream), = streams.items()
     if args.caption_column not in (stream.column_names or []):
         names = class_names(stream, args.label_column)
@@ -147,20 +178,23 @@ def streamed_image_text(args: Any, seed: int) -> tuple[dict[str, Any], ImageText
             raise ValueError(f"{name}: no caption column {args.caption_column!r} and no class-label column "
                              f"{args.label_column!r} to build captions from (columns: {stream.column_names})")  # fmt: skip
         stream = with_class_captions(stream, names, label_column=args.label_column, caption_column=args.caption_column)
-    data = image_text_evaluation(args, seed)
-    return {name: stream}, ImageTextData(None, data.evaluation, data.pairs, data.class_names, Path(name).name)
+    rows = StreamedRows({name: stream}, shuffle_buffer_size=args.shuffle_buffer_size, index_column=INDEX_COLUMN)
+    return rows, image_text_evaluation(args, seed), Path(name).name
 
 
-def image_text_evaluation(args: Any, seed: int) -> ImageTextData:
+def image_text_evaluation(args: Any, seed: int, demo_train_samples: int | None = 2) -> ImageTextData:
     """The evaluation of a CLIP run that streams its training rows (``--streaming``, ``--train_shards``): all of
-    ``--validation_file``, else the packaged demo's test split (its ``train`` is not used)."""
+    ``--validation_file``, else the packaged demo's test split (its ``train``, cut to ``demo_train_samples``, is not
+    used; ``name``: the evaluation data's)."""
     source = args.validation_file
     return load_image_text_data(
         train_source=source, dataset_name=None, validation_file=source, image_column=args.image_column,
-        caption_column=args.caption_column, label_column=args.label_column, max_train_samples=1 if source else 2,
-        max_eval_samples=args.max_eval_samples, seed=seed,
+        caption_column=args.caption_column, label_column=args.label_column,
+        max_train_samples=1 if source else demo_train_samples, max_eval_samples=args.max_eval_samples, seed=seed,
     )  # fmt: skip
 
 
-def _is_text(feature: Any) -> bool:
-    return isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string")
+def _label_kind(feature: Any) -> str:
+    if isinstance(feature, datasets.ClassLabel):
+        return "classes"  # ids with names: a test set's names are cast to them
+    return "names" if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string") else "ids"

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import datasets
 import numpy as np
 import torch
 from transformers import AutoConfig, HfArgumentParser
@@ -68,7 +67,8 @@ class VisionDataArguments:
     train_shards: str | None = field(
         default=None,
         metadata={"help": "Train from WebDataset tar shards, streamed, e.g. 'data/train-{00000..00009}.tar' (python -m "
-                  "hfcontrast.shards writes them); the kNN evaluation stays the demo's. Needs --max_steps."},
+                  "hfcontrast.shards writes them); the kNN evaluation: the demo's, or --validation_file's with a "
+                  "memory bank from the shards. Needs --max_steps."},
     )
     streaming: bool = field(
         default=False,
@@ -267,7 +267,7 @@ def _training_data(data_args: VisionDataArguments, training_args: ContrastiveTra
             streams = image_stream(data_args.train_file, data_args.dataset_name, image_column=data_args.image_column,
                                    max_samples=data_args.max_train_samples)  # fmt: skip
         splits = streamed_knn_splits(
-            datasets.concatenate_datasets(list(streams.values())),
+            list(streams.values()), seed=training_args.seed,
             name=Path(data_args.train_file or data_args.dataset_name or data_args.train_shards or "").name,
             validation_file=data_args.validation_file, dataset_name=data_args.dataset_name,
             image_column=data_args.image_column, label_column=data_args.label_column,
