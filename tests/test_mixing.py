@@ -128,3 +128,24 @@ def test_a_resumed_mixco_run_mixes_as_the_uninterrupted_one(tmp_path: Path) -> N
     again = train(tmp_path / "resumed", resume=True)
     for (name, a), b in zip(straight.state_dict().items(), again.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
+
+
+def test_moco_v2_adds_the_imix_term_against_its_keys() -> None:
+    import copy
+
+    from hfcontrast import ContrastiveVisionModel
+    from hfcontrast.objectives import MoCo
+    from tests.tiny import vision_config
+
+    torch.manual_seed(0)
+    moco = MoCo(ContrastiveVisionModel(vision_config()), queue_size=16, mix_weight=0.5)
+    plain = copy.deepcopy(moco)
+    g = torch.Generator().manual_seed(2)
+    batch = {"key": {"pixel_values": torch.randn(4, 3, 16, 16, generator=g)}, "mix_partner": torch.tensor([2, 3, 1, 0]),
+             "mix_lambda": torch.tensor([0.6, 0.3, 0.8, 0.5])}  # fmt: skip
+    query, mixed = torch.randn(4, 8, generator=g), torch.randn(4, 8, generator=g)
+    got = moco({"query": query, "mixed": mixed}, batch).loss
+    without = plain({"query": query}, batch).loss
+    keys = copy.deepcopy(plain).key_encoder(batch["key"])
+    term = mixed_positive_loss(mixed, keys, torch.arange(4), batch["mix_partner"], batch["mix_lambda"], 0.2)
+    torch.testing.assert_close(got, without + 0.5 * term)

@@ -121,7 +121,7 @@ def test_simclr_gloo_two_processes_match_single(tmp_path: Path) -> None:
 def test_moco_v2_matches_naive_formula_with_queue() -> None:
     toy = Toy()
     moco = MoCo(toy, queue_size=6, temperature=0.2)
-    assert moco.online_views == ("query",) and moco.trainable_parameters() == []
+    assert moco.online_views == ("query", "mixed") and moco.trainable_parameters() == []
     queue = rand(4, DIM, seed=7)
     moco.keys.queue.enqueue(queue)  # type: ignore[union-attr]
     batch = views()

@@ -319,6 +319,6 @@ def _train_collator(
         return PatchGridCollator(collator, objective.grid, objective.patch_size), None
     if data_args.mix is not None:
         if "mixed" not in (objective.online_views or ()):
-            raise ValueError(f"--mix: {type(objective).__name__} takes no mixed view (SimCLR does)")
+            raise ValueError(f"--mix: {type(objective).__name__} takes no mixed view (SimCLR and MoCo v2 do)")
         return MixingCollator(collator, data_args.mix, data_args.mix_alpha), None
     return collator, None

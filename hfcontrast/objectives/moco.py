@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ..distributed import gather
-from ..losses import LossOutput, Similarity
+from ..losses import LossOutput, Similarity, mixed_positive_loss
 from ..models.heads import Predictor
 from .base import ObjectiveOutput, embedding_width, scalar_stat
 from .config import ChunkingConfig, MatryoshkaConfig, NegativeConfig
@@ -62,6 +62,9 @@ class MoCo(InfoNCEObjective):
             (the loss a slice of rows at a time), as for every :class:`InfoNCEObjective`.
         guide: a :class:`~hfcontrast.objectives.Guide` (GISTEmbed) run on both views; v2's queue stores its
             embeddings of the keys.
+        mix_weight: v2, i-Mix (Lee et al. 2021), when the batch has a ``mixed`` view
+            (:class:`~hfcontrast.collators.mixing.MixingCollator`): ``L + w L_mix``, the mixed rows against the
+            keys and the queue (:func:`~hfcontrast.losses.mixed_positive_loss`).
     """
 
     key_encoder: MomentumEncoder
@@ -86,6 +89,7 @@ class MoCo(InfoNCEObjective):
         matryoshka: MatryoshkaConfig | None = None,
         chunking: ChunkingConfig | None = None,
         guide: Guide | None = None,
+        mix_weight: float = 1.0,
     ) -> None:
         if version not in _DEFAULTS:
             raise ValueError(f"version must be 'v2' or 'v3', got {version!r}")
@@ -109,7 +113,8 @@ class MoCo(InfoNCEObjective):
             raise ValueError(f"MoCo v2 needs queue_size >= 1, got {self.queue_size}")
         self.embedding_dim, self.predictor_hidden_dim = embedding_dim, predictor_hidden_dim
         self.keys, self.predictor = None, None
-        self.online_views = ("query",) if version == "v2" else ("query", "key")
+        self.mix_weight = mix_weight
+        self.online_views = ("query", "mixed") if version == "v2" else ("query", "key")
         if encoder is not None:
             self.bind(encoder)
 
@@ -128,10 +133,10 @@ class MoCo(InfoNCEObjective):
 
     def forward(self, embeddings: dict[str, Tensor], batch: Mapping[str, Any]) -> ObjectiveOutput:
         if self.version == "v2":
-            return self._forward_v2(embeddings["query"], batch)
+            return self._forward_v2(embeddings["query"], batch, embeddings.get("mixed"))
         return self._forward_v3(embeddings["query"], embeddings["key"], batch)
 
-    def _forward_v2(self, query: Tensor, batch: Mapping[str, Any]) -> ObjectiveOutput:
+    def _forward_v2(self, query: Tensor, batch: Mapping[str, Any], mixed: Tensor | None = None) -> ObjectiveOutput:
         """Columns ``[keys; queue]``: the own key is the positive, the other in-batch keys are ignored."""
         assert self.keys is not None
         key = self.key_encoder(batch["key"])
@@ -148,9 +153,15 @@ class MoCo(InfoNCEObjective):
         roles = self.roles(positive, mine, mine, stored=stored, paired_columns=n, **guided)
         columns = key if queued is None else torch.cat([key, queued.to(key.dtype)])
         out = self.contrast(query, columns, roles, queue_start=n if queued is not None else None)
+        stats, loss = self._stats(query, key, out), out.loss
+        if mixed is not None:  # i-Mix: the mixed view against the keys and the queue, its two sources' keys positive
+            positive_b = torch.as_tensor(batch["mix_partner"]).to(query.device)
+            mix = mixed_positive_loss(mixed, columns, positive, positive_b, batch["mix_lambda"].to(query.device),
+                                      float(self.temperature or 0.2))  # fmt: skip
+            stats["mix_loss"], loss = mix.detach(), loss + self.mix_weight * mix
         if self.training:
             self.keys.stage(key, self.queue_values(mine), guides)
-        return ObjectiveOutput(out.loss, self._stats(query, key, out))
+        return ObjectiveOutput(loss, stats)
 
     def _contrast(self, query: Tensor, key: Tensor, batch: Mapping[str, Any], views: tuple[str, str]) -> LossOutput:
         """v3: one direction, ``query`` rows (of view ``views[0]``) against the keys (``views[1]``) of every process."""
