@@ -138,14 +138,21 @@ def test_moco_v2_adds_the_imix_term_against_its_keys() -> None:
     from tests.tiny import vision_config
 
     torch.manual_seed(0)
-    moco = MoCo(ContrastiveVisionModel(vision_config()), queue_size=16, mix_weight=0.5)
+    model = ContrastiveVisionModel(vision_config())
+    moco = MoCo(model, queue_size=16, mix_weight=0.5)
     plain = copy.deepcopy(moco)
     g = torch.Generator().manual_seed(2)
     batch = {"key": {"pixel_values": torch.randn(4, 3, 16, 16, generator=g)}, "mix_partner": torch.tensor([2, 3, 1, 0]),
              "mix_lambda": torch.tensor([0.6, 0.3, 0.8, 0.5])}  # fmt: skip
+    for objective in (moco, plain):  # a first step fills the queue: its keys are negatives of the mixed view too
+        first = {"key": {"pixel_values": torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(3))}}
+        objective({"query": torch.randn(4, 8, generator=torch.Generator().manual_seed(4))}, first)
+        objective.after_optimizer_step(model, 1, 10)
     query, mixed = torch.randn(4, 8, generator=g), torch.randn(4, 8, generator=g)
+    queue = plain.keys.negatives()
+    assert queue is not None and queue.shape[0] == 4
+    columns = torch.cat([copy.deepcopy(plain).key_encoder(batch["key"]), queue.clone()])
     got = moco({"query": query, "mixed": mixed}, batch).loss
     without = plain({"query": query}, batch).loss
-    keys = copy.deepcopy(plain).key_encoder(batch["key"])
-    term = mixed_positive_loss(mixed, keys, torch.arange(4), batch["mix_partner"], batch["mix_lambda"], 0.2)
+    term = mixed_positive_loss(mixed, columns, torch.arange(4), batch["mix_partner"], batch["mix_lambda"], 0.2)
     torch.testing.assert_close(got, without + 0.5 * term)

@@ -30,6 +30,9 @@ def test_selfcon_is_supcon_over_both_exits_of_both_views(supervised: bool) -> No
     expected = supcon_loss(features, labels if supervised else None, temperature=0.2).loss
     torch.testing.assert_close(got, expected)
     assert objective.exit_head[0].weight.shape[1] == 8  # the stage's width, found by the probe
+    stage = list(model.backbone.encoder.stages[0].parameters())  # the exit trains it: its gradient is the reference's
+    for a, b in zip(torch.autograd.grad(got, stage, retain_graph=True), torch.autograd.grad(expected, stage), strict=True):
+        torch.testing.assert_close(a, b)
 
 
 def test_selfcon_names_a_missing_stage_and_a_missing_forward() -> None:

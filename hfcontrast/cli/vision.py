@@ -281,8 +281,9 @@ def _training_data(data_args: VisionDataArguments, training_args: ContrastiveTra
         max_train_samples=data_args.max_train_samples, max_eval_samples=data_args.max_eval_samples,
     )  # fmt: skip
     if data_args.demo_imbalance_ratio is not None:
-        if not splits.demo or splits.knn_train is None:
-            raise ValueError("--demo_imbalance_ratio makes the packaged demo long-tailed: drop --train_file / --dataset_name")
+        if not splits.demo or splits.knn_train is None or data_args.train_shards:
+            raise ValueError("--demo_imbalance_ratio makes the packaged demo long-tailed: drop --train_file, "
+                             "--dataset_name and --train_shards")
         kept = long_tailed_indices(np.asarray(splits.train["label"]), data_args.demo_imbalance_ratio, training_args.seed)
         bank = splits.knn_train
         splits = dataclasses.replace(splits, train=splits.train.select(kept), knn_train=[bank[int(i)] for i in kept])
@@ -298,6 +299,10 @@ def _train_collator(
 ) -> tuple[MultiViewCollator | MixingCollator | PatchGridCollator | RawImageCollator, DeviceViews | None]:
     """Views drawn in the dataloader, per-row seeds (seed, epoch, row index, view): the augmentations of a
     resumed run are the same; or raw images and views drawn on the training device (kornia)."""
+    if data_args.mix is not None and (data_args.augmentation_device or data_args.local_crops or isinstance(objective, CPC)):
+        raise ValueError("--mix mixes the collator's two views: not with --augmentation_device, --local_crops or CPC")
+    if isinstance(objective, CPC) and (data_args.augmentation_device or data_args.local_crops):
+        raise ValueError("CPC cuts its patches in the collator: not with --augmentation_device or --local_crops")
     if data_args.local_crops and not objective.multi_crop:
         raise ValueError(f"--local_crops: {type(objective).__name__} takes the two global views only (SwAV and DINO take local crops)")
     if data_args.augmentation_device:

@@ -23,6 +23,8 @@ def long_tailed_indices(labels: np.ndarray, imbalance_ratio: float = 100.0, seed
     labels = np.asarray(labels)
     classes = int(labels.max()) + 1
     sizes = np.bincount(labels, minlength=classes)
+    if (sizes == 0).any():
+        raise ValueError(f"classes {np.flatnonzero(sizes == 0).tolist()} have no rows: a long tail needs every class")
     counts = long_tail_counts(int(sizes.min()), classes, imbalance_ratio)
     rng = np.random.default_rng(seed)
     kept = [rng.permutation(np.flatnonzero(labels == c))[:n] for c, n in enumerate(counts)]

@@ -4,7 +4,8 @@ SupCon (:func:`~hfcontrast.losses.supcon_loss`) lets a head class dominate: an a
 the batch has ``n`` positives, and every other class's rows crowd its denominator in proportion to their counts.
 
 * **KCL** (Kang et al. 2021, *Exploring Balanced Feature Spaces for Representation Learning*): each anchor keeps its
-  own other views and ``k`` rows of its class drawn at random, so every class pulls with the same force.
+  own other views and ``k`` rows of its class drawn at random, so every class pulls with the same force (drawn among
+  the class-mates' rows of every view: two views of one sample may both be drawn).
 * **BCL** (Zhu et al. 2022, *Balanced Contrastive Learning for Long-Tailed Visual Recognition*): the denominator
   averages each class's terms (class averaging), and a prototype per class joins the batch (class complement), so
   that every class appears in every denominator.

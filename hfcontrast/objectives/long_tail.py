@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..distributed import gather_detached, gather_with_grad
+from ..distributed import gather_detached, gather_with_grad, is_distributed
 from ..losses.long_tail import bcl_loss, kcl_loss
 from ..memory.mirror import host_scalar, register_host_scalar, set_host_scalar
 from .base import ContrastiveObjective, ObjectiveOutput, embedding_width, pair_stats
@@ -84,7 +84,8 @@ class BCL(_LongTail):
     """BCL: class-averaged denominators with a prototype per class in every batch
     (:func:`~hfcontrast.losses.long_tail.bcl_loss`). The prototypes are class centres: each class's mean embedding
     (unit length) over the batches, an exponential moving average updated after every optimizer step; a class
-    takes part once it has been seen.
+    takes part once it has been seen. (The paper learns its prototypes from a classifier's weights, trained with a
+    logit-adjusted cross-entropy branch; this is its contrastive branch with moving-average centres.)
 
     Args:
         num_classes: classes (labels in ``[0, num_classes)``).
@@ -128,12 +129,14 @@ class BCL(_LongTail):
         self.register_buffer("_counts", torch.zeros(self.num_classes), persistent=False)
 
     def forward(self, embeddings: dict[str, Tensor], batch: Mapping[str, Any]) -> ObjectiveOutput:
+        if not self.gather and is_distributed():
+            raise ValueError("BCL(gather=False) on several processes: each would move its own class centres apart")
         features, labels = self.global_batch(embeddings, batch)
         centres = self.centres.to(features.device)
         loss = bcl_loss(features, labels, self.num_classes, centres, self.seen.to(features.device), self.temperature)
         if self.training:  # stage this batch's class sums for the update after the step
-            onehot = F.one_hot(labels.long(), self.num_classes).to(features.dtype).repeat(features.shape[1], 1)
-            rows = F.normalize(features.detach().transpose(0, 1).reshape(onehot.shape[0], -1), dim=-1)
+            onehot = F.one_hot(labels.long(), self.num_classes).float().repeat(features.shape[1], 1)
+            rows = F.normalize(features.detach().float().transpose(0, 1).reshape(onehot.shape[0], -1), dim=-1)
             self._sums += (onehot.T @ rows).to(self._sums)
             self._counts += onehot.sum(0).to(self._counts)
         stats = self.stats(features) | {"classes_seen": self.seen.float().sum().to(loss)}

@@ -2,7 +2,9 @@
 Sub-network*): an intermediate stage of the encoder gets an exit of its own (pooling and a projector), and its
 output is contrasted with the final output of the same view.
 
-Each image gives four embeddings, the final output and the exit's for both views, and the loss is SupCon
+Each image gives four embeddings, the final output and the exit's for both views (the paper's multi-view
+SelfCon-M; its exit is a pooled stage and a projector here, where the paper's sub-network also has blocks of its
+own), and the loss is SupCon
 (:func:`~hfcontrast.losses.supcon_loss`) over them: unsupervised, the other three are the anchor's positives;
 supervised, every embedding of its class too. Both exits share the encoder below the exit's stage, so the lower
 layers learn from two depths at once. The exit (``exit_head``) is a training head: the exported model never holds it.
@@ -97,8 +99,15 @@ class SelfCon(ContrastiveObjective):
         width = embedding_width(encoder, None, "SelfCon")
         stage_width = self._probe(encoder, modules[self.exit_module])
         self.exit_head = Predictor(stage_width, self.hidden_dim or width, width)
-        encoder.register_forward_pre_hook(self._clear)  # each forward of the model starts a new capture
-        modules[self.exit_module].register_forward_hook(self._capture)
+        self.remove_hooks()
+        self._hooks = [encoder.register_forward_pre_hook(self._clear),  # each forward of the model starts anew
+                       modules[self.exit_module].register_forward_hook(self._capture)]  # fmt: skip
+
+    def remove_hooks(self) -> None:
+        """Stop reading the model's stage (e.g. after training, before using the model elsewhere)."""
+        for handle in getattr(self, "_hooks", []):
+            handle.remove()
+        self._hooks = []
 
     def _probe(self, encoder: nn.Module, stage: nn.Module) -> int:
         config = getattr(getattr(encoder, "config", None), "backbone_config", None)
@@ -129,11 +138,17 @@ class SelfCon(ContrastiveObjective):
         if sum(c.shape[0] for c in captured) != 2 * rows:
             raise RuntimeError(f"SelfCon read {sum(c.shape[0] for c in captured)} rows at {self.exit_module!r} for "
                                f"{rows} rows of two views: it needs the trainer's forwards of the training views")  # fmt: skip
-        sub_query, sub_key = self.exit_head(torch.cat(captured).to(query.dtype)).split(rows)
+        stage = torch.cat(captured)
+        if query.requires_grad and not stage.requires_grad:  # flags, no device read
+            raise RuntimeError(f"SelfCon: the output of {self.exit_module!r} has no gradient (a replayed forward: "
+                               "gradient checkpointing or GradCache), so the exit would not train the layers below it")  # fmt: skip
+        head_dtype = next(self.exit_head.parameters()).dtype
+        sub_query, sub_key = self.exit_head(stage.to(head_dtype)).to(query.dtype).split(rows)
         features = torch.stack([query, key, sub_query, sub_key], dim=1)
-        labels = batch["labels"].to(query.device) if self.supervised else None
+        labels = batch.get("labels") if self.supervised else None
         if self.supervised and labels is None:
             raise KeyError("SelfCon(supervised=True) needs batch['labels']: give the collator a label_column")
+        labels = labels.to(query.device) if labels is not None else None
         if self.gather:
             b, v, d = features.shape
             features = gather_with_grad(features.reshape(b, v * d))[0].reshape(-1, v, d)
