@@ -42,7 +42,7 @@ def pooled(output: Any) -> Tensor:
 def middle_stage(encoder: nn.Module) -> str:
     """The default exit: the middle one of the backbone's stages (a ResNet's ``stages.k``, a ViT's ``layer.k``),
     the place of the paper's exit on ResNets (after the second of four stages)."""
-    for group in ("backbone.encoder.stages", "backbone.encoder.layer"):
+    for group in ("backbone.encoder.stages", "backbone.encoder.layer", "backbone.layers"):
         stages = [name for name, _ in encoder.named_modules() if name.rsplit(".", 1)[0] == group]
         if len(stages) >= 2:
             return stages[(len(stages) - 1) // 2]
@@ -94,7 +94,7 @@ class SelfCon(ContrastiveObjective):
         if self.exit_module is None:
             self.exit_module = middle_stage(encoder)
         if self.exit_module not in modules:
-            stages = [name for name in modules if name.count(".") <= 3 and name.startswith("backbone.encoder")]
+            stages = [name for name in modules if name.count(".") <= 3 and name.startswith(("backbone.encoder", "backbone.layers"))]
             raise ValueError(f"SelfCon: the model has no module {self.exit_module!r}; its stages include {stages[:12]}")
         width = embedding_width(encoder, None, "SelfCon")
         stage_width = self._probe(encoder, modules[self.exit_module])

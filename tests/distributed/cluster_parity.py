@@ -116,7 +116,7 @@ def family(name: str) -> tuple[ContrastiveVisionModel, ContrastiveObjective, Any
         return model, CPC(grid=3, offsets=2, temperature=0.5, encoder=model).double(), patched
     if name == "selfcon":  # the exit's projector without BatchNorm, as the predictors below
         model = vit()
-        return model, without_batchnorm(SelfCon("backbone.encoder.layer.0", 0.2, supervised=True, encoder=model)).double(), labelled
+        return model, without_batchnorm(SelfCon("backbone.layers.0", 0.2, supervised=True, encoder=model)).double(), labelled
     if name == "pcl":
         model = vit()
         return model, PCL(model, num_rows=ROWS, num_clusters=(3, 5), queue_size=8, momentum=0.9).double(), two_views
