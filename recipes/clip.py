@@ -33,9 +33,9 @@ from hfcontrast.cli.flags import (
     given,
     record_matryoshka,
 )
-from hfcontrast.cli.runs import finish_run, start_run, train_with_before_after, training_rows
+from hfcontrast.cli.image_streams import image_text_training_data
+from hfcontrast.cli.runs import finish_run, start_run, train_with_before_after
 from hfcontrast.collators import ImageTextCollator
-from hfcontrast.demo.image_text import load_image_text_data
 from hfcontrast.objectives import CLIP, ContrastiveObjective, SigLIP
 from hfcontrast.trainer import ContrastiveTrainer, ContrastiveTrainingArguments
 from hfcontrast.trainer.defaults import INDEX_COLUMN
@@ -84,14 +84,7 @@ def main() -> None:
         training_args.export_format = "hfcontrast"  # SigLIP's logit bias has no place in VisionTextDualEncoderModel
     start_run(training_args)
 
-    data = load_image_text_data(
-        train_source=data_args.train_file or data_args.train_dir, dataset_name=data_args.dataset_name,
-        validation_file=data_args.validation_file, image_column=data_args.image_column,
-        caption_column=data_args.caption_column, label_column=data_args.label_column,
-        max_train_samples=data_args.max_train_samples, max_eval_samples=data_args.max_eval_samples,
-        seed=training_args.seed,
-    )  # fmt: skip
-    train = training_rows(data.train, data_args.train_shards, data_args.shuffle_buffer_size, training_args.bad_rows)
+    train, data, train_name = image_text_training_data(data_args, training_args.seed, training_args.bad_rows)
     model, tokenizer, pretrained_vision = build_dual_encoder_from(model_args, siglip=objective_args.loss == "siglip")
     record_matryoshka(model, negative_args.matryoshka)
     processor = image_processor_for(model, pretrained_vision)
@@ -114,7 +107,7 @@ def main() -> None:
         training_args.metric_for_best_model = metric
     trainer = ContrastiveTrainer(
         model=model, args=training_args, objective=objective, evaluators=evaluators, train_dataset=train,
-        train_source=data.name, data_collator=collator,
+        train_source=train_name, data_collator=collator,
         processing_class=VisionTextDualEncoderProcessor(image_processor=processor, tokenizer=tokenizer),
     )  # fmt: skip
     logger.info("train: %s; trainable parameters: %d", f"{len(train)} rows" if hasattr(train, "__len__") else "a stream",
@@ -131,8 +124,8 @@ def main() -> None:
     }  # fmt: skip
     base_model = model_args.model_name_or_path or model_args.text_model_name_or_path or "all-MiniLM-L6-v2"
     finish_run(
-        trainer, results, method=method, hyperparameters=hyperparameters, train_dataset_name=data.name,
-        base_model=base_model, metric_key=metric, title=f"{method} on {data.name}",
+        trainer, results, method=method, hyperparameters=hyperparameters, train_dataset_name=train_name,
+        base_model=base_model, metric_key=metric, title=f"{method} on {train_name}",
         eval_datasets={"zeroshot": data.name, "retrieval": data.name},
     )  # fmt: skip
 

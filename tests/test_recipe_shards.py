@@ -37,6 +37,19 @@ def _images(root: Path, per_class: int = 16) -> Path:
     return root
 
 
+def _validation(root: Path, ids: bool = False) -> Path:
+    """Every third image of ``captions.csv`` with its colour as a string label (``ids``: its class id, the colours
+    in sorted order, as an image folder's classes and its shards' ``.cls`` number them)."""
+    rows = list(csv.DictReader((root / "captions.csv").open()))
+    with (root / "val.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["image", "label"])
+        writer.writeheader()
+        colours = sorted(COLOURS)
+        labels = [r["image"].split("/")[1] for r in rows[::3]]
+        writer.writerows({"image": r["image"], "label": colours.index(c) if ids else c} for r, c in zip(rows[::3], labels, strict=True))
+    return root / "val.csv"
+
+
 def _write_shards(root: Path, *source: str) -> str:
     run([sys.executable, "-m", "hfcontrast.shards", "--output", str(root / "shards" / "train-%05d.tar"), *source,
          "--samples_per_shard", "10"])  # fmt: skip
@@ -74,7 +87,7 @@ def test_sharded_clip_on_two_machines_equals_one_machine_with_two_processes(tmp_
 
 @pytest.mark.distributed  # launches a process (slow)
 def test_simclr_trains_from_shards_and_records_a_corrupt_member(tmp_path: Path) -> None:
-    """SimCLR from shards of an image folder; a corrupt image (green/3.png: sample 25, blue's 16 then green 0 1 10..15
+    """SimCLR from shards of an image folder, kNN-tested on a --validation_file; a corrupt image (green/3.png: sample 25, blue's 16 then green 0 1 10..15
     2 3, so row 5 of the third shard) is a bad row, recorded under --bad_rows skip."""
     root = _images(tmp_path)
     (root / "images" / "green" / "3.png").write_bytes(b"\x89PNG, cut short")
@@ -82,7 +95,9 @@ def test_simclr_trains_from_shards_and_records_a_corrupt_member(tmp_path: Path) 
     flags = ["--train_shards", shards, "--demo_dataset", "digits", "--output_dir", str(tmp_path / "skip"), "--max_steps", "3",
              "--per_device_train_batch_size", "8", "--image_size", "16", "--max_eval_samples", "32",
              "--eval_strategy", "no", "--projection_dim", "16", "--knn_k", "5", "--report_to", "none"]  # fmt: skip
-    run_python(REPO_ROOT / "recipes" / "simclr.py", *flags, "--bad_rows", "skip")  # error mode: tests/test_streams.py
+    printed = run_python(REPO_ROOT / "recipes" / "simclr.py", *flags, "--bad_rows", "skip",  # error mode: test_streams.py
+                         "--validation_file", str(_validation(root, ids=True)))  # the kNN's bank: the shards' readable rows
+    assert "kNN top-1 (train-{00000..00004}.tar test, k=5)" in printed
     results = json.loads((tmp_path / "skip" / "eval_results.json").read_text())
     assert results["train_steps"] == 3 and results["train_rejected_rows"] == 1
     (record,) = [json.loads(line) for f in (tmp_path / "skip").glob("rejected_rows*.jsonl") for line in f.read_text().splitlines()]

@@ -77,6 +77,12 @@ class ImageTextDataArguments:
                   "or --validation_file's. Needs --max_steps."},
     )
     shuffle_buffer_size: int = field(default=1000, metadata={"help": "With --train_shards: rows held to shuffle."})
+    streaming: bool = field(
+        default=False,
+        metadata={"help": "Stream --train_file, --train_dir or --dataset_name (datasets' IterableDataset) instead of "
+                  "loading it, shuffled by --shuffle_buffer_size rows; the evaluation is --validation_file's, else the "
+                  "demo's. Needs --max_steps."},
+    )
 
 
 def build_dual_encoder_from(args: DualModelArguments, siglip: bool) -> tuple[ContrastiveDualEncoder, Any, str | None]:

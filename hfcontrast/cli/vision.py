@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,14 +20,17 @@ from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 from ..augment import IMAGENET_MEAN, IMAGENET_STD, ViewPipeline, local_crop_pipeline, view_pipelines
 from ..augment.device_views import DeviceViews
 from ..collators import ImageEvalCollator, MultiViewCollator, RawImageCollator
+from ..collators.streams import StreamedRows
 from ..demo.fashion_mnist import FASHION_MNIST_MEAN, FASHION_MNIST_STD
-from ..demo.images import demo_backbone_config, eval_view, knn_subset, load_image_splits
+from ..demo.images import ImageSplits, demo_backbone_config, eval_view, knn_subset, load_image_splits
 from ..evaluation import KNNEvaluator
 from ..models import ContrastiveVisionConfig, ContrastiveVisionModel
 from ..objectives import ContrastiveObjective
+from ..shards import shard_streams
 from ..trainer import ContrastiveTrainer, ContrastiveTrainingArguments
 from ..trainer.defaults import INDEX_COLUMN
 from .flags import NegativeArguments, epochs_replace_steps, record_matryoshka
+from .image_streams import image_stream, streamed_knn_splits
 from .runs import finish_run, start_run, train_with_before_after, training_rows
 
 logger = logging.getLogger(__name__)
@@ -58,9 +62,17 @@ class VisionDataArguments:
     train_shards: str | None = field(
         default=None,
         metadata={"help": "Train from WebDataset tar shards, streamed, e.g. 'data/train-{00000..00009}.tar' (python -m "
-                  "hfcontrast.shards writes them); the kNN evaluation stays the demo's. Needs --max_steps."},
+                  "hfcontrast.shards writes them); the kNN evaluation: the demo's, or --validation_file's with a "
+                  "memory bank from the shards. Needs --max_steps."},
     )
-    shuffle_buffer_size: int = field(default=1000, metadata={"help": "With --train_shards: rows held to shuffle."})
+    streaming: bool = field(
+        default=False,
+        metadata={"help": "Stream --train_file or --dataset_name (datasets' IterableDataset) instead of loading it; "
+                  "the kNN's memory bank is the stream's first --knn_train_samples labelled rows. Needs --max_steps."},
+    )
+    shuffle_buffer_size: int = field(
+        default=1000, metadata={"help": "With --streaming or --train_shards: rows held to shuffle."}
+    )
     demo_dataset: str = field(default="fashion_mnist", metadata={"help": "Offline default: fashion_mnist | digits."})
     image_column: str = field(default="image", metadata={"help": "Column with the images (or their paths)."})
     label_column: str = field(default="label", metadata={"help": "Class column for the kNN evaluation."})
@@ -162,12 +174,7 @@ def run_vision_recipe(
     kNN curve) and a model card to ``training_args.output_dir``. Returns the results (empty on processes
     other than the first)."""
     start_run(training_args)
-    splits = load_image_splits(
-        train_file=data_args.train_file, validation_file=data_args.validation_file,
-        dataset_name=data_args.dataset_name, demo_dataset=data_args.demo_dataset,
-        image_column=data_args.image_column, label_column=data_args.label_column,
-        max_train_samples=data_args.max_train_samples, max_eval_samples=data_args.max_eval_samples,
-    )  # fmt: skip
+    train, splits = _training_data(data_args, training_args)
     mean, std = (FASHION_MNIST_MEAN, FASHION_MNIST_STD) if splits.demo else (IMAGENET_MEAN, IMAGENET_STD)
     size = data_args.image_size
     augmentation = data_args.augmentation
@@ -203,7 +210,6 @@ def run_vision_recipe(
     elif training_args.eval_strategy != "no" and training_args.metric_for_best_model is None:
         training_args.metric_for_best_model = "eval_knn_top1"
 
-    train = training_rows(splits.train, data_args.train_shards, data_args.shuffle_buffer_size, training_args.bad_rows)
     trainer = ContrastiveTrainer(
         model=model, args=training_args, objective=objective, evaluators=evaluators,
         train_dataset=train, data_collator=collator,
@@ -230,6 +236,35 @@ def run_vision_recipe(
         eval_datasets={"knn": data_args.dataset_name or splits.name}, eval_splits={"knn": "test"} if splits.demo else None,
     )  # fmt: skip
     return results if trainer.is_world_process_zero() else {}
+
+
+def _training_data(data_args: VisionDataArguments, training_args: ContrastiveTrainingArguments) -> tuple[Any, ImageSplits]:
+    """``(training rows, kNN splits)``: map-style rows (the demo's or ``--train_file``'s), ``--train_shards``
+    streamed (kNN: the demo's, or ``--validation_file`` with a bank from the shards), or ``--streaming``
+    (:mod:`hfcontrast.cli.image_streams`)."""
+    if data_args.streaming or (data_args.train_shards and data_args.validation_file):
+        if data_args.streaming and data_args.train_shards:
+            raise ValueError("--streaming reads --train_file or --dataset_name; --train_shards is streamed already")
+        if data_args.train_shards:
+            streams = shard_streams(data_args.train_shards, truncated="skip" if training_args.bad_rows == "skip" else "error")
+        else:
+            streams = image_stream(data_args.train_file, data_args.dataset_name, image_column=data_args.image_column,
+                                   max_samples=data_args.max_train_samples)  # fmt: skip
+        splits = streamed_knn_splits(
+            list(streams.values()), seed=training_args.seed,
+            name=Path(data_args.train_file or data_args.dataset_name or data_args.train_shards or "").name,
+            validation_file=data_args.validation_file, dataset_name=data_args.dataset_name,
+            image_column=data_args.image_column, label_column=data_args.label_column,
+            bank_size=data_args.knn_train_samples, max_eval_samples=data_args.max_eval_samples,
+        )  # fmt: skip
+        return StreamedRows(streams, shuffle_buffer_size=data_args.shuffle_buffer_size, index_column=INDEX_COLUMN), splits
+    splits = load_image_splits(
+        train_file=data_args.train_file, validation_file=data_args.validation_file,
+        dataset_name=data_args.dataset_name, demo_dataset=data_args.demo_dataset,
+        image_column=data_args.image_column, label_column=data_args.label_column,
+        max_train_samples=data_args.max_train_samples, max_eval_samples=data_args.max_eval_samples,
+    )  # fmt: skip
+    return training_rows(splits.train, data_args.train_shards, data_args.shuffle_buffer_size, training_args.bad_rows), splits
 
 
 def _train_collator(
