@@ -130,6 +130,14 @@ def streamed_knn_splits(
     if "names" in (bank_kind, test_kind) and bank_kind != test_kind and (bank_kind, test_kind) != ("classes", "names"):
         raise ValueError(f"{name}'s labels are class {bank_kind} and {validation_file or dataset_name}'s are class "
                          f"{test_kind} (column {label_column!r}): give both the same kind")  # fmt: skip
+    if (bank_kind, test_kind) == ("classes", "names"):  # names to the stream's class ids (older datasets cannot cast)
+        classes = list(features[label_column].names)
+        unknown = sorted(set(test[label_column]) - set(classes))
+        if unknown:
+            raise ValueError(f"{validation_file or dataset_name}: labels {unknown[:5]} are not classes of {name} {classes}")
+        encoded = test.features.copy()
+        encoded[label_column] = datasets.ClassLabel(names=classes)
+        test = test.map(lambda row: {label_column: classes.index(row[label_column])}, features=encoded)
     rows: list[dict[str, Any]] = []
     unreadable, wanted = 0, bank_size if bank_size else 10_000
     shuffled = (stream.shuffle(seed=seed, buffer_size=1_000) for stream in streams)
