@@ -23,13 +23,11 @@ from typing import Any
 import datasets
 
 from ..collators.images import load_rgb_image
-from ..collators.streams import StreamedRows
 from ..collators.validation import CollatorInputError
 from ..demo import captions
 from ..demo.image_text import ImageTextData, load_image_text_data
 from ..demo.images import ImageSplits, _labels_as_classes, load_image_dataset
-from ..trainer.defaults import INDEX_COLUMN
-from .runs import training_rows
+from .runs import image_stream_rows, training_rows
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +184,7 @@ def image_text_training_data(args: Any, seed: int, bad_rows: str) -> tuple[Any, 
             raise ValueError(f"{name}: no caption column {args.caption_column!r} and no class-label column "
                              f"{args.label_column!r} to build captions from (columns: {stream.column_names})")  # fmt: skip
         stream = with_class_captions(stream, names, label_column=args.label_column, caption_column=args.caption_column)
-    rows = StreamedRows({name: stream}, shuffle_buffer_size=args.shuffle_buffer_size, index_column=INDEX_COLUMN)
+    rows = image_stream_rows({name: stream}, args.shuffle_buffer_size)
     return rows, image_text_evaluation(args, seed), Path(name).name
 
 
