@@ -37,13 +37,14 @@ data:
 demo: install
 	$(BIN)/accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no recipes/simcse.py
 
-# The single-process tests on both cores (pytest-xdist), the ones that launch processes one at a time, then
-# every benchmark script's --smoke run (two at a time: each runs one thread).
+# The single-process tests on both cores (pytest-xdist), the ones that launch processes two at a time (each launch
+# has idle stretches: start-up, rendezvous, its single-process reference run), then every benchmark script's --smoke
+# run (two at a time: each runs one thread).
 test: install-test
 	$(BIN)/python -m ruff check hfcontrast recipes tests benchmarks
 	$(BIN)/python -m mypy hfcontrast
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not distributed and not benchmark" -n 2 $(PYTEST_ARGS)
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m distributed $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m distributed -n 2 $(PYTEST_ARGS)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m benchmark -n 2 $(PYTEST_ARGS)
 
 test-fast: install-test

@@ -73,6 +73,7 @@ UNMEASURED: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "hfcontrast/trainer/summary.py": {"run_summary": (), "text_details": ()},  # the model card's summary
     "hfcontrast/cli/clip.py": {"ImageTextDataArguments.streaming": ()},  # --streaming: no benchmark streams a file
+    "hfcontrast/trainer/streams.py": {name: ("streams",) for name in ("stream_dataloader", "StreamLoader")},
     "hfcontrast/models/modeling_text.py": {
         name: () for name in ("ContrastiveTextModel.from_pretrained", "ContrastiveTextModel.from_sentence_transformers",
                               "is_sentence_transformers_folder", "sentence_transformers_settings")

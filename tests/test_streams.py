@@ -132,7 +132,8 @@ class _Recording:
         return self.inner(rows)
 
 
-def _train(tmp_path: Path, output: Path, seen: list[tuple[str, ...]], stop: int | None = None, resume: bool = False, **extra: Any) -> Any:
+def _train(tmp_path: Path, output: Path, seen: list[tuple[str, ...]], stop: int | None = None, resume: bool = False,
+           save_steps: int = 3, **extra: Any) -> Any:
     from hfcontrast.objectives import SimCSE
     from hfcontrast.trainer import ContrastiveTrainer
     from tests.test_trainer_text import StopAt, args
@@ -142,7 +143,7 @@ def _train(tmp_path: Path, output: Path, seen: list[tuple[str, ...]], stop: int 
     model = text_model(pooler="mean")
     stream = StreamedRows(_files(tmp_path, **extra), shuffle_buffer_size=7, seed=3)
     trainer = ContrastiveTrainer(
-        model=model, args=args(output, max_steps=14, per_device_train_batch_size=4, save_strategy="steps", save_steps=3),
+        model=model, args=args(output, max_steps=14, per_device_train_batch_size=4, save_strategy="steps", save_steps=save_steps),
         objective=SimCSE(0.05), train_dataset=stream, data_collator=_Recording(seen),
     )  # fmt: skip
     if stop is not None:
@@ -151,12 +152,14 @@ def _train(tmp_path: Path, output: Path, seen: list[tuple[str, ...]], stop: int 
     return model, trainer
 
 
+@pytest.mark.parametrize("stop", [6, 10])
 def test_a_killed_streamed_run_resumes_with_the_rows_and_weights_of_the_uninterrupted_one(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    stop: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """41 rows, batches of 4: 10 batches an epoch, so 14 steps cross an epoch's end; killed after step 6 (saved),
-    resumed from the latest checkpoint. The loader reads one batch ahead, so each run collates one more. The resume
-    never skips batches by reading them again (transformers' skipping is made to fail), on every transformers."""
+    """41 rows, batches of 4: 10 batches an epoch, so 14 steps cross an epoch's end; killed after step 6, or after
+    step 10, the epoch's last whole batch (its one row left is dropped: the resumed pass has no batch of that epoch),
+    saved, resumed from the latest checkpoint. The loader reads one batch ahead, so each run collates one more. The
+    resume never skips batches by reading them again (transformers' skipping is made to fail), on every transformers."""
     import transformers
 
     def no_skipping(*_: Any, **__: Any) -> None:
@@ -168,11 +171,12 @@ def test_a_killed_streamed_run_resumes_with_the_rows_and_weights_of_the_uninterr
     straight: list[tuple[str, ...]] = []
     model, _ = _train(tmp_path, tmp_path / "straight", straight)
     first: list[tuple[str, ...]] = []
-    _train(tmp_path, tmp_path / "resumed", first, stop=6)
-    assert (tmp_path / "resumed" / "checkpoint-6" / "stream_state-0.pt").is_file()
+    _train(tmp_path, tmp_path / "resumed", first, stop=stop, save_steps=stop // 2)
+    assert (tmp_path / "resumed" / f"checkpoint-{stop}" / "stream_state-0.pt").is_file()
     resumed: list[tuple[str, ...]] = []
-    again, _ = _train(tmp_path, tmp_path / "resumed", resumed, resume=True)
-    assert first[:6] + resumed[:8] == straight[:14]
+    again, trainer = _train(tmp_path, tmp_path / "resumed", resumed, resume=True, save_steps=stop // 2)
+    assert trainer.state.global_step == 14
+    assert first[:stop] + resumed[: 14 - stop] == straight[:14]
     for (name, a), b in zip(model.state_dict().items(), again.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=name)
 

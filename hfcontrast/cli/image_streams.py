@@ -23,13 +23,11 @@ from typing import Any
 import datasets
 
 from ..collators.images import load_rgb_image
-from ..collators.streams import StreamedRows
 from ..collators.validation import CollatorInputError
 from ..demo import captions
 from ..demo.image_text import ImageTextData, load_image_text_data
 from ..demo.images import ImageSplits, _labels_as_classes, load_image_dataset
-from ..trainer.defaults import INDEX_COLUMN
-from .runs import training_rows
+from .runs import image_stream_rows, training_rows
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +128,14 @@ def streamed_knn_splits(
     if "names" in (bank_kind, test_kind) and bank_kind != test_kind and (bank_kind, test_kind) != ("classes", "names"):
         raise ValueError(f"{name}'s labels are class {bank_kind} and {validation_file or dataset_name}'s are class "
                          f"{test_kind} (column {label_column!r}): give both the same kind")  # fmt: skip
+    if (bank_kind, test_kind) == ("classes", "names"):  # names to the stream's class ids (older datasets cannot cast)
+        classes = list(features[label_column].names)
+        unknown = sorted(set(test[label_column]) - set(classes))
+        if unknown:
+            raise ValueError(f"{validation_file or dataset_name}: labels {unknown[:5]} are not classes of {name} {classes}")
+        encoded = test.features.copy()
+        encoded[label_column] = datasets.ClassLabel(names=classes)
+        test = test.map(lambda row: {label_column: classes.index(row[label_column])}, features=encoded)
     rows: list[dict[str, Any]] = []
     unreadable, wanted = 0, bank_size if bank_size else 10_000
     shuffled = (stream.shuffle(seed=seed, buffer_size=1_000) for stream in streams)
@@ -178,7 +184,7 @@ def image_text_training_data(args: Any, seed: int, bad_rows: str) -> tuple[Any, 
             raise ValueError(f"{name}: no caption column {args.caption_column!r} and no class-label column "
                              f"{args.label_column!r} to build captions from (columns: {stream.column_names})")  # fmt: skip
         stream = with_class_captions(stream, names, label_column=args.label_column, caption_column=args.caption_column)
-    rows = StreamedRows({name: stream}, shuffle_buffer_size=args.shuffle_buffer_size, index_column=INDEX_COLUMN)
+    rows = image_stream_rows({name: stream}, args.shuffle_buffer_size)
     return rows, image_text_evaluation(args, seed), Path(name).name
 
 

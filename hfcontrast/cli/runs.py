@@ -71,7 +71,12 @@ def training_rows(rows: Any, shards: str | None, shuffle_buffer_size: int, bad_r
     WebDataset shards streamed (:mod:`hfcontrast.shards`; the index from the stream's epoch and position)."""
     if not shards:
         return with_index_column(rows, INDEX_COLUMN)
-    streams = shard_streams(shards, truncated="skip" if bad_rows == "skip" else "error")
+    return image_stream_rows(shard_streams(shards, truncated="skip" if bad_rows == "skip" else "error"), shuffle_buffer_size)
+
+
+def image_stream_rows(streams: Mapping[str, Any], shuffle_buffer_size: int) -> StreamedRows:
+    """Image streams (shards, a streamed folder or table) as the trainer's rows, each with its index (its views'
+    seed, from the stream's epoch and position)."""
     return StreamedRows(streams, shuffle_buffer_size=shuffle_buffer_size, index_column=INDEX_COLUMN)
 
 

@@ -24,7 +24,6 @@ from ..augment.device_views import DeviceViews
 from ..collators import ImageEvalCollator, MultiViewCollator, RawImageCollator
 from ..collators.mixing import MixingCollator
 from ..collators.patches import PatchGridCollator
-from ..collators.streams import StreamedRows
 from ..demo.fashion_mnist import FASHION_MNIST_MEAN, FASHION_MNIST_STD
 from ..demo.images import ImageSplits, demo_backbone_config, eval_view, knn_subset, load_image_splits
 from ..demo.long_tail import long_tailed_indices
@@ -36,7 +35,7 @@ from ..trainer import ContrastiveTrainer, ContrastiveTrainingArguments
 from ..trainer.defaults import INDEX_COLUMN
 from .flags import NegativeArguments, epochs_replace_steps, record_matryoshka
 from .image_streams import image_stream, streamed_knn_splits
-from .runs import finish_run, start_run, train_with_before_after, training_rows
+from .runs import finish_run, image_stream_rows, start_run, train_with_before_after, training_rows
 
 logger = logging.getLogger(__name__)
 
@@ -273,7 +272,7 @@ def _training_data(data_args: VisionDataArguments, training_args: ContrastiveTra
             image_column=data_args.image_column, label_column=data_args.label_column,
             bank_size=data_args.knn_train_samples, max_eval_samples=data_args.max_eval_samples,
         )  # fmt: skip
-        return StreamedRows(streams, shuffle_buffer_size=data_args.shuffle_buffer_size, index_column=INDEX_COLUMN), splits
+        return image_stream_rows(streams, data_args.shuffle_buffer_size), splits
     splits = load_image_splits(
         train_file=data_args.train_file, validation_file=data_args.validation_file,
         dataset_name=data_args.dataset_name, demo_dataset=data_args.demo_dataset,

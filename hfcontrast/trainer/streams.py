@@ -66,8 +66,27 @@ def stream_dataloader(stream: StreamedRows | MixedStreams, collator: Any, args: 
     the global one: a resumed run, which starts its iterator after restoring the checkpoint's random state, then
     draws the dropout of the uninterrupted run."""
     generator = torch.Generator().manual_seed(args.seed)
-    return DataLoader(stream, batch_size=args.per_device_train_batch_size, collate_fn=collator, drop_last=True,  # type: ignore[arg-type]
-                      pin_memory=args.dataloader_pin_memory, generator=generator)  # fmt: skip
+    return StreamLoader(stream, batch_size=args.per_device_train_batch_size, collate_fn=collator, drop_last=True,  # type: ignore[arg-type]
+                        pin_memory=args.dataloader_pin_memory, generator=generator)  # fmt: skip
+
+
+class StreamLoader(DataLoader):  # type: ignore[type-arg]
+    """A stream's ``DataLoader``. A pass that resumes a stream where its epoch has less than a batch left (saved after
+    the epoch's last whole batch) yields no batch, and the Trainer would take the empty pass for the end of the data;
+    the uninterrupted run's loader dropped that remainder and went on with the next epoch, so this pass does too."""
+
+    def __iter__(self) -> Any:
+        resuming = getattr(self.dataset, "_resume", None) is not None  # a state loaded, not yet read
+        batches = super().__iter__()
+        return self._continued(batches) if resuming else batches
+
+    def _continued(self, batches: Any) -> Any:
+        empty = True
+        for batch in batches:
+            empty = False
+            yield batch
+        if empty:
+            yield from super().__iter__()
 
 
 class StreamStateCallback(TrainerCallback):
