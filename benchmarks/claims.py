@@ -63,10 +63,10 @@ MEASURED: dict[str, tuple[str, ...]] = {
 #: name, each with the benchmarks that do run it. A change confined to them leaves the others' results current.
 _EXPORTING = ("text_vs_sentence_transformers", "cosent_vs_sentence_transformers", "clip_vs_hf_dual_encoder")  # score the export
 UNMEASURED: dict[str, dict[str, tuple[str, ...]]] = {
-    "hfcontrast/trainer/trainer.py": {
-        "ContrastiveTrainer.push_to_hub": (),
-        "ContrastiveTrainer.save_model": _EXPORTING,
-        "ContrastiveTrainer.export": _EXPORTING,
+    "hfcontrast/trainer/publishing.py": {
+        "PublishingTrainer.push_to_hub": (),
+        "PublishingTrainer.save_model": _EXPORTING,
+        "PublishingTrainer.export": _EXPORTING,
     },
     "hfcontrast/trainer/arguments.py": {
         f"ContrastiveTrainingArguments.{name}": _EXPORTING for name in ("export_format", "export_onnx", "quantize")

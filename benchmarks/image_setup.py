@@ -118,3 +118,53 @@ def plain_loop(loader: Any, optimizer: Any, steps: int, loss_of: Any) -> tuple[A
             if step >= steps:
                 break
     return timer, losses
+
+
+# ----------------------------------------------------------------------------- our side (hfcontrast's venv)
+def our_resnet_model(init: str, head: str) -> Any:
+    """Our encoder of the shared ResNet, its projection (``head="mlp"``, the shared head) or none (``"none"``), loaded
+    with the shared initial weights."""
+    from transformers import ResNetConfig
+
+    from hfcontrast import ContrastiveVisionConfig, ContrastiveVisionModel
+
+    config = ContrastiveVisionConfig(backbone_config=ResNetConfig(**RESNET), projection=head, projection_dim=128,
+                                     projection_hidden_dim=256)  # fmt: skip
+    model = ContrastiveVisionModel(config)
+    backbone, projection = load_init(init)
+    model.backbone.load_state_dict(backbone)
+    if model.projection is not None:
+        model.projection.layers.load_state_dict(projection)
+    return model
+
+
+def train_ours(a: Any, model: Any, objective: Any, collator: Any, calib: float, logging_steps: int = 10) -> dict[str, Any]:
+    """``ContrastiveTrainer`` on the Fashion-MNIST rows at the settings both libraries share (constant learning rate,
+    no decay or clipping, dropped last batch), timed per step; the evaluation embeddings go to ``a.eval_dir``."""
+    import tempfile
+
+    import torch
+    from common import LoopTimer, peak_rss_mb, step_timer_callback
+
+    from hfcontrast.demo.fashion_mnist import load_fashion_mnist
+    from hfcontrast.trainer import ContrastiveTrainer, ContrastiveTrainingArguments
+
+    timer = LoopTimer()
+    with tempfile.TemporaryDirectory() as scratch:
+        trainer = ContrastiveTrainer(
+            model=model, objective=objective, train_dataset=load_fashion_mnist("train", max_samples=a.train_samples),
+            args=ContrastiveTrainingArguments(
+                output_dir=scratch, per_device_train_batch_size=a.batch_size, learning_rate=a.lr, max_steps=a.steps,
+                seed=a.seed, data_seed=a.seed, lr_scheduler_type="constant", weight_decay=0.0, warmup_steps=0,
+                logging_steps=logging_steps, save_strategy="no", report_to="none", disable_tqdm=True,
+                dataloader_drop_last=True, dataloader_num_workers=a.num_workers, use_cpu=True, max_grad_norm=0.0,
+            ),
+            data_collator=collator, callbacks=[step_timer_callback(timer)],
+        )  # fmt: skip
+        result = trainer.train()
+    rss = peak_rss_mb()
+    model.eval()
+    embed_eval_arrays(lambda x: model(pixel_values=x).pooled, a.eval_dir, a.prefix)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return {"lib": "ours", "peak_rss_mb": rss, "train_loss": float(result.training_loss), "calib_s": calib,
+            "torch": torch.__version__, "losses": losses, **timer.throughput(a.warmup, a.batch_size)}  # fmt: skip

@@ -32,7 +32,6 @@ from claims import interval_verdicts
 from cluster_vs_lightly import CROPS, mean_of, our_view_pipelines
 from common import (
     SEEDS,
-    LoopTimer,
     apply_smoke,
     base_parser,
     format_table,
@@ -44,20 +43,20 @@ from common import (
     ratio,
     run_worker,
     save_results,
-    step_timer_callback,
     write_result,
 )
 from image_setup import (
     MEAN,
-    RESNET,
     STD,
     build_backbone,
     build_head,
     calibrate,
     embed_eval_arrays,
     load_init,
+    our_resnet_model,
     peer_loader,
     plain_loop,
+    train_ours,
 )
 from image_vs_lightly import DEFAULT_PEER_PYTHON, baseline_embeddings, knn_top1, prepare
 
@@ -69,48 +68,21 @@ TARGET_THROUGHPUT, TARGET_KNN_DELTA = 1.0, -1.0
 
 def ours_worker(a: argparse.Namespace) -> dict[str, Any]:
     import torch
-    from transformers import ResNetConfig, set_seed
+    from transformers import set_seed
 
-    from hfcontrast import ContrastiveVisionConfig, ContrastiveVisionModel
     from hfcontrast.collators import MultiViewCollator
-    from hfcontrast.demo.fashion_mnist import load_fashion_mnist
     from hfcontrast.objectives import BarlowTwins, SimCLR, VICReg
-    from hfcontrast.trainer import ContrastiveTrainer, ContrastiveTrainingArguments
 
     if a.threads:
         torch.set_num_threads(a.threads)
     calib = calibrate(a.threads)
     set_seed(a.seed)
     head = "none" if a.method == "directclr" else "mlp"
-    config = ContrastiveVisionConfig(backbone_config=ResNetConfig(**RESNET), projection=head, projection_dim=128,
-                                     projection_hidden_dim=256)  # fmt: skip
-    model = ContrastiveVisionModel(config)
-    backbone, projection = load_init(a.init)
-    model.backbone.load_state_dict(backbone)
-    if model.projection is not None:
-        model.projection.layers.load_state_dict(projection)
+    model = our_resnet_model(a.init, head)
     objective = {"barlowtwins": lambda: BarlowTwins(5e-3), "vicreg": lambda: VICReg(25.0, 25.0, 1.0),
                  "directclr": lambda: SimCLR(TEMPERATURE, direct_dims=DIRECT_DIMS)}[a.method]()  # fmt: skip
     collator = MultiViewCollator("image", pipeline=our_view_pipelines("nnclr")[0], seed=a.seed)
-    timer = LoopTimer()
-    with tempfile.TemporaryDirectory() as scratch:
-        trainer = ContrastiveTrainer(
-            model=model, objective=objective, train_dataset=load_fashion_mnist("train", max_samples=a.train_samples),
-            args=ContrastiveTrainingArguments(
-                output_dir=scratch, per_device_train_batch_size=a.batch_size, learning_rate=a.lr, max_steps=a.steps,
-                seed=a.seed, data_seed=a.seed, lr_scheduler_type="constant", weight_decay=0.0, warmup_steps=0,
-                logging_steps=10, save_strategy="no", report_to="none", disable_tqdm=True, dataloader_drop_last=True,
-                dataloader_num_workers=a.num_workers, use_cpu=True, max_grad_norm=0.0,
-            ),
-            data_collator=collator, callbacks=[step_timer_callback(timer)],
-        )  # fmt: skip
-        result = trainer.train()
-    rss = peak_rss_mb()
-    model.eval()
-    embed_eval_arrays(lambda x: model(pixel_values=x).pooled, a.eval_dir, a.prefix)
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    return {"lib": "ours", "peak_rss_mb": rss, "train_loss": float(result.training_loss), "calib_s": calib,
-            "torch": torch.__version__, "losses": losses, **timer.throughput(a.warmup, a.batch_size)}  # fmt: skip
+    return train_ours(a, model, objective, collator, calib)
 
 
 def lightly_worker(a: argparse.Namespace) -> dict[str, Any]:

@@ -56,3 +56,23 @@ def test_non_utf8_file_names_the_file_and_flag(tmp_path: Path) -> None:
     table.write_bytes("sent0,sent1\ncaf\xe9,th\xe9\n".encode("latin-1"))
     with pytest.raises(ValueError, match=r"train_file .*latin1\.csv: not UTF-8"):
         load_text_dataset(str(table))
+
+
+def test_class_names_tested_against_class_ids_take_the_training_ids() -> None:
+    """A test split of class names (a CSV) against a training ``ClassLabel`` (an image folder): each name gets the
+    training split's id for it, encoded by hand (datasets 4.x cannot cast names), and an unknown name is named."""
+    import datasets
+
+    from hfcontrast.demo.images import _labels_as_classes
+
+    classes = datasets.ClassLabel(names=["cat", "dog", "owl"])
+    train = datasets.Dataset.from_dict({"label": [0, 2, 1]}, features=datasets.Features({"label": classes}))
+    test = datasets.Dataset.from_dict({"label": ["owl", "cat", "owl", "dog"]})
+    _, encoded = _labels_as_classes(train, test, "label", train_name="photos/", test_name="test.csv")
+    assert encoded["label"] == [2, 0, 2, 1] and encoded.features["label"].names == classes.names
+    unknown = datasets.Dataset.from_dict({"label": ["cat", "emu"]})
+    with pytest.raises(ValueError, match=r"test\.csv: labels \['emu'\] are not classes of photos/"):
+        _labels_as_classes(train, unknown, "label", train_name="photos/", test_name="test.csv")
+    names = datasets.Dataset.from_dict({"label": ["b", "a"]})  # names on both sides: ids in sorted order of the union
+    first, second = _labels_as_classes(names, datasets.Dataset.from_dict({"label": ["c", "a"]}), "label")
+    assert first["label"] == [1, 0] and second["label"] == [2, 0]

@@ -171,8 +171,12 @@ def test_a_killed_streamed_run_resumes_with_the_rows_and_weights_of_the_uninterr
     straight: list[tuple[str, ...]] = []
     model, _ = _train(tmp_path, tmp_path / "straight", straight)
     first: list[tuple[str, ...]] = []
-    _train(tmp_path, tmp_path / "resumed", first, stop=stop, save_steps=stop // 2)
-    assert (tmp_path / "resumed" / f"checkpoint-{stop}" / "stream_state-0.pt").is_file()
+    _, killed = _train(tmp_path, tmp_path / "resumed", first, stop=stop, save_steps=stop // 2)
+    checkpoint = tmp_path / "resumed" / f"checkpoint-{stop}"
+    assert (checkpoint / "stream_state-0.pt").is_file()
+    # The skipping is turned off inside train() only: the user's arguments, and the checkpoint's, keep their value.
+    saved = torch.load(checkpoint / "training_args.bin", weights_only=False)
+    assert killed.args.ignore_data_skip is False and saved.ignore_data_skip is False
     resumed: list[tuple[str, ...]] = []
     again, trainer = _train(tmp_path, tmp_path / "resumed", resumed, resume=True, save_steps=stop // 2)
     assert trainer.state.global_step == 14

@@ -22,11 +22,11 @@ from typing import Any
 
 import datasets
 
-from ..collators.images import load_rgb_image
+from ..collators.decoding import load_rgb_image
 from ..collators.validation import CollatorInputError
 from ..demo import captions
 from ..demo.image_text import ImageTextData, load_image_text_data
-from ..demo.images import ImageSplits, _labels_as_classes, load_image_dataset
+from ..demo.images import ImageSplits, _labels_as_classes, load_test_split
 from .runs import image_stream_rows, training_rows
 
 logger = logging.getLogger(__name__)
@@ -109,16 +109,7 @@ def streamed_knn_splits(
     ``bank_size`` (default 10,000) labelled rows with a readable image from the start of the streams read in a
     seeded random order of their files (an image folder's files: a random draw of the folder, whatever the order of
     its classes; a table's rows: behind a buffer of 1,000); ``knn_test`` the labelled test rows."""
-    test = None
-    if validation_file:
-        test = load_image_dataset(validation_file, image_column=image_column, max_samples=max_eval_samples)
-    elif dataset_name:
-        for split in ("test", "validation"):
-            try:
-                test = load_image_dataset(None, dataset_name, split=split, image_column=image_column, max_samples=max_eval_samples)
-                break
-            except ValueError:  # no such split
-                continue
+    test = load_test_split(validation_file, dataset_name, image_column=image_column, max_samples=max_eval_samples)
     features = streams[0].features
     if test is None or label_column not in test.column_names or label_column not in (features or {}):
         logger.warning("no labelled test split (validation_file with a %r column, and labels in the stream): no kNN "
@@ -128,14 +119,6 @@ def streamed_knn_splits(
     if "names" in (bank_kind, test_kind) and bank_kind != test_kind and (bank_kind, test_kind) != ("classes", "names"):
         raise ValueError(f"{name}'s labels are class {bank_kind} and {validation_file or dataset_name}'s are class "
                          f"{test_kind} (column {label_column!r}): give both the same kind")  # fmt: skip
-    if (bank_kind, test_kind) == ("classes", "names"):  # names to the stream's class ids (older datasets cannot cast)
-        classes = list(features[label_column].names)
-        unknown = sorted(set(test[label_column]) - set(classes))
-        if unknown:
-            raise ValueError(f"{validation_file or dataset_name}: labels {unknown[:5]} are not classes of {name} {classes}")
-        encoded = test.features.copy()
-        encoded[label_column] = datasets.ClassLabel(names=classes)
-        test = test.map(lambda row: {label_column: classes.index(row[label_column])}, features=encoded)
     rows: list[dict[str, Any]] = []
     unreadable, wanted = 0, bank_size if bank_size else 10_000
     shuffled = (stream.shuffle(seed=seed, buffer_size=1_000) for stream in streams)
@@ -148,7 +131,8 @@ def streamed_knn_splits(
     if unreadable:
         logger.warning("%s: %d of the %d rows read for the kNN memory bank have no readable image: left out",
                        name, unreadable, len(rows) + unreadable)  # fmt: skip
-    bank, test = _labels_as_classes(datasets.Dataset.from_list(rows, features=features), test, label_column)
+    bank = datasets.Dataset.from_list(rows, features=features)
+    bank, test = _labels_as_classes(bank, test, label_column, train_name=name, test_name=validation_file or str(dataset_name))
     missing = sorted(set(test[label_column]) - set(bank[label_column]))
     if missing:
         logger.warning("%s: the kNN memory bank (%d rows) has no row of test classes %s: raise --knn_train_samples",

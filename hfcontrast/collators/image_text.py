@@ -17,7 +17,7 @@ from transformers import PreTrainedTokenizerBase
 
 from ..augment import ViewPipeline
 from .checks import RowSpec
-from .images import load_rgb_image, require_int
+from .decoding import load_rgb_image, require_int
 from .lengths import LENGTHS_KEY, ViewLengths
 from .seeding import CollatorEpochCallback as CollatorEpochCallback  # re-exported
 from .seeding import SeededCollator, row_index, row_rng

@@ -15,12 +15,13 @@ import torch
 
 from .images import MultiViewCollator
 from .seeding import row_index, row_rng
+from .wrapping import WrappingCollator
 
 MIX_STREAM = 1_000  # the per-row generator's extra seed, apart from the views' (0, 1, ...)
 KINDS = ("mixup", "cutmix")
 
 
-class MixingCollator:
+class MixingCollator(WrappingCollator):
     """``inner``'s batch plus ``mixed`` (the ``query`` view of each row mixed with its partner's), and ``mix_partner``
     (each row's partner, a position in the batch) and ``mix_lambda`` (the row's own share of the mixed image).
 
@@ -35,11 +36,6 @@ class MixingCollator:
         if inner.index_column is None:
             raise ValueError("mixing draws per row: give the collator an index_column")
         self.inner, self.kind, self.alpha = inner, kind, alpha
-
-    def __getattr__(self, name: str) -> Any:  # row_spec, epoch, eval_collator, ...: the inner collator's
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         batch = self.inner(features)

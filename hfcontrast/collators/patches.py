@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from .images import MultiViewCollator
+from .wrapping import WrappingCollator
 
 
-class PatchGridCollator:
+class PatchGridCollator(WrappingCollator):
     """``inner``'s ``query`` view as the patch grid ``patches`` (and ``patch_grid``: ``G``); ``inner``'s other views
     are left out. ``patch``: the patches' side; ``grid``: ``G``, the stride ``(H - patch) / (G - 1)``."""
 
@@ -16,11 +17,6 @@ class PatchGridCollator:
         if grid < 2 or patch < 1:
             raise ValueError(f"a patch grid needs grid >= 2 and patch >= 1, got grid={grid}, patch={patch}")
         self.inner, self.grid, self.patch = inner, grid, patch
-
-    def __getattr__(self, name: str) -> Any:  # row_spec, set_epoch, eval_collator, ...: the inner collator's
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         batch = self.inner(features)

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from .streams import StreamedRows, _rng_from, _rng_state
+from .streams import StreamedRows, _rng_from, _rng_state, copy_state
 
 SOURCE_KEY = "__source__"
 
@@ -65,14 +65,14 @@ class MixedStreams(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
         """The state after ``batches`` batches of this process (one of the last kept)."""
         for done, state in reversed(self._states):
             if done == batches:
-                return copy.deepcopy(state)
+                return _copy_mix_state(state)
         raise KeyError(f"no state of the mixed streams after {batches} batches (kept: {[d for d, _ in self._states]})")
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if state.get("names") != self.names or state.get("policy") != self.policy:
             raise ValueError(f"the saved mix read {state.get('names')} ({state.get('policy')}), this one reads "
                              f"{self.names} ({self.policy})")  # fmt: skip
-        self._resume = copy.deepcopy(dict(state))
+        self._resume = _copy_mix_state(state)
 
     def _snapshot(self, rng: random.Random, started: set[str]) -> dict[str, Any]:
         """This mix's state; a source started this epoch by its latest state (it is read in whole batches)."""
@@ -122,3 +122,9 @@ class MixedStreams(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
                 iterators[name] = iter(self.streams[name])
                 rows.clear()
         return rows
+
+
+def _copy_mix_state(state: Mapping[str, Any]) -> dict[str, Any]:
+    """A kept state of the mix: each source's by :func:`~hfcontrast.collators.streams.copy_state`, the rest deep."""
+    rest = copy.deepcopy({k: v for k, v in state.items() if k != "sources"})
+    return {**rest, "sources": {name: copy_state(source) for name, source in state["sources"].items()}}

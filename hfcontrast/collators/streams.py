@@ -84,7 +84,7 @@ class StreamedRows(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
         """The state after ``batches`` whole batches of this process (one of the last ``keep_states``)."""
         for done, state in reversed(self._states):
             if done == batches:
-                return copy.deepcopy(state)
+                return copy_state(state)
         kept = [done for done, _ in self._states]
         raise KeyError(f"no stream state after {batches} batches (kept: {kept}): is the loader's batch size "
                        f"{self.batch_size}, with drop_last?")  # fmt: skip
@@ -93,10 +93,10 @@ class StreamedRows(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
         """The state after the last whole batch this stream yielded (for a reader that takes whole batches), or the
         one it will resume from."""
         if self._resume is not None:
-            return copy.deepcopy(self._resume)
+            return copy_state(self._resume)
         if not self._states:
             raise KeyError("the stream has yielded no batch yet")
-        return copy.deepcopy(self._states[-1][1])
+        return copy_state(self._states[-1][1])
 
     def restart(self, epoch: int) -> None:
         """The next iteration reads epoch ``epoch`` from its beginning (a pending resume is dropped)."""
@@ -106,7 +106,7 @@ class StreamedRows(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
         """Resume at ``state`` (from :meth:`state_at`): the next iteration continues from there."""
         if state.get("sources") != self.names:
             raise ValueError(f"the saved stream read {state.get('sources')}, this one reads {self.names}")
-        self._resume = copy.deepcopy(dict(state))
+        self._resume = copy_state(state)
         self.epoch, self.rejected, self.batches_before = int(state["epoch"]), int(state["rejected"]), int(state["batches_before"])
 
     def _snapshot(self) -> dict[str, Any]:
@@ -246,7 +246,13 @@ class StreamedRows(torch.utils.data.IterableDataset):  # type: ignore[type-arg]
     def _out(self, item: tuple[str, int, dict[str, Any]]) -> dict[str, Any]:
         self._live["yielded"] += 1
         self._keep_state()
-        return item[2]
+        return dict(item[2])  # a copy: the kept states share the buffer's rows, which no reader may change
+
+
+def copy_state(state: Mapping[str, Any]) -> dict[str, Any]:
+    """A kept state, to save or load: its own buffer list (the rows, never handed out, are shared, not copied: a
+    deep copy of a large buffer would cost each checkpoint seconds) and deep copies of the rest."""
+    return {**copy.deepcopy({k: v for k, v in state.items() if k != "buffer"}), "buffer": list(state["buffer"])}
 
 
 def _rng_state(rng: random.Random) -> list[Any]:

@@ -81,24 +81,54 @@ def load_image_dataset(
     return dataset
 
 
-def _labels_as_classes(train: datasets.Dataset, test: datasets.Dataset, column: str) -> tuple[datasets.Dataset, ...]:
-    """String labels (csv/json) -> ``ClassLabel`` ids shared by both splits (kNN needs integers)."""
-    if isinstance(train.features[column], datasets.ClassLabel):
-        if not isinstance(test.features[column], datasets.ClassLabel):
-            test = test.cast_column(column, train.features[column])
-        return train, test
+def load_test_split(
+    validation_file: str | None, dataset_name: str | None, *, image_column: str, max_samples: int | None
+) -> datasets.Dataset | None:
+    """The labelled rows a kNN evaluation tests on: ``validation_file``, else the Hub dataset's ``test`` or
+    ``validation`` split; ``None`` without either."""
+    if validation_file:
+        return load_image_dataset(validation_file, image_column=image_column, max_samples=max_samples)
+    for split in ("test", "validation") if dataset_name else ():
+        try:
+            return load_image_dataset(None, dataset_name, split=split, image_column=image_column, max_samples=max_samples)
+        except ValueError:  # no such split
+            continue
+    return None
+
+
+def _is_text(feature: object) -> bool:
+    return isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string")
+
+
+def _labels_as_classes(
+    train: datasets.Dataset, test: datasets.Dataset, column: str, *, train_name: str = "the training data",
+    test_name: str = "the test split",
+) -> tuple[datasets.Dataset, datasets.Dataset]:  # fmt: skip
+    """String labels (csv/json) -> ``ClassLabel`` ids shared by both splits (kNN needs integers). Class names
+    tested against a ``ClassLabel`` take its ids, encoded here (datasets 4.x cannot cast names); a name that is not
+    one of its classes is an error."""
     feature = train.features[column]
-    if not isinstance(feature, datasets.Value) or feature.dtype not in ("string", "large_string"):
+    if isinstance(feature, datasets.ClassLabel):
+        if isinstance(test.features[column], datasets.ClassLabel):
+            return train, test
+        if not _is_text(test.features[column]):
+            return train, test.cast_column(column, feature)
+        names = list(feature.names)
+        unknown = sorted(set(test[column]) - set(names))
+        if unknown:
+            raise ValueError(f"{test_name}: labels {unknown[:5]} are not classes of {train_name} {names[:20]}")
+        return train, _encode_names(test, column, names)
+    if not _is_text(feature):
         return train, test
     names = sorted(set(train[column]) | set(test[column]))
+    return _encode_names(train, column, names), _encode_names(test, column, names)
+
+
+def _encode_names(split: datasets.Dataset, column: str, names: list[str]) -> datasets.Dataset:
     ids = {name: i for i, name in enumerate(names)}
-
-    def encode(split: datasets.Dataset) -> datasets.Dataset:
-        features = split.features.copy()
-        features[column] = datasets.ClassLabel(names=names)
-        return split.map(lambda row: {column: ids[row[column]]}, features=features)
-
-    return encode(train), encode(test)
+    features = split.features.copy()
+    features[column] = datasets.ClassLabel(names=names)
+    return split.map(lambda row: {column: ids[row[column]]}, features=features)
 
 
 @dataclass
@@ -144,21 +174,12 @@ def load_image_splits(
         return ImageSplits(train, knn_train, knn_test, demo_dataset, demo=True)
     kwargs = {"image_column": image_column}
     train = load_image_dataset(train_file, dataset_name, split="train", max_samples=max_train_samples, **kwargs)
-    test = None
-    if validation_file:
-        test = load_image_dataset(validation_file, max_samples=max_eval_samples, **kwargs)
-    elif dataset_name:
-        for split in ("test", "validation"):
-            try:
-                test = load_image_dataset(None, dataset_name, split=split, max_samples=max_eval_samples, **kwargs)
-                break
-            except ValueError:  # no such split
-                continue
+    test = load_test_split(validation_file, dataset_name, image_column=image_column, max_samples=max_eval_samples)
     name = dataset_name or Path(str(train_file)).name
     if test is None or not label_column or label_column not in train.column_names or label_column not in test.column_names:
         logger.warning("no labelled test split (validation_file with a %r column): no kNN evaluation", label_column)
         return ImageSplits(train, None, None, name)
-    train, test = _labels_as_classes(train, test, label_column)
+    train, test = _labels_as_classes(train, test, label_column, train_name=name, test_name=validation_file or name)
     return ImageSplits(train, train, test, name)
 
 

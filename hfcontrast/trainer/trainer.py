@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -12,50 +11,34 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
-from transformers import Trainer
 from transformers.trainer_utils import EvalLoopOutput, IntervalStrategy
 
-from ..collators import CollatorEpochCallback
-from ..collators.checks import check_rows
 from ..collators.lengths import LENGTHS_KEY
 from ..collators.multi_source import MultiSourceDataset
-from ..distributed import all_reduce_mean, all_reduce_sum, equal_batches, is_distributed, world_size
+from ..distributed import all_reduce_mean, equal_batches, is_distributed, world_size
 from ..evaluation import Evaluator
-from ..hub.model_card import CARD_NAME, is_hfcontrast_card, write_model_card
-from ..hub.push import upload_folder_to_hub
-from ..hub.sentence_transformers import write_sentence_transformers_files
 from ..losses import compiled_losses, value_checks
 from ..objectives.base import ContrastiveObjective, ObjectiveOutput
 from .arguments import ContrastiveTrainingArguments
 from .callbacks import ObjectiveStepCallback
 from .checkpoints import (
     ObjectiveCheckpointCallback,
-    has_state,
-    load_objective_state,
-    reload_converted_weights,
-    resolve_resume,
 )
 from .defaults import default_collator, default_processing_class
 from .gradcache import GradCache
-from .guards import NonFiniteGuard, check_finite_model
+from .guards import NonFiniteGuard
 from .levers import channels_last_views, check_padding_free, to_channels_last
 from .multi_source import (
     SamplerStateCallback,
-    check_multi_source_rows,
-    check_sampler_on_resume,
     multi_source_dataloader,
 )
-from .outputs import claim_output_dir
+from .publishing import PublishingTrainer
+from .run import CheckedRunTrainer
 from .sharding import check_sharding, sync_batchnorm
 from .streams import (
-    StreamStateCallback,
-    bind_stream,
     is_stream,
-    load_stream_state,
     stream_dataloader,
-    stream_rejected,
 )
-from .summary import RunSummary, run_summary
 from .views import embed_views, embed_views_chunked, split_views
 
 logger = logging.getLogger(__name__)
@@ -66,7 +49,7 @@ class EvaluatorsOnly(DataLoader):
     """The (empty) evaluation loader of a trainer whose evaluation is its evaluators alone."""
 
 
-class ContrastiveTrainer(Trainer):
+class ContrastiveTrainer(CheckedRunTrainer, PublishingTrainer):
     """Trains an encoder with a :class:`~hfcontrast.objectives.ContrastiveObjective`.
 
     ``ContrastiveTrainer(model=model, objective=SimCSE(), train_dataset=ds)`` is a whole run: the trainer
@@ -191,31 +174,6 @@ class ContrastiveTrainer(Trainer):
         finally:
             if hide:
                 args.eval_strategy = strategy
-
-    def _add_data_callbacks(self) -> None:
-        """New views every epoch (a collator with ``set_epoch``); one that ``callbacks=`` holds already (with
-        the caller's settings) is not added twice. The objective's callbacks follow the row check."""
-        collator, present = self.data_collator, list(self.callback_handler.callbacks)
-        if is_stream(self.train_dataset):  # its rows' indices carry the stream's own epoch
-            return
-        if callable(getattr(collator, "set_epoch", None)) and not any(isinstance(cb, CollatorEpochCallback) for cb in present):
-            self.add_callback(CollatorEpochCallback(collator))
-
-    def _add_objective_callbacks(self, bound_rows: int | None) -> None:
-        """The callbacks the objective declares (PCL's cluster refresh), over the checked training rows. An
-        objective that looks rows up by index (``needs_row_ids``) refuses a dataset the check shrank."""
-        if self.train_dataset is None:
-            return
-        rows = len(self.train_dataset) if hasattr(self.train_dataset, "__len__") else None
-        if self.objective.needs_row_ids and self.rejected_rows and rows != bound_rows:
-            raise ValueError(
-                f"{type(self.objective).__name__} looks each row up by its index, but bad_rows='skip' dropped "
-                f"{self.rejected_rows} of {bound_rows} rows (listed in rejected_rows.jsonl): remove them from the data "
-                "first, so that the row indices count the rows trained on"
-            )
-        present = list(self.callback_handler.callbacks)
-        for callback in self.objective.training_callbacks(self.train_dataset, self.data_collator, present):
-            self.add_callback(callback)
 
     def _all_trainable_parameters(self) -> list[nn.Parameter]:
         assert self.model is not None
@@ -378,83 +336,6 @@ class ContrastiveTrainer(Trainer):
         assert isinstance(loss, Tensor)
         return loss.detach(), None, None
 
-    # ----------------------------------------------------------------- the run
-    def prepare_run(self, resume_from_checkpoint: str | bool | None = None) -> str | None:
-        """Everything that must hold before the first step, once: resolve the checkpoint to resume
-        (``resume_from_checkpoint`` or ``args.resume_from_checkpoint``: a folder, or ``"latest"`` /
-        ``True``), claim the output folder (:mod:`hfcontrast.trainer.outputs`), check every training row,
-        load the checkpoint's objective state. Recipes call it before their first evaluation so that a bad
-        setup fails at once; ``train`` calls it again. Returns the checkpoint folder, or ``None``."""
-        value = self.args.resume_from_checkpoint if resume_from_checkpoint is None else resume_from_checkpoint
-        resume = resolve_resume(value, str(self.args.output_dir), has_state(self.objective))
-        if not self._output_dir_claimed:
-            claim_output_dir(str(self.args.output_dir), overwrite=self.args.overwrite_output_dir,
-                             resuming=resume is not None, is_main_process=self.is_world_process_zero())  # fmt: skip
-            self._output_dir_claimed = True
-        self.check_train_rows()
-        if resume is not None and resume != self._loaded_checkpoint:
-            assert self.model is not None
-            reload_converted_weights(self.model, resume)
-            load_objective_state(self.objective, resume)
-            if is_stream(self.train_dataset) and self._stream_resumes:
-                load_stream_state(self.train_dataset, resume)
-            if isinstance(self.train_dataset, MultiSourceDataset):
-                check_sampler_on_resume(self.train_dataset, self.args, resume)
-            self._loaded_checkpoint = resume
-        return resume
-
-    def check_train_rows(self) -> None:
-        """Check every training row before step 1 (:func:`hfcontrast.collators.checks.check_rows`):
-        bad rows are an error naming each (``bad_rows="error"``) or are dropped and written to
-        ``rejected_rows.jsonl`` (``"skip"``). A dataset smaller than one global batch is an error."""
-        if self._rows_checked or self.train_dataset is None:
-            return
-        settings: dict[str, Any] = {
-            "policy": self.args.bad_rows, "num_proc": self.args.preprocessing_num_workers,
-            "rejected_path": os.path.join(str(self.args.output_dir), "rejected_rows.jsonl"),
-            "is_main_process": self.is_world_process_zero(),
-        }  # fmt: skip
-        source = self.train_source or "the training dataset"
-        if is_stream(self.train_dataset):  # checked as its rows arrive
-            bind_stream(self.train_dataset, self.data_collator, self.args, settings["rejected_path"])
-            # A stream resumes at the position its checkpoint holds (prepare_run), never by reading its first
-            # batches again: Trainer's batch skipping stays off, on every transformers version.
-            self._stream_resumes, self.args.ignore_data_skip = not self.args.ignore_data_skip, True
-            self.add_callback(StreamStateCallback(self.train_dataset))
-            self._add_objective_callbacks(None)
-            self._rows_checked = True
-            return
-        bound_rows = len(self.train_dataset) if hasattr(self.train_dataset, "__len__") else None
-        if isinstance(self.train_dataset, MultiSourceDataset):
-            self.train_dataset, self.rejected_rows = check_multi_source_rows(self.train_dataset, self.data_collator, **settings)
-        else:
-            result = check_rows(self.train_dataset, self.data_collator, source=source, **settings)
-            self.train_dataset, self.rejected_rows = result.dataset, result.rejected
-        self._add_objective_callbacks(bound_rows)
-        rows = len(self.train_dataset) if hasattr(self.train_dataset, "__len__") else None
-        batch = self.args.per_device_train_batch_size * world_size()
-        if rows is not None and rows < batch:
-            raise ValueError(
-                f"{source} has {rows} usable rows, fewer than one global batch ({self.args.per_device_train_batch_size} "
-                f"per device x {world_size()} processes = {batch}): the run would train on nothing. Add data or "
-                "lower per_device_train_batch_size"
-            )
-        self._rows_checked = True
-
-    def train(  # type: ignore[override]
-        self, resume_from_checkpoint: str | bool | None = None, trial: Any = None, **kwargs: Any
-    ) -> Any:
-        """``Trainer.train`` after :meth:`prepare_run` (see the class doc)."""
-        resume = self.prepare_run(resume_from_checkpoint)
-        output = super().train(resume_from_checkpoint=resume, trial=trial, **kwargs)
-        if is_stream(self.train_dataset):  # the rows every process's stream left out
-            self.rejected_rows = int(all_reduce_sum(torch.tensor(float(stream_rejected(self.train_dataset)))).item())
-        return output
-
-    def summary(self, **fields: Any) -> RunSummary:
-        """What the model card says of this run (:class:`~hfcontrast.trainer.summary.RunSummary`)."""
-        return run_summary(self, **fields)
-
     # ----------------------------------------------------------------- logging & evaluation
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self._stats:
@@ -484,81 +365,3 @@ class ContrastiveTrainer(Trainer):
             for key, value in evaluator(model).items():
                 output.metrics[f"{metric_key_prefix}_{key}"] = float(value)  # type: ignore[index]
         return output
-
-    # ----------------------------------------------------------------- export & publishing
-    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
-        """:meth:`export` (a checkpoint's copy when ``_internal_call``), then the push of ``push_to_hub`` runs."""
-        self.export(output_dir, checkpoint=_internal_call)
-        if self.args.push_to_hub and not _internal_call:
-            self.push_to_hub(commit_message="Model save")
-
-    def export(self, output_dir: str | None = None, *, checkpoint: bool = False) -> None:
-        """The model in ``args.export_format`` (:func:`hfcontrast.hub.export`: a standard sentence-transformers,
-        transformers or dual-encoder folder by default), with ``onnx/`` when ``args.export_onnx``. Checkpoints and
-        sharded runs, whose weights Trainer gathers, keep the hfcontrast format, which resumes exactly. A model with
-        non-finite weights is never written."""
-        from ..hub.formats import export
-        from ..hub.onnx import export_onnx
-
-        model = self.accelerator.unwrap_model(self.model)
-        check_finite_model(model)
-        output_dir = str(output_dir or self.args.output_dir)
-        sharded = self.is_fsdp_enabled or self.is_deepspeed_enabled
-        if checkpoint or self.args.export_format == "hfcontrast" or sharded:
-            if sharded and not checkpoint and self.args.export_format != "hfcontrast":
-                logger.warning("sharded training saves the hfcontrast format; convert it with hfcontrast.hub.export")
-            super().save_model(output_dir, _internal_call=True)  # internal: Trainer pushes nothing here
-            if self.args.should_save:
-                write_sentence_transformers_files(model, output_dir)
-        elif self.args.should_save:
-            length = getattr(self.data_collator, "max_length", None)
-            export(model, output_dir, self.processing_class, export_format="standard", max_seq_length=length)
-        if self.args.should_save and not checkpoint and (self.args.export_onnx or self.args.quantize):
-            export_onnx(model, output_dir, self.processing_class, quantize=self.args.quantize)
-
-    def create_model_card(self, **kwargs: Any) -> None:  # type: ignore[override]
-        """Keep the hfcontrast card already in ``output_dir`` (``hfcontrast.hub.write_model_card``),
-        else write one from :meth:`summary`; never Trainer's generic draft, which has no model-index,
-        loading snippets or citation. Takes ``Trainer.create_model_card``'s keywords."""
-        card = os.path.join(str(self.args.output_dir), CARD_NAME)
-        if self.is_world_process_zero() and not is_hfcontrast_card(card):
-            write_model_card(self.summary(**kwargs))
-
-    def push_to_hub(  # type: ignore[override]
-        self,
-        commit_message: str | None = "End of training",
-        blocking: bool = True,
-        token: str | None = None,
-        revision: str | None = None,
-        private: bool | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        """Like ``Trainer.push_to_hub`` (save, card, upload ``output_dir``), with hfcontrast's card and
-        file set (``hfcontrast.hub.upload_folder_to_hub``: no ``training_args.bin`` pickle or
-        checkpoints), i.e. the files ``hfcontrast.hub.push_to_hub(model, repo, folder=output_dir)`` sends."""
-        self.callback_handler.on_push_begin(self.args, self.state, self.control)
-        token = token if token is not None else self.args.hub_token
-        if self.hub_model_id is None:
-            chosen = self.args.hub_private_repo  # init_hf_repo(private=) is newer than our transformers floor
-            self.args.hub_private_repo = private if private is not None else chosen
-            try:
-                self.init_hf_repo(token=token)
-            finally:
-                self.args.hub_private_repo = chosen
-        self.export()  # the export in args.export_format, not a checkpoint
-        if not self.is_world_process_zero():
-            return None
-        kwargs.pop("model_name", None)
-        self.create_model_card(**kwargs)
-        # Waits for the checkpoint uploads of hub_strategy="every_save" still in flight, so this push is
-        # not overtaken by an older one.
-        self._finish_current_push()
-        return upload_folder_to_hub(
-            str(self.hub_model_id),
-            str(self.args.output_dir),
-            commit_message=commit_message or "End of training",
-            token=token,
-            revision=revision if revision is not None else self.args.hub_revision,
-            create_repo=False,
-            run_as_future=not blocking,
-        )
