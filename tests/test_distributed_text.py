@@ -39,8 +39,9 @@ def dumps(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Dumps]:
     """``dumps(case)``: rank 0's, rank 1's and the single process's dumps of ``case``."""
     root = tmp_path_factory.mktemp("text_parity")
     two = {name: both + ddp_only for name, (both, ddp_only) in CASES.items()}
-    accelerate_launch(SCRIPT, "--out", str(root / "ddp"), "--batch", "4", "--cases", json.dumps(two))
-    run_python(SCRIPT, "--out", str(root / "single"), "--batch", "8", "--cases", json.dumps({n: c[0] for n, c in CASES.items()}))
+    accelerate_launch(SCRIPT, "--out", str(root / "ddp"), "--batch", "4", "--cases", json.dumps(two), timeout=1200)
+    single = json.dumps({name: both for name, (both, _) in CASES.items()})
+    run_python(SCRIPT, "--out", str(root / "single"), "--batch", "8", "--cases", single, timeout=1200)
 
     def load(case: str) -> Dumps:
         rank0, rank1, single = (torch.load(root / d / case / f"rank{r}.pt") for d, r in (("ddp", 0), ("ddp", 1), ("single", 0)))

@@ -24,7 +24,7 @@ FAMILIES = ("text", "image", "image_text")
 def test_two_processes_equal_one_uncached_process(tmp_path: Path) -> None:
     """With GradCache (chunks of 3 rows; or text chunks of at most 20 tokens) and without it: DDP of every family
     against the same single process running the plain step. The three modes run in one launch, one after another."""
-    accelerate_launch(SCRIPT, "--out", str(tmp_path / "ddp"), "--batch", "4", "--modes", "gradcache,tokens,plain")
+    accelerate_launch(SCRIPT, "--out", str(tmp_path / "ddp"), "--batch", "4", "--modes", "gradcache,tokens,plain", timeout=1200)
     run_python(SCRIPT, "--out", str(tmp_path / "single"), "--batch", "8", "--modes", "plain")
     ranks = [torch.load(tmp_path / "ddp" / f"rank{r}.pt") for r in range(2)]
     single = torch.load(tmp_path / "single" / "rank0.pt")["plain"]

@@ -90,12 +90,8 @@ def test_rows_without_enough_negatives_are_left_out_and_output_feeds_the_collato
 
 @pytest.mark.distributed
 def test_two_processes_mine_what_one_process_mines(tmp_path: Path) -> None:
-    """The demo's SNLI pairs against a corpus of 400 extra sentences (and the pairs' own positives)."""
-    corpus = tmp_path / "corpus.txt"
-    wiki = (REPO_ROOT / "hfcontrast" / "demo" / "data" / "wiki" / "wiki_sentences.txt").read_text(encoding="utf-8")
-    corpus.write_text("\n".join(wiki.splitlines()[:400]) + "\n", encoding="utf-8")
     args = ["--max_train_samples", "120", "--num_negatives", "2", "--range_min", "2", "--range_max", "20",
-            "--max_score_ratio", "0.95", "--use_faiss", "false", "--batch_size", "32", "--corpus_file", str(corpus)]
+            "--max_score_ratio", "0.95", "--use_faiss", "false", "--batch_size", "32"]
     run_python(SCRIPT, *args, "--output_file", str(tmp_path / "one.jsonl"))
     accelerate_launch(SCRIPT, *args, "--output_file", str(tmp_path / "two.jsonl"))
     one = [json.loads(line) for line in (tmp_path / "one.jsonl").read_text().splitlines()]

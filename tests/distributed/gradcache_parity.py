@@ -141,6 +141,7 @@ def main() -> None:
         chunk, tokens = MODES[mode]
         dump[mode] = {}
         for family in args.families.split(","):
+            print(f"[rank {rank()}] mode {mode}, family {family}", flush=True)  # a failure's log names its run
             torch.manual_seed(0)
             model, objective, rows, collate = FAMILIES[family]()
             training_args = ContrastiveTrainingArguments(

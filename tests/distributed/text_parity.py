@@ -144,6 +144,7 @@ def main() -> None:
     parser.add_argument("--cases", required=True, help='JSON: {"name": ["--flag", ...], ...}')
     args = parser.parse_args()
     for name, flags in json.loads(args.cases).items():
+        print(f"[rank {rank()}] case {name}: {' '.join(flags)}", flush=True)  # a failure's log names its case
         run_case(case_parser().parse_args(flags), os.path.join(args.out, name), args.batch)
 
 
