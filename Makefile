@@ -37,26 +37,26 @@ data:
 demo: install
 	$(BIN)/accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no recipes/simcse.py
 
-# The single-process tests on both cores (pytest-xdist), the ones that launch processes two at a time (each launch
-# has idle stretches: start-up, rendezvous, its single-process reference run), then every benchmark script's --smoke
-# run (two at a time: each runs one thread).
+# The single-process tests on both cores (pytest-xdist), then in one session the ones that launch processes and every
+# benchmark script's --smoke run, two at a time (one queue: neither tier waits on the other's slowest test). A module
+# whose tests share one launch (xdist_group) runs on one worker (--dist loadgroup).
 test: install-test
 	$(BIN)/python -m ruff check hfcontrast recipes tests benchmarks
 	$(BIN)/python -m mypy hfcontrast
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not distributed and not benchmark" -n 2 $(PYTEST_ARGS)
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m distributed -n 2 $(PYTEST_ARGS)
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m benchmark -n 2 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "distributed or benchmark" -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 test-fast: install-test
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not distributed and not benchmark" $(PYTEST_ARGS)
 
 # The declared minimum of every dependency (.ci/minimum-versions.txt), in a venv of its own, on the
-# fast suite: every lower bound in pyproject.toml is a version this target ran. The compile suite runs in
-# `make test` only: torch is the same pinned wheel in both venvs, and it is the slowest part (CI < 30 min).
+# fast suite: every lower bound in pyproject.toml is a version this target ran. The compile suite and the README's
+# pasted blocks run in `make test` only: torch is the same pinned wheel in both venvs, and the README's blocks are
+# whole recipe runs whose library calls the rest of the suite makes on the floors too (CI < 30 min).
 test-min: data
 	$(PYTHON) -m venv $(VENV_MIN)
 	$(VENV_MIN)/bin/python -m pip install -q --upgrade pip
 	$(VENV_MIN)/bin/pip install -q "$(TORCH_PIN)"
 	$(VENV_MIN)/bin/pip install -q -c .ci/minimum-versions.txt -e ".[demo,test]"
 	$(VENV_MIN)/bin/python -m pytest -q -p no:cacheprovider -m "not distributed and not benchmark" -n 2 \
-		--ignore tests/test_compile.py $(PYTEST_ARGS)
+		--ignore tests/test_compile.py --ignore tests/test_readme.py $(PYTEST_ARGS)

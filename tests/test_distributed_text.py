@@ -2,12 +2,14 @@
 
 Each process holds half of every global micro-batch (gradient accumulation 2, hard negatives,
 symmetric loss, a queue). The gradients after DDP, the losses, the final weights and the queues must
-equal a single process that sees the concatenated micro-batches.
+equal a single process that sees the concatenated micro-batches. Every case runs in one launch (and one
+single-process run), one case after another, each from the same seed; the tests below read its dumps.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -15,7 +17,37 @@ import torch
 from tests.launch import REPO_ROOT, accelerate_launch, run_python
 
 SCRIPT = REPO_ROOT / "tests" / "distributed" / "text_parity.py"
-pytestmark = pytest.mark.distributed
+pytestmark = [pytest.mark.distributed, pytest.mark.xdist_group("text_parity")]  # one launch for the module
+_SIMCSE = ["--grad_accum", "2", "--steps", "2", "--queue_size", "10", "--symmetric"]
+#: name: (the flags of both runs, the flags of the two-process run only)
+CASES: dict[str, tuple[list[str], list[str]]] = {
+    "float64": ([*_SIMCSE, "--float64"], []),
+    "float32": (_SIMCSE, []),
+    "short_path": ([*_SIMCSE, "--float64"], ["--short_path", "--evaluate_first"]),
+    "momentum": (["--grad_accum", "2", "--steps", "3", "--queue_size", "10", "--momentum", "0.9", "--float64"], []),
+    "matryoshka": (["--steps", "2", "--objective", "matryoshka", "--float64"], []),
+    "kl": (["--steps", "2", "--objective", "kl", "--float64"], []),
+    "guided": (["--grad_accum", "2", "--steps", "2", "--objective", "guided", "--queue_size", "10", "--float64"], []),
+    "cosent": (["--grad_accum", "2", "--steps", "2", "--objective", "cosent", "--float64"], []),
+    "angle": (["--grad_accum", "2", "--steps", "2", "--objective", "angle", "--float64"], []),
+}
+Dumps = tuple[dict, dict, dict]
+
+
+@pytest.fixture(scope="module")
+def dumps(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Dumps]:
+    """``dumps(case)``: rank 0's, rank 1's and the single process's dumps of ``case``."""
+    root = tmp_path_factory.mktemp("text_parity")
+    two = {name: both + ddp_only for name, (both, ddp_only) in CASES.items()}
+    accelerate_launch(SCRIPT, "--out", str(root / "ddp"), "--batch", "4", "--cases", json.dumps(two), timeout=1200)
+    single = json.dumps({name: both for name, (both, _) in CASES.items()})
+    run_python(SCRIPT, "--out", str(root / "single"), "--batch", "8", "--cases", single, timeout=1200)
+
+    def load(case: str) -> Dumps:
+        rank0, rank1, single = (torch.load(root / d / case / f"rank{r}.pt") for d, r in (("ddp", 0), ("ddp", 1), ("single", 0)))
+        return rank0, rank1, single
+
+    return load
 
 
 def _max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
@@ -27,16 +59,9 @@ def _scale(tensors: dict[str, torch.Tensor]) -> float:
     return max(1.0, max(float(t.double().abs().max()) for t in tensors.values()))
 
 
-@pytest.mark.parametrize(("dtype_flag", "rtol"), [("--float64", 1e-12), (None, 1e-6)])
-def test_two_processes_equal_one_process(tmp_path: Path, dtype_flag: str | None, rtol: float) -> None:
-    common = ["--grad_accum", "2", "--steps", "2", "--queue_size", "10", "--symmetric"]
-    if dtype_flag:
-        common.append(dtype_flag)
-    accelerate_launch(SCRIPT, "--out", str(tmp_path / "ddp"), "--batch", "4", *common)
-    run_python(SCRIPT, "--out", str(tmp_path / "single"), "--batch", "8", *common)
-    rank0 = torch.load(tmp_path / "ddp" / "rank0.pt")
-    rank1 = torch.load(tmp_path / "ddp" / "rank1.pt")
-    single = torch.load(tmp_path / "single" / "rank0.pt")
+@pytest.mark.parametrize(("case", "rtol"), [("float64", 1e-12), ("float32", 1e-6)])
+def test_two_processes_equal_one_process(dumps: Callable[[str], Dumps], case: str, rtol: float) -> None:
+    rank0, rank1, single = dumps(case)
 
     # The local losses average to the global one, micro-batch by micro-batch.
     ddp_losses = [(a + b) / 2 for a, b in zip(rank0["losses"], rank1["losses"])]
@@ -55,12 +80,10 @@ def test_two_processes_equal_one_process(tmp_path: Path, dtype_flag: str | None,
     assert torch.equal(rank0["objective"]["keys.queue.embeddings"], rank1["objective"]["keys.queue.embeddings"])
 
 
-def _float64_parity(tmp_path: Path, common: list[str], ddp_only: tuple[str, ...] = ()) -> tuple[dict, ...]:
-    """2 processes x 4 rows (with ``ddp_only`` flags) against 1 process x 8, float64: the mean of the local
-    losses and every rank's gradients equal the single process's. Returns the three dumps."""
-    accelerate_launch(SCRIPT, "--out", str(tmp_path / "ddp"), "--batch", "4", *ddp_only, *common, "--float64")
-    run_python(SCRIPT, "--out", str(tmp_path / "single"), "--batch", "8", *common, "--float64")
-    rank0, rank1, single = (torch.load(tmp_path / d / f"rank{r}.pt") for d, r in (("ddp", 0), ("ddp", 1), ("single", 0)))
+def _float64_parity(dumps: Callable[[str], Dumps], case: str) -> Dumps:
+    """2 processes x 4 rows against 1 process x 8, float64: the mean of the local losses and every rank's gradients
+    equal the single process's. Returns the three dumps."""
+    rank0, rank1, single = dumps(case)
     assert [(a + b) / 2 for a, b in zip(rank0["losses"], rank1["losses"])] == pytest.approx(single["losses"], rel=1e-12)
     assert rank0["losses"] != rank1["losses"]
     for step, reference in enumerate(single["grads"]):
@@ -69,20 +92,19 @@ def _float64_parity(tmp_path: Path, common: list[str], ddp_only: tuple[str, ...]
     return rank0, rank1, single
 
 
-def test_short_path_two_processes_equal_one_explicit_process(tmp_path: Path) -> None:
+def test_short_path_two_processes_equal_one_explicit_process(dumps: Callable[[str], Dumps]) -> None:
     """The short path (objective bound, collator and tokenizer by the trainer) with an evaluation before
     training, on 2 processes, equals the explicit path on 1 process over the concatenated batch."""
-    common = ["--grad_accum", "2", "--steps", "2", "--queue_size", "10", "--symmetric"]
-    rank0, rank1, single = _float64_parity(tmp_path, common, ("--short_path", "--evaluate_first"))
+    rank0, rank1, single = _float64_parity(dumps, "short_path")
     for dump in (rank0, rank1):  # the same weights on both ranks: DDP synchronised them after the evaluation
         assert _max_diff(dump["weights"], single["weights"]) <= 1e-12 * _scale(single["weights"])
         assert _max_diff(dump["objective"], single["objective"]) <= 1e-10
 
 
-def test_momentum_simcse_two_processes_equal_one_process(tmp_path: Path) -> None:
+def test_momentum_simcse_two_processes_equal_one_process(dumps: Callable[[str], Dumps]) -> None:
     """Positives from the momentum encoder (an EMA copy, updated after each step) and a queue of them: the
     EMA weights, the queue and the model equal one process's over the concatenated batch."""
-    rank0, rank1, single = _float64_parity(tmp_path, ["--grad_accum", "2", "--steps", "3", "--queue_size", "10", "--momentum", "0.9"])
+    rank0, rank1, single = _float64_parity(dumps, "momentum")
     for dump in (rank0, rank1):
         assert _max_diff(dump["weights"], single["weights"]) <= 1e-12 * _scale(single["weights"])
         assert any(key.startswith("key_encoder.") for key in single["objective"])
@@ -90,17 +112,16 @@ def test_momentum_simcse_two_processes_equal_one_process(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("objective", ["matryoshka", "kl"])
-def test_matryoshka_and_in_batch_kl_two_processes_equal_one_process(tmp_path: Path, objective: str) -> None:
+def test_matryoshka_and_in_batch_kl_two_processes_equal_one_process(dumps: Callable[[str], Dumps], objective: str) -> None:
     """Matryoshka over gathered positives and hard negatives; in-batch KL over gathered student and teacher
     documents (teacher on the fly): 2 processes x 4 rows equal 1 process x 8, in float64."""
-    _float64_parity(tmp_path, ["--steps", "2", "--objective", objective])
+    _float64_parity(dumps, objective)
 
 
-def test_guided_negatives_two_processes_equal_one_process(tmp_path: Path) -> None:
+def test_guided_negatives_two_processes_equal_one_process(dumps: Callable[[str], Dumps]) -> None:
     """GISTEmbed's guide (on the fly) masks gathered positives, hard negatives and queued keys: 2 processes x 4
     rows equal 1 process x 8 in float64, the queue of keys and of the guide's embeddings included."""
-    common = ["--grad_accum", "2", "--steps", "2", "--objective", "guided", "--queue_size", "10"]
-    rank0, rank1, single = _float64_parity(tmp_path, common)
+    rank0, rank1, single = _float64_parity(dumps, "guided")
     for dump in (rank0, rank1):
         assert _max_diff(dump["weights"], single["weights"]) <= 1e-12 * _scale(single["weights"])
         assert int(dump["objective"]["keys.guides.filled"]) == 10
@@ -108,13 +129,10 @@ def test_guided_negatives_two_processes_equal_one_process(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("objective", ["cosent", "angle"])
-def test_scored_pairs_two_processes_equal_one_process(tmp_path: Path, objective: str) -> None:
+def test_scored_pairs_two_processes_equal_one_process(dumps: Callable[[str], Dumps], objective: str) -> None:
     """CoSENT / AnglE rank the pairs of the gathered global batch: on 2 processes x 4 pairs every rank's loss is
     the single process's over 8 pairs, and so are the gradients after DDP (float64)."""
-    common = ["--grad_accum", "2", "--steps", "2", "--objective", objective, "--float64"]
-    accelerate_launch(SCRIPT, "--out", str(tmp_path / "ddp"), "--batch", "4", *common)
-    run_python(SCRIPT, "--out", str(tmp_path / "single"), "--batch", "8", *common)
-    rank0, rank1, single = (torch.load(tmp_path / d / f"rank{r}.pt") for d, r in (("ddp", 0), ("ddp", 1), ("single", 0)))
+    rank0, rank1, single = dumps(objective)
     for dump in (rank0, rank1):
         assert dump["losses"] == pytest.approx(single["losses"], rel=1e-12)
         for step, reference in enumerate(single["grads"]):

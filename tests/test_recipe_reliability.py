@@ -110,11 +110,13 @@ def test_diverging_recipe_exits_non_zero_and_exports_nothing(tmp_path: Path) -> 
 
 
 def test_occupied_output_folders_are_refused(tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    accelerate_launch(SIMCSE, *simcse_args(tmp_path, out, "--max_steps", "2"))
+    out = tmp_path / "out"  # an earlier run's files (the refusal looks at the folder, not at who wrote it)
+    out.mkdir()
+    (out / "model.safetensors").write_bytes(b"earlier weights")
     log = run_failing(accelerate_command(SIMCSE, *simcse_args(tmp_path, out, "--max_steps", "2")))
     assert "is not empty" in log and "--overwrite_output_dir" in log
     accelerate_launch(SIMCSE, *simcse_args(tmp_path, out, "--max_steps", "2", "--overwrite_output_dir"))
+    assert (out / "model.safetensors").read_bytes() != b"earlier weights"
 
     busy = tmp_path / "busy"
     first = start(accelerate_command(SIMCSE, *simcse_args(tmp_path, busy, "--max_steps", "100000")))

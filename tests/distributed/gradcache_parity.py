@@ -1,8 +1,9 @@
 """Train tiny text, image and image-text models a few steps and dump losses, gradients, weights and
 objective state per process.
 
-Run under ``accelerate launch`` (2 processes) with ``--chunk N`` (GradCache) and as a plain single process
-over the concatenated batch without it; tests/test_gradcache_distributed.py compares the dumps. fp64,
+Run under ``accelerate launch`` (2 processes) in every mode of ``MODES`` (GradCache by rows, by tokens, and the
+plain step), one after the other in the same processes, and as a plain single process over the concatenated batch;
+tests/test_gradcache_distributed.py compares the dumps (``{mode: {family: record}}``). fp64,
 dropout off (each rank draws its own masks, a single process other ones).
 """
 
@@ -122,36 +123,41 @@ def image_text_family() -> tuple[Any, ContrastiveObjective, datasets.Dataset, An
 
 
 FAMILIES = {"text": text_family, "image": image_family, "image_text": image_text_family}
+#: ``(gradcache_chunk_size, gradcache_tokens)`` of each mode: chunks of 3 rows, text chunks of at most 20 tokens, none.
+MODES = {"gradcache": (3, None), "tokens": (3, 20), "plain": (None, None)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
     parser.add_argument("--batch", type=int, required=True)
-    parser.add_argument("--chunk", type=int, default=None)
-    parser.add_argument("--tokens", type=int, default=None, help="GradCache chunks planned by this token budget")
+    parser.add_argument("--modes", default="plain", help=f"comma-separated, of {', '.join(MODES)}")
     parser.add_argument("--grad_accum", type=int, default=2)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--families", default=",".join(FAMILIES))
     args = parser.parse_args()
-    dump: dict[str, Any] = {}
-    for family in args.families.split(","):
-        torch.manual_seed(0)
-        model, objective, rows, collate = FAMILIES[family]()
-        training_args = ContrastiveTrainingArguments(
-            output_dir=os.path.join(args.out, family), per_device_train_batch_size=args.batch,
-            gradient_accumulation_steps=args.grad_accum, max_steps=args.steps, learning_rate=0.1, optim="sgd",
-            lr_scheduler_type="constant", max_grad_norm=0.0, report_to=[], save_strategy="no", logging_steps=1,
-            use_cpu=True, seed=0, disable_tqdm=True, dataloader_drop_last=True, gradcache_chunk_size=args.chunk,
-            gradcache_tokens=args.tokens,
-            bad_rows="unchecked",  # row indices made here, collated by functions of the test's own
-        )
-        recorder = Recorder()
-        trainer = SequentialTrainer(model=model, args=training_args, objective=objective, train_dataset=rows,
-                                    data_collator=collate, callbacks=[recorder])
-        trainer.losses = []
-        trainer.train()
-        dump[family] = record(trainer, recorder)
+    dump: dict[str, dict[str, Any]] = {}
+    for mode in args.modes.split(","):
+        chunk, tokens = MODES[mode]
+        dump[mode] = {}
+        for family in args.families.split(","):
+            print(f"[rank {rank()}] mode {mode}, family {family}", flush=True)  # a failure's log names its run
+            torch.manual_seed(0)
+            model, objective, rows, collate = FAMILIES[family]()
+            training_args = ContrastiveTrainingArguments(
+                output_dir=os.path.join(args.out, mode, family), per_device_train_batch_size=args.batch,
+                gradient_accumulation_steps=args.grad_accum, max_steps=args.steps, learning_rate=0.1, optim="sgd",
+                lr_scheduler_type="constant", max_grad_norm=0.0, report_to=[], save_strategy="no", logging_steps=1,
+                use_cpu=True, seed=0, disable_tqdm=True, dataloader_drop_last=True, gradcache_chunk_size=chunk,
+                gradcache_tokens=tokens,
+                bad_rows="unchecked",  # row indices made here, collated by functions of the test's own
+            )
+            recorder = Recorder()
+            trainer = SequentialTrainer(model=model, args=training_args, objective=objective, train_dataset=rows,
+                                        data_collator=collate, callbacks=[recorder])
+            trainer.losses = []
+            trainer.train()
+            dump[mode][family] = record(trainer, recorder)
     os.makedirs(args.out, exist_ok=True)
     torch.save(dump, os.path.join(args.out, f"rank{rank()}.pt"))
 

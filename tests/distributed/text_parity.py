@@ -1,12 +1,14 @@
 """Train a tiny SimCSE model a few steps and dump gradients, losses, queue and weights per process.
 
 Run under ``accelerate launch`` (2 processes) and as a plain single process over the concatenated
-batch; tests/test_distributed_text.py compares the dumps.
+batch, each case of ``--cases`` (``{name: [flags]}``, JSON) one after the other in the same processes, its dump in
+``<out>/<name>/rank<r>.pt``; tests/test_distributed_text.py compares the dumps.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 
 import datasets
@@ -62,10 +64,9 @@ class SequentialTrainer(ContrastiveTrainer):
         return loss
 
 
-def main() -> None:
+def case_parser() -> argparse.ArgumentParser:
+    """The flags of one case."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--batch", type=int, required=True)
     parser.add_argument("--grad_accum", type=int, default=1)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--queue_size", type=int, default=0)
@@ -76,8 +77,11 @@ def main() -> None:
     parser.add_argument("--objective", default="simcse", choices=["simcse", "matryoshka", "kl", "cosent", "angle", "guided"])
     parser.add_argument("--short_path", action="store_true", help="objective, collator, tokenizer from the trainer")
     parser.add_argument("--evaluate_first", action="store_true", help="an evaluation (evaluators only) before training")
-    args = parser.parse_args()
+    return parser
 
+
+def run_case(args: argparse.Namespace, out: str, batch: int) -> None:
+    """Train one case from the same seed and write its dump."""
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(default_text_model())
     backbone = BertConfig(
@@ -105,7 +109,7 @@ def main() -> None:
         objective = ScoredPairs(args.objective, cosine_weight=0.5 if args.objective == "angle" else 0.0)
         columns = {"anchor_column": "sent0", "positive_column": "sent1", "score_column": "score", "score_scale": 5}
     training_args = ContrastiveTrainingArguments(
-        output_dir=args.out, per_device_train_batch_size=args.batch, gradient_accumulation_steps=args.grad_accum,
+        output_dir=out, per_device_train_batch_size=batch, gradient_accumulation_steps=args.grad_accum,
         max_steps=args.steps, learning_rate=0.1, optim="sgd", lr_scheduler_type="constant", max_grad_norm=0.0,
         report_to=[], save_strategy="no", logging_steps=1, use_cpu=True, seed=0, disable_tqdm=True,
         dataloader_drop_last=True,
@@ -129,8 +133,19 @@ def main() -> None:
         "weights": {n: p.detach().clone() for n, p in model.named_parameters()},
         "objective": {k: v.clone() for k, v in objective.state_dict().items()},
     }
-    os.makedirs(args.out, exist_ok=True)
-    torch.save(dump, os.path.join(args.out, f"rank{rank()}.pt"))
+    os.makedirs(out, exist_ok=True)
+    torch.save(dump, os.path.join(out, f"rank{rank()}.pt"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--batch", type=int, required=True)
+    parser.add_argument("--cases", required=True, help='JSON: {"name": ["--flag", ...], ...}')
+    args = parser.parse_args()
+    for name, flags in json.loads(args.cases).items():
+        print(f"[rank {rank()}] case {name}: {' '.join(flags)}", flush=True)  # a failure's log names its case
+        run_case(case_parser().parse_args(flags), os.path.join(args.out, name), args.batch)
 
 
 if __name__ == "__main__":
