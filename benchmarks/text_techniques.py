@@ -3,7 +3,7 @@
     python benchmarks/text_techniques.py              # every table, about 90 min on 2 CPU cores
     python benchmarks/text_techniques.py matryoshka   # one of: matryoshka, mining, distillation, retrieval,
                                                       # retrieval-student (not run by default)
-    python benchmarks/text_techniques.py --smoke      # every run for 2 steps of 8 rows, in a temporary folder
+    python benchmarks/text_techniques.py --smoke      # each technique's run for 2 steps of 8 rows, in a temporary folder
 
 * **matryoshka** (3 seeds): supervised SimCSE with and without ``--matryoshka_dims``, STS-B dev Spearman at
   every width (the plain run's embedding simply cut), in two settings: from MiniLM on all the packaged
@@ -42,7 +42,8 @@ OUT = ROOT / "outputs" / "bench-text"
 SNLI = ROOT / "hfcontrast" / "demo" / "data" / "nli" / "snli_dev_triplets.csv"
 COMMON = ["--per_device_train_batch_size", "64", "--eval_strategy", "no", "--overwrite_output_dir"]
 SEEDS = (42, 1, 2)
-#: With ``--smoke``: 2 steps of 8 rows for every run, one seed, the STS file cut to 40 pairs, a temporary OUT.
+#: With ``--smoke``: 2 steps of 8 rows, one seed, the STS file cut to 40 pairs, a temporary OUT, and each table's
+#: arm with its technique only (the run without it is the same recipe with a flag fewer).
 SMOKE = ["--per_device_train_batch_size", "8", "--max_steps", "2", "--max_train_samples", "32"]
 EXTRA: list[str] = []
 
@@ -94,7 +95,7 @@ def matryoshka() -> list[list[str]]:
             continue  # the smoke run: the random-init setting only (the same code, a faster model)
         steps = [default_text_model() if arg == "MINILM" else arg for arg in steps]
         dims = ",".join(str(d) for d in widths)
-        for nested in (False, True):
+        for nested in (True,) if EXTRA else (False, True):
             extra = ["--matryoshka_dims", dims] if nested else ["--eval_dims", dims.split(",", 1)[1]]
             runs = [recipe(f"matryoshka-{setting}-{'on' if nested else 'off'}", *data, *steps, *extra, seed=s)
                     for s in (SEEDS[:1] if EXTRA else SEEDS)]  # fmt: skip
@@ -129,7 +130,8 @@ def mining() -> list[list[str]]:
     mine(mined, "--range_min", "10", "--range_max", "100", "--max_score_ratio", "0.95", *smoke)
     steps = ["--max_steps", "46", "--learning_rate", "2e-5"]
     rows = []
-    for name, train in (("in-batch negatives", pairs), ("+ 1 mined negative", mined)):
+    arms = (("in-batch negatives", pairs), ("+ 1 mined negative", mined))
+    for name, train in arms[1:] if EXTRA else arms:
         runs = [recipe(f"mining-{'on' if train == mined else 'off'}", "--train_file", str(train), *steps, seed=s)
                 for s in (SEEDS[:1] if EXTRA else SEEDS)]
         after = [r["eval_sts_spearman"] for r in runs]
@@ -141,11 +143,11 @@ def distillation() -> list[list[str]]:
     steps = ["--config_overrides", "num_hidden_layers=2", "--max_steps", "186", "--learning_rate", "5e-5"]
     from hfcontrast.demo import default_text_model
 
-    simcse = recipe("distill-off", *steps)
+    simcse = None if EXTRA else recipe("distill-off", *steps)
     kl = recipe("distill-on", *steps, "--teacher_model_name_or_path", default_text_model(), "--temperature", "1.0",
                 "--teacher_temperature", "1.0", "--teacher_cache_dir", str(OUT / "teacher-cache"))  # fmt: skip
     return [[name, f"{r['before_sts_spearman']:.4f}", f"{r['eval_sts_spearman']:.4f}"]
-            for name, r in (("unsupervised SimCSE", simcse), ("in-batch KL from MiniLM (tau 1)", kl))]  # fmt: skip
+            for name, r in (("unsupervised SimCSE", simcse), ("in-batch KL from MiniLM (tau 1)", kl)) if r]  # fmt: skip
 
 
 def _smoke_ir_data(task: Any) -> list[str]:
@@ -180,7 +182,9 @@ def retrieval(student: bool = False) -> list[list[str]]:
     guide = "+ GISTEmbed guide (MiniLM, frozen)"
     arms = {"in-batch negatives only": ["--train_file", str(pairs)],
             guide: ["--train_file", str(pairs), "--guide_model_name_or_path", default_text_model()]}  # fmt: skip
-    if not EXTRA:  # the smoke run trains the first two arms only (the others differ only in their file)
+    if EXTRA:  # the smoke run trains the guide's arm only (the others differ only in their file)
+        arms = {guide: arms[guide]}
+    else:
         kept = mine(mined, "--train_file", str(pairs), "--range_min", "10", "--range_max", "100", "--max_score_ratio", "0.95")
         arms = {"in-batch negatives only": arms["in-batch negatives only"],
                 f"+ 1 mined negative ({kept} of {task.train.num_rows} pairs kept)": ["--train_file", str(mined)],

@@ -120,12 +120,12 @@ def test_resume_with_another_policy_is_refused(tmp_path: Path) -> None:
         trainer.train(resume_from_checkpoint="latest")
 
 
-def test_bad_rows_are_named_by_source() -> None:
+def test_bad_rows_are_named_by_source(tmp_path: Path) -> None:
     dataset, collators = sources()
     bad = datasets.Dataset.from_dict({"a": ["fine", ""], "b": ["ok", "ok"]})
     dataset = MultiSourceDataset({"wiki.txt": dataset.sources["wiki.txt"], "pairs.csv": bad})
     trainer = ContrastiveTrainer(
-        model=text_model(pooler="mean"), args=args(Path("/tmp/unused-multi"), per_device_train_batch_size=2),
+        model=text_model(pooler="mean"), args=args(tmp_path, per_device_train_batch_size=2),
         objective=SimCSE(0.05), train_dataset=dataset, data_collator=MultiSourceCollator(collators),
     )
     with pytest.raises(BadRowsError, match=r"(?s)pairs.csv.*row 1, column 'a'"):

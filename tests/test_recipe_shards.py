@@ -13,9 +13,11 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
+from transformers import BertModel
 
 from tests.launch import REPO_ROOT, accelerate_command, run, run_python, run_two_machines
 from tests.test_recipe_clip import TINY_VIT
+from tests.tiny import bert_config, fresh_tokenizer
 
 COLOURS = {"red": (220, 20, 20), "green": (20, 200, 40), "blue": (30, 40, 230)}
 
@@ -66,10 +68,13 @@ def _weights(out: Path) -> dict[str, torch.Tensor]:
 def test_sharded_clip_on_two_machines_equals_one_machine_with_two_processes(tmp_path: Path) -> None:
     root = _images(tmp_path)
     shards = _write_shards(root, "--csv", str(root / "captions.csv"))
+    text_tower = tmp_path / "tiny-bert"  # a 2-layer text tower (MiniLM's tokenizer): the launches load it 6 times
+    BertModel(bert_config()).save_pretrained(text_tower)
+    fresh_tokenizer().save_pretrained(text_tower)
 
     def flags(out: Path) -> list[str]:
         return ["--train_dir", str(root / "images"), "--train_shards", shards, "--shuffle_buffer_size", "12",
-                "--output_dir", str(out), "--vision_config_name", "vit",
+                "--output_dir", str(out), "--text_model_name_or_path", str(text_tower), "--vision_config_name", "vit",
                 "--vision_config_overrides", TINY_VIT + ",image_size=16,patch_size=8", "--projection_dim", "16",
                 "--max_steps", "4", "--per_device_train_batch_size", "4", "--eval_strategy", "no",
                 "--text_trainable_layers", "1", "--max_seq_length", "16", "--report_to", "none"]  # fmt: skip
