@@ -56,12 +56,15 @@ MEASURED: dict[str, tuple[str, ...]] = {
                            "benchmarks/ir_evaluator_speed.py"),
     "image_views": ("hfcontrast/augment", "hfcontrast/collators", "hfcontrast/demo/fashion_mnist.py",
                     "benchmarks/common.py", "benchmarks/image_views.py"),
+    **{f"survey_quality_{study}": (*_TRAINING, *_IMAGES, "hfcontrast/cli", "hfcontrast/demo", "hfcontrast/hub", "recipes",
+                                   "benchmarks/survey_quality.py") for study in ("recipes", "long_tail")},
     "streams": (*_TRAINING, "hfcontrast/shards.py", "hfcontrast/cli/clip.py", "hfcontrast/augment", "hfcontrast/demo",
                 "benchmarks/streams.py"),
 }  # fmt: skip
 #: Code under a measured path that benchmarks do not all run: functions, methods and class fields by qualified
 #: name, each with the benchmarks that do run it. A change confined to them leaves the others' results current.
-_EXPORTING = ("text_vs_sentence_transformers", "cosent_vs_sentence_transformers", "clip_vs_hf_dual_encoder")  # score the export
+_EXPORTING = ("text_vs_sentence_transformers", "cosent_vs_sentence_transformers", "clip_vs_hf_dual_encoder",
+              "survey_quality_recipes", "survey_quality_long_tail")  # score the export
 UNMEASURED: dict[str, dict[str, tuple[str, ...]]] = {
     "hfcontrast/trainer/publishing.py": {
         "PublishingTrainer.push_to_hub": (),

@@ -291,6 +291,36 @@ def streams_table(results: Mapping[str, dict[str, Any]]) -> str:
             f"{result['text']['settings']['batch']}.\n\n{table(header, rows)}")
 
 
+def survey_recipes_table(results: Mapping[str, dict[str, Any]]) -> str:
+    """Each survey method's recipe default: the independent kNN of its export against random inits (issue 29)."""
+    name = "survey_quality_recipes"
+    result = results[name]
+    rows = [[r["method"], f"`{r['recipe']}`", f"{100 * r['export_knn_top1']:.1f}",
+             mean_sd([100 * v for v in r["random_init_knn_top1"]]), f"{r['gain_points']:+.1f}",
+             "**met**" if r["target"] == "met" else "not met",
+             f"{100 * r['recipe_before_knn_top1']:.1f} -> {100 * r['recipe_after_knn_top1']:.1f}", f"{r['wall_s'] / 60:.0f}"]
+            for r in result["rows"]]  # fmt: skip
+    header = ["method", "recipe", "export kNN top-1", "random inits (3)", "gain (points)", ">= +3", "the recipe's own kNN",
+              "minutes (1 core)"]  # fmt: skip
+    return f"{source(result, name)}\n\n{table(header, rows)}"
+
+
+def survey_long_tail_table(results: Mapping[str, dict[str, Any]]) -> str:
+    """SupCon, KCL and BCL on the long-tailed demo: balanced accuracy of a linear probe (issue 29)."""
+    name = "survey_quality_long_tail"
+    result = results[name]
+    methods = list(dict.fromkeys(r["method"] for r in result["rows"]))
+    rows = []
+    for method in methods:
+        runs = sorted((r for r in result["rows"] if r["method"] == method), key=lambda r: r["seed"])
+        rows.append([method, mean_sd([100 * r["balanced_accuracy"] for r in runs]),
+                     " / ".join(f"{100 * r['balanced_accuracy']:.1f}" for r in runs),
+                     "-" if method == "SupCon" else f"**{result['beats_supcon'][method]}**"
+                     if result["beats_supcon"][method] == "met" else result["beats_supcon"][method]])  # fmt: skip
+    header = ["method", "balanced accuracy", "per seed", "mean above SupCon's"]
+    return f"{source(result, name)}\n\n{table(header, rows)}"
+
+
 def _met(target: str) -> str:
     return "**met**" if target == "met" else "not shown"
 
@@ -356,6 +386,8 @@ TABLES: dict[str, Table] = {
     "host-syncs": Table(("host_syncs",), host_syncs_table),
     "ir-speed": Table(("ir_evaluator_speed",), ir_speed_table),
     "streams": Table(("streams",), streams_table),
+    "survey-recipes": Table(("survey_quality_recipes",), survey_recipes_table),
+    "survey-long-tail": Table(("survey_quality_long_tail",), survey_long_tail_table),
     "headline": Table(("text_vs_sentence_transformers", "image_vs_lightly", "cluster_vs_lightly",
                        "clip_vs_hf_dual_encoder"), headline),
 }  # fmt: skip

@@ -68,12 +68,13 @@ SMOKE_RUNS = {
     "render_tables.py": [],
     "row_checks.py": [],
     "streams.py": [],
+    "survey_quality.py": [],
     "text_techniques.py": [],
     "text_vs_sentence_transformers.py": [],
     "text_vs_sentence_transformers.py --task cosent": ["--task", "cosent"],
 }
 NEEDS_IMAGES = {"clip_vs_hf_dual_encoder.py", "cluster_vs_lightly.py", "image_vs_lightly.py", "redundancy_vs_lightly.py",
-                "row_checks.py"}
+                "row_checks.py", "survey_quality.py"}
 
 
 def test_every_runnable_script_has_a_smoke_run() -> None:
