@@ -77,7 +77,7 @@ def session_temp_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]
 
 
 @pytest.fixture(scope="session")
-def isolated_python(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, Path], Any]:
+def isolated_python(tmp_path_factory: pytest.TempPathFactory, session_temp_dir: Path) -> Callable[[str, Path], Any]:
     """Run Python code in a venv that sees this venv's packages (torch, transformers, sentence-transformers,
     onnxruntime, ...) but cannot import hfcontrast; the code prints one JSON line, which comes back decoded."""
     root = tmp_path_factory.mktemp("isolated")
@@ -87,7 +87,8 @@ def isolated_python(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, 
                              capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
     # This venv's packages on the path, but not its .pth hooks: the editable hfcontrast is not importable there.
     Path(purelib, "packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "TOKENIZERS_PARALLELISM": "false", "HOME": str(root)}
+    env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "TOKENIZERS_PARALLELISM": "false", "HOME": str(root),
+           "TMPDIR": str(session_temp_dir)}  # fmt: skip
     probe = subprocess.run([str(python), "-c", "import hfcontrast"], cwd=root, capture_output=True, text=True, env=env)
     assert probe.returncode != 0 and "No module named 'hfcontrast'" in probe.stderr
 
