@@ -15,11 +15,9 @@ ratio is quoted outside a block.
 from __future__ import annotations
 
 import argparse
-import json
 import re
-import statistics
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,66 +25,15 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from claims import ratio_interval
 from claims import verdict as interval_verdict
+from survey_tables import survey_long_tail_table, survey_recipes_table
+from table_cells import ROOT, interval, load, mean_sd, source, table, values, verdict
 
-ROOT = Path(__file__).resolve().parent.parent
 #: issue 24's bar: no slowdown against the commit before the work.
 AGAINST_REF_TARGET = 0.98
-RESULTS = ROOT / "benchmarks" / "results"
 #: The files whose results blocks are rendered (and checked).
 DOCS = ("README.md", "benchmarks/README.md", "docs/images.md", "docs/clip.md", "docs/performance.md", "docs/text_techniques.md",
         "docs/data.md")
 BLOCK = re.compile(r"(<!-- results:(?P<table>[\w-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=table) -->)", re.S)
-
-
-def load(name: str) -> dict[str, Any]:
-    path = RESULTS / f"{name}.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is quoted by a results block but does not exist: run the benchmark")
-    result: dict[str, Any] = json.loads(path.read_text())
-    return result
-
-
-# ----------------------------------------------------------------------------- cells
-def mean_sd(values: Sequence[float], digits: int = 1) -> str:
-    if len(values) < 2:
-        return f"{values[0]:.{digits}f}" if values else "-"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
-
-
-def interval(entry: Mapping[str, Any], key: str, digits: int = 2, unit: str = "", signed: bool = False) -> str:
-    """``"1.21x (1.15 to 1.27)"``: the interval's centre (geometric mean of the ratios, or mean difference)."""
-    centre, low, high = entry[f"{key}_interval"]
-    fmt = f"{{:{'+' if signed else ''}.{digits}f}}"
-    return f"**{fmt.format(centre)}{unit}** ({fmt.format(low)} to {fmt.format(high)})"
-
-
-def verdict(entry: Mapping[str, Any]) -> str:
-    return "**met**" if entry["target"] == "met" else "not shown"
-
-
-def values(runs: Iterable[Mapping[str, Any]], key: str, **where: Any) -> list[float]:
-    """``key`` of the runs matching ``where``, in seed order."""
-    chosen = [r for r in runs if all(r.get(k) == v for k, v in where.items())]
-    return [float(r[key]) for r in sorted(chosen, key=lambda r: r.get("seed", 0))]
-
-
-def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join([*lines, *("| " + " | ".join(row) + " |" for row in rows)])
-
-
-def source(result: Mapping[str, Any], name: str) -> str:
-    """Where the numbers come from: command, commit, date, seeds, load."""
-    prov = result["provenance"]
-    machine = result.get("machine") if isinstance(result.get("machine"), dict) else {}
-    command = prov["command"].replace("python3 ", "python ", 1)
-    seeds = (result.get("settings") or {}).get("seeds")
-    load = (f", 1-min load {machine['load1_min']:.2f}-{machine['load1_max']:.2f}"
-            if "load1_min" in machine else "")  # fmt: skip
-    when = f", {machine['date']}" if "date" in machine else ""
-    seeded = f", seeds {' '.join(map(str, seeds))}" if seeds else ""
-    return (f"`{command}` at commit `{prov['commit'][:9]}`{when}{seeded}{load} "
-            f"(`benchmarks/results/{name}.json`).")  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- tables
@@ -289,36 +236,6 @@ def streams_table(results: Mapping[str, dict[str, Any]]) -> str:
     return (f"{source(result, name)} {rounds} rounds, the order of streamed and map-style alternating; one thread; "
             f"text {result['text']['settings']['steps']} steps, images {result['clip']['settings']['steps']}, batch "
             f"{result['text']['settings']['batch']}.\n\n{table(header, rows)}")
-
-
-def survey_recipes_table(results: Mapping[str, dict[str, Any]]) -> str:
-    """Each survey method's recipe default: the independent kNN of its export against random inits (issue 29)."""
-    name = "survey_quality_recipes"
-    result = results[name]
-    rows = [[r["method"], f"`{r['recipe']}`", f"{100 * r['export_knn_top1']:.1f}",
-             mean_sd([100 * v for v in r["random_init_knn_top1"]]), f"{r['gain_points']:+.1f}",
-             "**met**" if r["target"] == "met" else "not met",
-             f"{100 * r['recipe_before_knn_top1']:.1f} -> {100 * r['recipe_after_knn_top1']:.1f}", f"{r['wall_s'] / 60:.0f}"]
-            for r in result["rows"]]  # fmt: skip
-    header = ["method", "recipe", "export kNN top-1", "random inits (3)", "gain (points)", ">= +3", "the recipe's own kNN",
-              "minutes (1 core)"]  # fmt: skip
-    return f"{source(result, name)}\n\n{table(header, rows)}"
-
-
-def survey_long_tail_table(results: Mapping[str, dict[str, Any]]) -> str:
-    """SupCon, KCL and BCL on the long-tailed demo: balanced accuracy of a linear probe (issue 29)."""
-    name = "survey_quality_long_tail"
-    result = results[name]
-    methods = list(dict.fromkeys(r["method"] for r in result["rows"]))
-    rows = []
-    for method in methods:
-        runs = sorted((r for r in result["rows"] if r["method"] == method), key=lambda r: r["seed"])
-        rows.append([method, mean_sd([100 * r["balanced_accuracy"] for r in runs]),
-                     " / ".join(f"{100 * r['balanced_accuracy']:.1f}" for r in runs),
-                     "-" if method == "SupCon" else f"**{result['beats_supcon'][method]}**"
-                     if result["beats_supcon"][method] == "met" else result["beats_supcon"][method]])  # fmt: skip
-    header = ["method", "balanced accuracy", "per seed", "mean above SupCon's"]
-    return f"{source(result, name)}\n\n{table(header, rows)}"
 
 
 def _met(target: str) -> str:

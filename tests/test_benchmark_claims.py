@@ -175,7 +175,7 @@ def test_unmeasured_functions_exist() -> None:
 
 
 def test_a_block_without_its_json_fails(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(render_tables, "RESULTS", tmp_path)
+    monkeypatch.setattr(importlib.import_module("table_cells"), "RESULTS", tmp_path)  # where load() reads
     with pytest.raises(FileNotFoundError, match="run the benchmark"):
         render_tables.rendered("<!-- results:text -->\nold\n<!-- /results:text -->")
     with pytest.raises(KeyError, match="unknown results block"):

@@ -1,0 +1,41 @@
+"""Issue 29's tables (``benchmarks/survey_quality.py``), rendered by ``render_tables.py``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from table_cells import mean_sd, source, table
+
+
+def survey_recipes_table(results: Mapping[str, dict[str, Any]]) -> str:
+    """Each survey method's recipe default: the independent kNN of its export against random inits (issue 29)."""
+    name = "survey_quality_recipes"
+    result = results[name]
+    rows = [[r["method"], f"`{r['recipe']}`", f"{100 * r['export_knn_top1']:.1f}",
+             mean_sd([100 * v for v in r["random_init_knn_top1"]]), f"{r['gain_points']:+.1f}",
+             "**met**" if r["target"] == "met" else "not met",
+             f"{100 * r['recipe_before_knn_top1']:.1f} -> {100 * r['recipe_after_knn_top1']:.1f}", f"{r['wall_s'] / 60:.0f}"]
+            for r in result["rows"]]  # fmt: skip
+    header = ["method", "recipe", "export kNN top-1", "random inits (3)", "gain (points)", ">= +3", "the recipe's own kNN",
+              "minutes (1 core)"]  # fmt: skip
+    return f"{source(result, name)}\n\n{table(header, rows)}"
+
+
+def survey_long_tail_table(results: Mapping[str, dict[str, Any]]) -> str:
+    """SupCon, KCL and BCL on the long-tailed demo: balanced accuracy of a linear probe (issue 29)."""
+    name = "survey_quality_long_tail"
+    result = results[name]
+    methods = list(dict.fromkeys(r["method"] for r in result["rows"]))
+    seeds = result["settings"]["seeds"]
+    rows = []
+    for method in methods:
+        runs = sorted((r for r in result["rows"] if r["method"] == method), key=lambda r: seeds.index(r["seed"]))
+        beats = "-" if method == "SupCon" else result["beats_supcon"][method]
+        rows.append([method, mean_sd([100 * r["balanced_accuracy"] for r in runs], 2),
+                     " / ".join(f"{100 * r['balanced_accuracy']:.2f}" for r in runs), "**met**" if beats == "met" else beats,
+                     mean_sd([100 * r["recipe_linear_probe_top1"] for r in runs], 2),
+                     " / ".join(f"{100 * r['recipe_linear_probe_top1']:.2f}" for r in runs)])  # fmt: skip
+    header = ["method", "balanced accuracy (scikit-learn probe)", "per seed", "mean above SupCon's",
+              "the recipe's probe (balanced test set)", "per seed"]  # fmt: skip
+    return f"{source(result, name)}\n\n{table(header, rows)}"
