@@ -22,6 +22,12 @@ def survey_recipes_table(results: Mapping[str, dict[str, Any]]) -> str:
     return f"{source(result, name)}\n\n{table(header, rows)}"
 
 
+def _over_seeds(runs: list[dict[str, Any]], key: str) -> list[str]:
+    """``key`` in percent: mean ± sd, then each seed's value."""
+    values = [100 * r[key] for r in runs]
+    return [mean_sd(values, 2), " / ".join(f"{v:.2f}" for v in values)]
+
+
 def survey_long_tail_table(results: Mapping[str, dict[str, Any]]) -> str:
     """SupCon, KCL and BCL on the long-tailed demo: balanced accuracy of a linear probe (issue 29)."""
     name = "survey_quality_long_tail"
@@ -32,10 +38,8 @@ def survey_long_tail_table(results: Mapping[str, dict[str, Any]]) -> str:
     for method in methods:
         runs = sorted((r for r in result["rows"] if r["method"] == method), key=lambda r: seeds.index(r["seed"]))
         beats = "-" if method == "SupCon" else result["beats_supcon"][method]
-        rows.append([method, mean_sd([100 * r["balanced_accuracy"] for r in runs], 2),
-                     " / ".join(f"{100 * r['balanced_accuracy']:.2f}" for r in runs), "**met**" if beats == "met" else beats,
-                     mean_sd([100 * r["recipe_linear_probe_top1"] for r in runs], 2),
-                     " / ".join(f"{100 * r['recipe_linear_probe_top1']:.2f}" for r in runs)])  # fmt: skip
+        rows.append([method, *_over_seeds(runs, "balanced_accuracy"), "**met**" if beats == "met" else beats,
+                     *_over_seeds(runs, "recipe_linear_probe_top1")])  # fmt: skip
     header = ["method", "balanced accuracy (scikit-learn probe)", "per seed", "mean above SupCon's",
               "the recipe's probe (balanced test set)", "per seed"]  # fmt: skip
     return f"{source(result, name)}\n\n{table(header, rows)}"

@@ -64,15 +64,10 @@ def session_temp_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]
     runs, accelerate's workers) goes to a folder of this session, removed at its end: a machine that runs the suite
     again and again (CI) keeps nothing of it. A smoke run of ``benchmarks/streams.py`` alone leaves 1.2 GB."""
     folder = tmp_path_factory.mktemp("tempfile")
-    before = os.environ.get("TMPDIR")
-    os.environ["TMPDIR"] = str(folder)
-    tempfile.tempdir = None  # gettempdir() reads TMPDIR again
-    yield folder
-    if before is None:
-        os.environ.pop("TMPDIR", None)
-    else:
-        os.environ["TMPDIR"] = before
-    tempfile.tempdir = None
+    with pytest.MonkeyPatch.context() as patch:  # TMPDIR and tempfile's cache restored on the way out
+        patch.setenv("TMPDIR", str(folder))
+        patch.setattr(tempfile, "tempdir", None)  # gettempdir() reads TMPDIR again
+        yield folder
     shutil.rmtree(folder, ignore_errors=True)
 
 
