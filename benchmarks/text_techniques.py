@@ -189,19 +189,52 @@ def retrieval(student: bool = False) -> list[list[str]]:
         arms = {"in-batch negatives only": arms["in-batch negatives only"],
                 f"+ 1 mined negative ({kept} of {task.train.num_rows} pairs kept)": ["--train_file", str(mined)],
                 guide: arms[guide], "+ SNLI's contradiction as hard negative": ["--train_file", str(written)]}  # fmt: skip
-        if student:  # two ways to keep false negatives out of the mined ones
+        if student:  # two ways to keep false negatives out of the mined ones, and mining from the documents
             strict = OUT / "retrieval-mined-strict.jsonl"
             kept = mine(strict, "--train_file", str(pairs), "--range_min", "30", "--range_max", "200", "--max_score_ratio", "0.8")
             arms[f"+ 1 mined negative, window 30-200, ratio 0.8 ({kept} kept)"] = ["--train_file", str(strict)]
             arms["+ 1 mined negative + the guide, margin 0.1"] = ["--train_file", str(mined), "--guide_model_name_or_path",
                                                                   default_text_model(), "--guide_margin", "0.1"]  # fmt: skip
+            documents, from_documents = OUT / "retrieval-documents.csv", OUT / "retrieval-mined-documents.jsonl"
+            if not documents.is_file():  # every hypothesis of the training premises: their contradictions too
+                task.train.select_columns(["negative"]).rename_column("negative", "text").to_csv(documents)
+            kept = mine(from_documents, "--train_file", str(pairs), "--corpus_file", str(documents), "--range_min", "0",
+                        "--range_max", "10")  # fmt: skip
+            arms["+ 1 mined negative from the training documents, window 0-10"] = ["--train_file", str(from_documents)]
+            arms["+ the same + the guide"] = ["--train_file", str(from_documents), "--guide_model_name_or_path",
+                                              default_text_model()]  # fmt: skip
     rows = []
     prefix = "retrieval-student" if student else "retrieval"
     for i, (name, args) in enumerate(arms.items()):
         runs = [recipe(f"{prefix}-{i}", *steps, *args, seed=s) for s in (SEEDS[:1] if EXTRA else SEEDS)]
         rows.append([name, f"{runs[0]['before_ir_ndcg@10']:.4f}", mean_sd([r["eval_ir_ndcg@10"] for r in runs]),
                      mean_sd([r["eval_ir_mrr@10"] for r in runs]), " / ".join(f"{r['eval_ir_ndcg@10']:.4f}" for r in runs)])  # fmt: skip
+    if student and not EXTRA:
+        rows.append([f"top-1 misses of in-batch training, seed 42: {top1_misses(OUT / f'{prefix}-0', task)}", "", "", "", ""])
     return rows
+
+
+def top1_misses(folder: Path, task: Any) -> str:
+    """What the export in ``folder`` ranks first where it misses: the query's own contradiction, another premise's
+    hypothesis, or a Wikipedia distractor (scored by sentence-transformers, independently of the recipe)."""
+    from sentence_transformers import SentenceTransformer
+
+    from hfcontrast.demo import SNLI_TRIPLETS, data_file, load_text_dataset
+
+    rows = load_text_dataset(data_file(SNLI_TRIPLETS))
+    contradiction, hypotheses = dict(zip(rows["sent0"], rows["hard_neg"], strict=True)), {*rows["sent1"], *rows["hard_neg"]}
+    model = SentenceTransformer(str(folder), device="cpu")
+    ids, qids = list(task.corpus), list(task.queries)
+    docs = model.encode([task.corpus[d] for d in ids], batch_size=128, normalize_embeddings=True)
+    queries = model.encode([task.queries[q] for q in qids], batch_size=128, normalize_embeddings=True)
+    kinds = {"own contradiction": 0, "another premise's hypothesis": 0, "Wikipedia": 0}
+    for qid, scores in zip(qids, queries @ docs.T, strict=True):
+        text = task.corpus[ids[int(scores.argmax())]]
+        if ids[int(scores.argmax())] in task.relevant[qid]:
+            continue
+        own = text == contradiction[task.queries[qid]]
+        kinds["own contradiction" if own else "another premise's hypothesis" if text in hypotheses else "Wikipedia"] += 1
+    return f"{sum(kinds.values())} of {len(qids)} queries: " + ", ".join(f"{k} {v}" for k, v in kinds.items())
 
 
 TABLES = {
