@@ -2,7 +2,7 @@
 
     python benchmarks/text_techniques.py              # every table, about 90 min on 2 CPU cores
     python benchmarks/text_techniques.py matryoshka   # one of: matryoshka, mining, distillation, retrieval,
-                                                      # retrieval-student (not run by default)
+                                                      # retrieval-student, retrieval-ict (the last two not by default)
     python benchmarks/text_techniques.py --smoke      # each technique's run for 2 steps of 8 rows, in a temporary folder
 
 * **matryoshka** (3 seeds): supervised SimCSE with and without ``--matryoshka_dims``, STS-B dev Spearman at
@@ -21,6 +21,8 @@
   10-100, ratio 0.95), + the GISTEmbed guide (MiniLM itself, frozen), + SNLI's written contradiction.
   ``retrieval-student``: the same arms from a 2-layer student cut from MiniLM (lr 1e-4), where the guide (the
   whole MiniLM) is stronger than the model trained, as in GISTEmbed.
+  ``retrieval-ict``: in-batch, mined and guided training of that student on a set with complete labels built
+  from the Wikipedia sentences (:func:`inverse_cloze_task`).
 
 Each run is a recipe under ``outputs/bench-text/`` and its ``eval_results.json`` gives the numbers; the
 table prints at the end (and to ``outputs/bench-text/results.md``).
@@ -203,15 +205,78 @@ def retrieval(student: bool = False) -> list[list[str]]:
             arms["+ 1 mined negative from the training documents, window 0-10"] = ["--train_file", str(from_documents)]
             arms["+ the same + the guide"] = ["--train_file", str(from_documents), "--guide_model_name_or_path",
                                               default_text_model()]  # fmt: skip
-    rows = []
     prefix = "retrieval-student" if student else "retrieval"
+    rows = _retrieval_rows(prefix, steps, arms)
+    if student and not EXTRA:
+        rows.append([f"top-1 misses of in-batch training, seed 42: {top1_misses(OUT / f'{prefix}-0', task)}", "", "", "", ""])
+    return rows
+
+
+def _retrieval_rows(prefix: str, steps: list[str], arms: dict[str, list[str]]) -> list[list[str]]:
+    """One row per arm: nDCG@10 before, nDCG@10 and MRR@10 after (mean ± sd over the seeds), nDCG@10 per seed."""
+    rows = []
     for i, (name, args) in enumerate(arms.items()):
         runs = [recipe(f"{prefix}-{i}", *steps, *args, seed=s) for s in (SEEDS[:1] if EXTRA else SEEDS)]
         rows.append([name, f"{runs[0]['before_ir_ndcg@10']:.4f}", mean_sd([r["eval_ir_ndcg@10"] for r in runs]),
                      mean_sd([r["eval_ir_mrr@10"] for r in runs]), " / ".join(f"{r['eval_ir_ndcg@10']:.4f}" for r in runs)])  # fmt: skip
-    if student and not EXTRA:
-        rows.append([f"top-1 misses of in-batch training, seed 42: {top1_misses(OUT / f'{prefix}-0', task)}", "", "", "", ""])
     return rows
+
+
+def inverse_cloze_task(folder: Path) -> Path:
+    """A retrieval set with complete labels from the packaged Wikipedia sentences, after the inverse cloze task (Lee,
+    Chang & Toutanova 2019): the file cut into blocks of 4 consecutive lines; in each, one line of 8 words or more
+    (seeded) is the query and the other 3 joined are its passage, the only relevant one. The first 80 % of the
+    blocks train (``pairs.csv``); the rest are the evaluation's queries and passages, with the training passages as
+    distractors (BEIR folder ``beir``). Returns the pairs' path."""
+    import csv
+    import random
+
+    from hfcontrast.demo import WIKI_SENTENCES, data_file
+
+    pairs, beir = folder / "pairs.csv", folder / "beir"
+    if pairs.is_file():
+        return pairs
+    with open(data_file(WIKI_SENTENCES), encoding="utf-8") as handle:
+        lines = [line.strip() for line in handle]
+    rng, blocks = random.Random(0), []
+    for start in range(0, len(lines) - 3, 4):
+        block = lines[start : start + 4]
+        choices = [j for j, line in enumerate(block) if len(line.split()) >= 8]
+        if choices:
+            j = rng.choice(choices)
+            blocks.append((block[j], " ".join(line for k, line in enumerate(block) if k != j)))
+    cut = int(len(blocks) * 0.8)
+    train, held_out = blocks[:cut], blocks[cut:]
+    (beir / "qrels").mkdir(parents=True, exist_ok=True)
+    corpus = [(f"d{i}", passage) for i, (_, passage) in enumerate(held_out)] + [(f"t{i}", p) for i, (_, p) in enumerate(train)]
+    (beir / "corpus.jsonl").write_text("".join(json.dumps({"_id": d, "text": t}) + "\n" for d, t in corpus))
+    (beir / "queries.jsonl").write_text("".join(json.dumps({"_id": f"q{i}", "text": q}) + "\n" for i, (q, _) in enumerate(held_out)))
+    (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(len(held_out))))
+    with pairs.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["query", "positive"])
+        writer.writerows(train)
+    return pairs
+
+
+def retrieval_ict() -> list[list[str]]:
+    """The retrieval arms on :func:`inverse_cloze_task` (complete labels), from the 2-layer student of MiniLM."""
+    from hfcontrast.demo import default_text_model
+
+    folder = OUT / "ict"
+    pairs = inverse_cloze_task(folder)
+    steps = ["--num_train_epochs", "1", "--learning_rate", "1e-4", "--max_seq_length", "128", "--ir_eval_data",
+             str(folder / "beir"), "--config_overrides", "num_hidden_layers=2"]  # fmt: skip
+    mined = folder / "mined.jsonl"
+    kept = mine(mined, "--train_file", str(pairs), "--max_seq_length", "128", "--range_min", "0", "--range_max", "50",
+                "--max_score_ratio", "0.95")  # fmt: skip
+    unguarded = folder / "mined-unguarded.jsonl"  # every pair kept: the same rows as in-batch training
+    kept_all = mine(unguarded, "--train_file", str(pairs), "--max_seq_length", "128", "--range_min", "0", "--range_max", "50")
+    arms = {"in-batch negatives only": ["--train_file", str(pairs)],
+            f"+ 1 mined negative, window 0-50, ratio 0.95 ({kept} kept)": ["--train_file", str(mined)],
+            "+ GISTEmbed guide (MiniLM, frozen)": ["--train_file", str(pairs), "--guide_model_name_or_path", default_text_model()],
+            f"+ 1 mined negative, window 0-50, no guard ({kept_all} kept)": ["--train_file", str(unguarded)]}  # fmt: skip
+    return _retrieval_rows("retrieval-ict", steps, arms)
 
 
 def top1_misses(folder: Path, task: Any) -> str:
@@ -245,6 +310,8 @@ TABLES = {
                               "MRR@10 after", "seeds 42 / 1 / 2"]),
     "retrieval-student": (lambda: retrieval(student=True), ["run (2-layer student, 1 epoch of 64, lr 1e-4)", "nDCG@10 before",
                                                             "nDCG@10 after (3 seeds)", "MRR@10 after", "seeds 42 / 1 / 2"]),
+    "retrieval-ict": (retrieval_ict, ["run (2-layer student, inverse cloze on Wikipedia, 1 epoch of 64, lr 1e-4)",
+                                      "nDCG@10 before", "nDCG@10 after (3 seeds)", "MRR@10 after", "seeds 42 / 1 / 2"]),
 }
 #: Run by default and by --smoke (the student table is the retrieval table's code with other arguments).
 DEFAULT = ("matryoshka", "mining", "distillation", "retrieval")
