@@ -294,9 +294,10 @@ def top1_misses(folder: Path, task: Any) -> str:
     queries = model.encode([task.queries[q] for q in qids], batch_size=128, normalize_embeddings=True)
     kinds = {"own contradiction": 0, "another premise's hypothesis": 0, "Wikipedia": 0}
     for qid, scores in zip(qids, queries @ docs.T, strict=True):
-        text = task.corpus[ids[int(scores.argmax())]]
-        if ids[int(scores.argmax())] in task.relevant[qid]:
+        first = ids[int(scores.argmax())]
+        if first in task.relevant[qid]:
             continue
+        text = task.corpus[first]
         own = text == contradiction[task.queries[qid]]
         kinds["own contradiction" if own else "another premise's hypothesis" if text in hypotheses else "Wikipedia"] += 1
     return f"{sum(kinds.values())} of {len(qids)} queries: " + ", ".join(f"{k} {v}" for k, v in kinds.items())
