@@ -62,7 +62,8 @@ MEASURED: dict[str, tuple[str, ...]] = {
                 "benchmarks/streams.py"),
 }  # fmt: skip
 #: Code under a measured path that benchmarks do not all run: functions, methods and class fields by qualified
-#: name, each with the benchmarks that do run it. A change confined to them leaves the others' results current.
+#: name (``"*"``: the whole file), each with the benchmarks that do run it. A change confined to them leaves the
+#: others' results current.
 _EXPORTING = ("text_vs_sentence_transformers", "cosent_vs_sentence_transformers", "clip_vs_hf_dual_encoder",
               "survey_quality_recipes", "survey_quality_long_tail")  # score the export
 UNMEASURED: dict[str, dict[str, tuple[str, ...]]] = {
@@ -77,6 +78,9 @@ UNMEASURED: dict[str, dict[str, tuple[str, ...]]] = {
     "hfcontrast/trainer/summary.py": {"run_summary": (), "text_details": ()},  # the model card's summary
     "hfcontrast/cli/clip.py": {"ImageTextDataArguments.streaming": ()},  # --streaming: no benchmark streams a file
     "hfcontrast/trainer/streams.py": {name: ("streams",) for name in ("stream_dataloader", "StreamLoader")},
+    # CPC's patch grid: the CPC recipe alone cuts and reads one
+    **{path: {"*": ("survey_quality_recipes",)} for path in ("hfcontrast/collators/patches.py",
+                                                            "hfcontrast/evaluation/patch_grid.py")},
     "hfcontrast/models/modeling_text.py": {
         name: () for name in ("ContrastiveTextModel.from_pretrained", "ContrastiveTextModel.from_sentence_transformers",
                               "is_sentence_transformers_folder", "sentence_transformers_settings")
@@ -167,6 +171,8 @@ def stale(
     for path in changed.splitlines():
         before, after = _git("show", f"{commit}:{path}"), _git("show", f"HEAD:{path}")
         exempt = unmeasured.get(path)
+        if exempt is not None and "*" in exempt and benchmark not in exempt["*"]:
+            continue  # a file this benchmark does not run
         skip = None if exempt is None else frozenset(q for q, users in exempt.items() if benchmark not in users)
         if skip is None or before is None or after is None or _code(before, skip) != _code(after, skip):
             return f"measured at {commit[:9]}, but {path} has changed since"

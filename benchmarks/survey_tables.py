@@ -12,14 +12,25 @@ def survey_recipes_table(results: Mapping[str, dict[str, Any]]) -> str:
     """Each survey method's recipe default: the independent kNN of its export against random inits (issue 29)."""
     name = "survey_quality_recipes"
     result = results[name]
-    rows = [[r["method"], f"`{r['recipe']}`", f"{100 * r['export_knn_top1']:.1f}",
+    rows = [[_method(r), f"`{r['recipe']}`", f"{100 * r['export_knn_top1']:.1f}",
              mean_sd([100 * v for v in r["random_init_knn_top1"]]), f"{r['gain_points']:+.1f}",
              "**met**" if r["target"] == "met" else "not met",
              f"{100 * r['recipe_before_knn_top1']:.1f} -> {100 * r['recipe_after_knn_top1']:.1f}", f"{r['wall_s'] / 60:.0f}"]
             for r in result["rows"]]  # fmt: skip
     header = ["method", "recipe", "export kNN top-1", "random inits (3)", "gain (points)", ">= +3", "the recipe's own kNN",
               "minutes (1 core)"]  # fmt: skip
-    return f"{source(result, name)}\n\n{table(header, rows)}"
+    whole = [f"{r['method']} read on the whole image instead, as the other rows are: {100 * r['whole_image_knn_top1']:.1f}, "
+             f"random inits {mean_sd([100 * v for v in r['whole_image_random_init_knn_top1']])}."
+             for r in result["rows"] if "whole_image_knn_top1" in r]  # fmt: skip
+    return "\n\n".join([source(result, name), table(header, rows), *whole])
+
+
+def _method(row: Mapping[str, Any]) -> str:
+    """The method, and its readout where it is not the whole image."""
+    if not row.get("readout"):
+        return str(row["method"])
+    grid, patch = row["readout"]
+    return f"{row['method']} (mean of its {grid} x {grid} patches of {patch} px)"
 
 
 def _over_seeds(runs: list[dict[str, Any]], key: str) -> list[str]:

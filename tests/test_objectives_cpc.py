@@ -15,6 +15,8 @@ from PIL import Image
 from hfcontrast.augment import eval_pipeline
 from hfcontrast.collators import MultiViewCollator
 from hfcontrast.collators.patches import PatchGridCollator
+from hfcontrast.evaluation import KNNEvaluator, knn_top1
+from hfcontrast.evaluation.patch_grid import PatchGridEvaluator, PatchGridReadout
 from hfcontrast.objectives import CPC
 
 
@@ -88,3 +90,34 @@ def test_cpc_trains_through_the_trainer(tmp_path: Path) -> None:
     trainer.train()
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     assert len(losses) == 10 and sum(losses[-3:]) < sum(losses[:3]), losses
+
+
+class _LinearPatchEncoder(torch.nn.Module):
+    def __init__(self, side: int, dim: int = 5) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(3 * side * side, dim)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.proj(pixel_values.flatten(1))
+
+
+def test_the_patch_grid_readout_is_the_mean_of_the_patches_embeddings() -> None:
+    """CPC v2's readout against a loop over the patches: the 3 x 3 grid of 8 px patches of 16 px images."""
+    torch.manual_seed(0)
+    encoder, pixels = _LinearPatchEncoder(8), torch.randn(6, 3, 16, 16)
+    naive = torch.stack([
+        torch.stack([encoder(pixels[b : b + 1, :, 4 * i : 4 * i + 8, 4 * j : 4 * j + 8])[0]
+                     for i in range(3) for j in range(3)]).mean(0)
+        for b in range(6)
+    ])  # fmt: skip
+    torch.testing.assert_close(PatchGridReadout(encoder, grid=3, patch=8)(pixels), naive)
+
+    rows = [{"pixel_values": pixels[b], "labels": b % 2} for b in range(6)]
+    collate = lambda rs: {"pixel_values": torch.stack([r["pixel_values"] for r in rs]),  # noqa: E731
+                          "labels": torch.tensor([r["labels"] for r in rs])}  # fmt: skip
+    knn = KNNEvaluator(rows[:4], rows[4:], collate_fn=collate, k=3, temperature=0.1, name="knn")
+    evaluator = PatchGridEvaluator(knn, grid=3, patch=8)
+    labels = torch.tensor([0, 1, 0, 1, 0, 1])
+    expected = knn_top1(naive[:4], labels[:4], naive[4:], labels[4:], k=3, temperature=0.1)
+    assert evaluator.name == "knn" and evaluator(encoder) == {"knn_top1": pytest.approx(expected)}
+    assert encoder.training  # the evaluator restores the model's mode

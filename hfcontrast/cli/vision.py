@@ -28,6 +28,7 @@ from ..demo.fashion_mnist import FASHION_MNIST_MEAN, FASHION_MNIST_STD
 from ..demo.images import ImageSplits, demo_backbone_config, eval_view, knn_subset, load_image_splits
 from ..demo.long_tail import long_tailed_indices
 from ..evaluation import KNNEvaluator
+from ..evaluation.patch_grid import PatchGridEvaluator
 from ..models import ContrastiveVisionConfig, ContrastiveVisionModel
 from ..objectives import CPC, ContrastiveObjective
 from ..shards import shard_streams
@@ -211,14 +212,20 @@ def run_vision_recipe(
     collator, device_views = _train_collator(data_args, training_args, pipelines, columns, objective)
 
     # Periodic kNN (curve in training.png) on a memory-bank subset; before/after on the full sets.
-    evaluators: list[KNNEvaluator] = []
-    final: KNNEvaluator | None = None
+    # CPC is read out as CPC v2 reads it: its patch grid's embeddings, averaged.
+    evaluators: list[KNNEvaluator | PatchGridEvaluator] = []
+    final: KNNEvaluator | PatchGridEvaluator | None = None
+    curve = ""
     if splits.knn_train is not None and splits.knn_test is not None:
         collate = ImageEvalCollator(data_args.image_column, data_args.label_column, eval_pipeline)
         knn: dict[str, Any] = {"collate_fn": collate, "k": data_args.knn_k, "temperature": data_args.knn_temperature}
         bank = knn_subset(splits.knn_train, data_args.knn_train_samples, training_args.seed)
         evaluators.append(KNNEvaluator(bank, splits.knn_test, name="knn", **knn))
+        curve = f" (kNN curve: {len(bank)}-image memory bank)"
         final = KNNEvaluator(splits.knn_train, splits.knn_test, name="knn", linear_probe=data_args.linear_probe, **knn)
+        if isinstance(objective, CPC):
+            evaluators = [PatchGridEvaluator(e, objective.grid, objective.patch_size) for e in evaluators]
+            final = PatchGridEvaluator(final, objective.grid, objective.patch_size)
     if not evaluators:
         training_args.eval_strategy = IntervalStrategy.NO
         training_args.eval_on_start = False
@@ -238,7 +245,6 @@ def run_vision_recipe(
     if main:
         print(f"\nkNN top-1 ({splits.name} test, k={data_args.knn_k}) before: {results['before_knn_top1']:.4f}  "
               f"after: {results['eval_knn_top1']:.4f}")  # fmt: skip
-    curve = f" (kNN curve: {len(evaluators[0].train_dataset)}-image memory bank)" if evaluators else ""
     crops = {"local_crops": data_args.local_crops, "local_image_size": data_args.local_image_size} if data_args.local_crops else {}
     device = {"augmentation_device": data_args.augmentation_device} if data_args.augmentation_device else {}
     finish_run(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from torch import Tensor
+
 from .images import MultiViewCollator
 from .wrapping import WrappingCollator
 
@@ -20,14 +22,19 @@ class PatchGridCollator(WrappingCollator):
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         batch = self.inner(features)
-        pixels = batch["query"]["pixel_values"]
-        side = pixels.shape[-1]
-        if pixels.shape[-2] != side or (side - self.patch) % (self.grid - 1):
-            raise ValueError(f"a {self.grid} x {self.grid} grid of {self.patch} px patches does not tile "
-                             f"{tuple(pixels.shape[-2:])} images: (side - patch) must divide by grid - 1")  # fmt: skip
-        stride = (side - self.patch) // (self.grid - 1)
-        tiles = pixels.unfold(2, self.patch, stride).unfold(3, self.patch, stride)  # [B, 3, G, G, p, p]
-        patches = tiles.permute(0, 2, 3, 1, 4, 5).reshape(-1, pixels.shape[1], self.patch, self.patch)
+        patches = cut_patch_grid(batch["query"]["pixel_values"], self.grid, self.patch)
         out = {k: v for k, v in batch.items() if not isinstance(v, dict)}
-        out["patches"] = {"pixel_values": patches.contiguous()}
+        out["patches"] = {"pixel_values": patches}
         return out
+
+
+def cut_patch_grid(pixels: Tensor, grid: int, patch: int) -> Tensor:
+    """``[B, C, H, H]`` images as their ``grid x grid`` grids of ``patch`` px patches, ``(H - patch) / (grid - 1)``
+    px apart: ``[B grid grid, C, patch, patch]``, row-major per image."""
+    side = pixels.shape[-1]
+    if pixels.shape[-2] != side or (side - patch) % (grid - 1):
+        raise ValueError(f"a {grid} x {grid} grid of {patch} px patches does not tile "
+                         f"{tuple(pixels.shape[-2:])} images: (side - patch) must divide by grid - 1")  # fmt: skip
+    stride = (side - patch) // (grid - 1)
+    tiles = pixels.unfold(2, patch, stride).unfold(3, patch, stride)  # [B, C, G, G, p, p]
+    return tiles.permute(0, 2, 3, 1, 4, 5).reshape(-1, pixels.shape[1], patch, patch).contiguous()
