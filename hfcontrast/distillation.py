@@ -66,7 +66,8 @@ def add_teacher_embeddings(
                 ).cpu().contiguous()  # fmt: skip
                 if path is not None and state.is_main_process:
                     os.makedirs(cache_dir or ".", exist_ok=True)
-                    save_file({"embeddings": embeddings}, path + ".tmp")
-                    os.replace(path + ".tmp", path)
+                    partial = f"{path}.{os.getpid()}.tmp"  # runs sharing the cache each write their own
+                    save_file({"embeddings": embeddings}, partial)
+                    os.replace(partial, path)
         out = out.add_column(f"{prefix}_{column}", embeddings.to(torch.float32).tolist())
     return out
