@@ -1,6 +1,7 @@
 """Barlow Twins, VICReg and DirectCLR on Fashion-MNIST: hfcontrast vs lightly (its losses, transforms, plain loop).
 
     python benchmarks/redundancy_vs_lightly.py --quick --seeds 42 1 2   # 150 steps, mean +- sd over 3 seeds
+    python benchmarks/redundancy_vs_lightly.py --quick --seeds 42 1 2 3 4 5 6 7 8 9 --jobs 2   # two seeds at a time
 
 The peer runs in its own virtual environment (``--peer-python``), as for ``cluster_vs_lightly.py``, whose crops
 (2 x 28 px, scale 0.08-1, jitter 0.5, grayscale 0.2, flip), data, initial weights and kNN scoring this script reuses.
@@ -21,9 +22,11 @@ features of both, scored here.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -130,14 +133,15 @@ def lightly_worker(a: argparse.Namespace) -> dict[str, Any]:
             "torch": torch.__version__, **timer.throughput(a.warmup, a.batch_size)}  # fmt: skip
 
 
-def measure(a: argparse.Namespace, tmp: Path, method: str, lib: str, seed: int) -> dict[str, Any]:
-    """One training run of ``lib`` in its own process, with its kNN top-1 scored here."""
+def measure(a: argparse.Namespace, tmp: Path, method: str, lib: str, seed: int, core: int | None = None) -> dict[str, Any]:
+    """One training run of ``lib`` in its own process (with ``core``, pinned to it), its kNN top-1 scored here."""
     prefix = f"{method}-{lib}"
     argv = [__file__, "--worker", lib, "--method", method, "--init", str(tmp / "init.safetensors"),
             "--eval-dir", str(tmp), "--prefix", prefix, "--seed", str(seed)]  # fmt: skip
     for flag in ("steps", "warmup", "batch_size", "lr", "threads", "num_workers", "train_samples"):
         argv += [f"--{flag.replace('_', '-')}", str(getattr(a, flag))]
-    run = run_worker(argv, python=a.peer_python if lib == "lightly" else sys.executable)
+    python = a.peer_python if lib == "lightly" else sys.executable
+    run = run_worker(argv, python=python, launcher=None if core is None else ["taskset", "-c", str(core), python])
     run.update(method=method, lib=lib, seed=seed, images_per_s=run["samples_per_s"], knn_top1=knn_top1(tmp, prefix, a.knn_k, 0.1))
     print(f"[{method} {lib:7s} seed {seed}] {run['images_per_s']:.1f} images/s, kNN {run['knn_top1']:.2f}, "
           f"loss {run['train_loss']:.3f}", flush=True)  # fmt: skip
@@ -163,6 +167,7 @@ def main() -> None:
     parser.add_argument("--train-samples", type=int, default=60000)
     parser.add_argument("--bank-size", type=int, default=10000)
     parser.add_argument("--knn-k", type=int, default=200)
+    parser.add_argument("--jobs", type=int, default=1, help="seeds at a time, each pinned to a core")
     a = parser.parse_args()
     if a.worker:
         return write_result(a.result, (ours_worker if a.worker == "ours" else lightly_worker)(a))
@@ -170,18 +175,26 @@ def main() -> None:
     a.steps = a.steps or (150 if a.quick else 400)
     peers = () if peer_missing(a.peer_python, smoke, "lightly") else ("lightly",)
     tmp = Path(tempfile.mkdtemp(prefix="bench_redundancy_"))
-    runs: list[dict[str, Any]] = []
-    before: dict[int, float] = {}
+    cores = sorted(os.sched_getaffinity(0))
+
+    def one_seed(item: tuple[int, int]) -> tuple[float, list[dict[str, Any]]]:
+        """Every method and library at one seed, from that seed's initial weights, shared by both libraries."""
+        repeat, seed = item
+        folder, core = tmp / str(seed), cores[repeat % len(cores)] if a.jobs > 1 else None
+        folder.mkdir()
+        prepare(folder, a.bank_size, seed)
+        baseline_embeddings(folder)
+        order = [*peers, "ours"] if repeat % 2 == 0 else ["ours", *peers]  # alternate who goes first
+        seed_runs = [measure(a, folder, method, lib, seed, core) for method in a.methods for lib in order]
+        return knn_top1(folder, "init", a.knn_k, 0.1), seed_runs
+
     try:
-        for repeat, seed in enumerate(a.seeds):
-            prepare(tmp, a.bank_size, seed)  # each seed its own initial weights, shared by both libraries
-            baseline_embeddings(tmp)
-            before[seed] = knn_top1(tmp, "init", a.knn_k, 0.1)
-            for method in a.methods:
-                for lib in [*peers, "ours"] if repeat % 2 == 0 else ["ours", *peers]:  # alternate who goes first
-                    runs.append(measure(a, tmp, method, lib, seed))
+        with ThreadPoolExecutor(a.jobs) as pool:
+            done = list(pool.map(one_seed, enumerate(a.seeds)))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    before = {seed: at_init for seed, (at_init, _) in zip(a.seeds, done, strict=True)}
+    runs = [run for _, seed_runs in done for run in seed_runs]
     if not peers:
         print("[smoke] hfcontrast ran; without the peer there is nothing to compare")
         return
@@ -198,7 +211,7 @@ def main() -> None:
         rows.append([method, mean_sd([p["images_per_s"] for p, _ in pairs], 1), mean_sd([o["images_per_s"] for _, o in pairs], 1),
                      mean_sd(ratios, 2), mean_sd([p["knn_top1"] for p, _ in pairs], 2),
                      mean_sd([o["knn_top1"] for _, o in pairs], 2), mean_sd(deltas, 2), entry["target"]])  # fmt: skip
-    settings = {k: getattr(a, k) for k in ("quick", "steps", "batch_size", "lr", "threads", "train_samples", "bank_size")}
+    settings = {k: getattr(a, k) for k in ("quick", "steps", "batch_size", "lr", "threads", "train_samples", "bank_size", "jobs")}
     save_results(Path(a.results_dir), NAME, {"name": NAME, "machine": machine_info(), "settings": {**settings, "seeds": a.seeds},
                                              "knn_top1_at_init": before, "summary": summary, "runs": runs},
                  peer_versions(a.peer_python))  # fmt: skip
