@@ -2,8 +2,9 @@
 
     python benchmarks/text_techniques.py              # every table, about 90 min on 2 CPU cores
     python benchmarks/text_techniques.py matryoshka   # one of: matryoshka, mining, distillation, retrieval,
-                                                      # retrieval-student, retrieval-ict (the last two not by default)
+                                                      # retrieval-student, retrieval-ict, retrieval-ict-3ep (the last three not by default)
     python benchmarks/text_techniques.py --smoke      # each technique's run for 2 steps of 8 rows, in a temporary folder
+    python benchmarks/text_techniques.py retrieval-ict-3ep --jobs 2   # two runs at a time, one core and thread each
 
 * **matryoshka** (3 seeds): supervised SimCSE with and without ``--matryoshka_dims``, STS-B dev Spearman at
   every width (the plain run's embedding simply cut), in two settings: from MiniLM on all the packaged
@@ -31,8 +32,10 @@ table prints at the end (and to ``outputs/bench-text/results.md``).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -48,15 +51,22 @@ SEEDS = (42, 1, 2)
 #: arm with its technique only (the run without it is the same recipe with a flag fewer).
 SMOKE = ["--per_device_train_batch_size", "8", "--max_steps", "2", "--max_train_samples", "32"]
 EXTRA: list[str] = []
+#: ``--jobs N``: runs at a time, each pinned to a core with one thread (default: one run, every thread).
+JOBS = 1
 
 
-def recipe(name: str, *args: str, seed: int = 42) -> dict[str, float]:
+def recipe(name: str, *args: str, seed: int = 42, core: int | None = None) -> dict[str, float]:
+    """``recipes/simcse.py`` once into ``OUT/name`` (its ``eval_results.json`` reused after); with ``core``, on that
+    core alone with one thread."""
     out = OUT / (name if seed == 42 else f"{name}-seed{seed}")
     if not (out / "eval_results.json").is_file():
         cmd = [sys.executable, str(ROOT / "recipes" / "simcse.py"), "--output_dir", str(out), *COMMON,
                "--seed", str(seed), *args, *EXTRA]  # fmt: skip
-        print("$", " ".join(cmd[1:]), flush=True)
-        subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+        env = None
+        if core is not None:
+            cmd, env = ["taskset", "-c", str(core), *cmd], {**os.environ, "OMP_NUM_THREADS": "1"}
+        print("$", " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, env=env)
     return json.loads((out / "eval_results.json").read_text())
 
 
@@ -214,9 +224,14 @@ def retrieval(student: bool = False) -> list[list[str]]:
 
 def _retrieval_rows(prefix: str, steps: list[str], arms: dict[str, list[str]]) -> list[list[str]]:
     """One row per arm: nDCG@10 before, nDCG@10 and MRR@10 after (mean ± sd over the seeds), nDCG@10 per seed."""
+    seeds = SEEDS[:1] if EXTRA else SEEDS
+    jobs = [(f"{prefix}-{i}", args, seed) for i, args in enumerate(arms.values()) for seed in seeds]
+    with ThreadPoolExecutor(JOBS) as pool:
+        done = list(pool.map(lambda j: recipe(j[1][0], *steps, *j[1][1], seed=j[1][2], core=j[0] % JOBS if JOBS > 1 else None),
+                             enumerate(jobs)))  # fmt: skip
     rows = []
-    for i, (name, args) in enumerate(arms.items()):
-        runs = [recipe(f"{prefix}-{i}", *steps, *args, seed=s) for s in (SEEDS[:1] if EXTRA else SEEDS)]
+    for i, name in enumerate(arms):
+        runs = done[i * len(seeds) : (i + 1) * len(seeds)]
         rows.append([name, f"{runs[0]['before_ir_ndcg@10']:.4f}", mean_sd([r["eval_ir_ndcg@10"] for r in runs]),
                      mean_sd([r["eval_ir_mrr@10"] for r in runs]), " / ".join(f"{r['eval_ir_ndcg@10']:.4f}" for r in runs)])  # fmt: skip
     return rows
@@ -259,24 +274,35 @@ def inverse_cloze_task(folder: Path) -> Path:
     return pairs
 
 
-def retrieval_ict() -> list[list[str]]:
-    """The retrieval arms on :func:`inverse_cloze_task` (complete labels), from the 2-layer student of MiniLM."""
+def retrieval_ict(epochs: int = 1) -> list[list[str]]:
+    """The retrieval arms on :func:`inverse_cloze_task` (complete labels), from the 2-layer student of MiniLM, for
+    ``epochs``; at 3, the mined negatives unguarded, from a farther window, and with the guide."""
     from hfcontrast.demo import default_text_model
 
     folder = OUT / "ict"
     pairs = inverse_cloze_task(folder)
-    steps = ["--num_train_epochs", "1", "--learning_rate", "1e-4", "--max_seq_length", "128", "--ir_eval_data",
+    steps = ["--num_train_epochs", str(epochs), "--learning_rate", "1e-4", "--max_seq_length", "128", "--ir_eval_data",
              str(folder / "beir"), "--config_overrides", "num_hidden_layers=2"]  # fmt: skip
     mined = folder / "mined.jsonl"
     kept = mine(mined, "--train_file", str(pairs), "--max_seq_length", "128", "--range_min", "0", "--range_max", "50",
                 "--max_score_ratio", "0.95")  # fmt: skip
     unguarded = folder / "mined-unguarded.jsonl"  # every pair kept: the same rows as in-batch training
     kept_all = mine(unguarded, "--train_file", str(pairs), "--max_seq_length", "128", "--range_min", "0", "--range_max", "50")
+    guide = ["--guide_model_name_or_path", default_text_model()]
+    if epochs == 1:
+        arms = {"in-batch negatives only": ["--train_file", str(pairs)],
+                f"+ 1 mined negative, window 0-50, ratio 0.95 ({kept} kept)": ["--train_file", str(mined)],
+                "+ GISTEmbed guide (MiniLM, frozen)": ["--train_file", str(pairs), *guide],
+                f"+ 1 mined negative, window 0-50, no guard ({kept_all} kept)": ["--train_file", str(unguarded)]}  # fmt: skip
+        return _retrieval_rows("retrieval-ict", steps, arms)
+    far = folder / "mined-far.jsonl"  # past the passages nearest the query (often its own article's)
+    kept_far = mine(far, "--train_file", str(pairs), "--max_seq_length", "128", "--range_min", "20", "--range_max", "100")
     arms = {"in-batch negatives only": ["--train_file", str(pairs)],
-            f"+ 1 mined negative, window 0-50, ratio 0.95 ({kept} kept)": ["--train_file", str(mined)],
-            "+ GISTEmbed guide (MiniLM, frozen)": ["--train_file", str(pairs), "--guide_model_name_or_path", default_text_model()],
-            f"+ 1 mined negative, window 0-50, no guard ({kept_all} kept)": ["--train_file", str(unguarded)]}  # fmt: skip
-    return _retrieval_rows("retrieval-ict", steps, arms)
+            f"+ 1 mined negative, window 0-50, no guard ({kept_all} kept)": ["--train_file", str(unguarded)],
+            "+ the same + the GISTEmbed guide (MiniLM, frozen)": ["--train_file", str(unguarded), *guide],
+            f"+ 1 mined negative, window 20-100, no guard ({kept_far} kept)": ["--train_file", str(far)],
+            "+ GISTEmbed guide (MiniLM, frozen)": ["--train_file", str(pairs), *guide]}  # fmt: skip
+    return _retrieval_rows(f"retrieval-ict-{epochs}ep", steps, arms)
 
 
 def top1_misses(folder: Path, task: Any) -> str:
@@ -313,6 +339,8 @@ TABLES = {
                                                             "nDCG@10 after (3 seeds)", "MRR@10 after", "seeds 42 / 1 / 2"]),
     "retrieval-ict": (retrieval_ict, ["run (2-layer student, inverse cloze on Wikipedia, 1 epoch of 64, lr 1e-4)",
                                       "nDCG@10 before", "nDCG@10 after (3 seeds)", "MRR@10 after", "seeds 42 / 1 / 2"]),
+    "retrieval-ict-3ep": (lambda: retrieval_ict(epochs=3), ["run (the same, 3 epochs of 64)", "nDCG@10 before",
+                                                            "nDCG@10 after (3 seeds)", "MRR@10 after", "seeds 42 / 1 / 2"]),
 }
 #: Run by default and by --smoke (the student table is the retrieval table's code with other arguments).
 DEFAULT = ("matryoshka", "mining", "distillation", "retrieval")
@@ -320,7 +348,13 @@ DEFAULT = ("matryoshka", "mining", "distillation", "retrieval")
 
 def main() -> None:
     global OUT
-    chosen = [arg for arg in sys.argv[1:] if arg != "--smoke"] or list(DEFAULT)
+    global JOBS
+    args = sys.argv[1:]
+    if "--jobs" in args:
+        at = args.index("--jobs")
+        JOBS = int(args[at + 1])
+        del args[at : at + 2]
+    chosen = [arg for arg in args if arg != "--smoke"] or list(DEFAULT)
     if "--smoke" in sys.argv:
         import tempfile
 
