@@ -49,6 +49,9 @@ def main() -> None:
     Path(a.output, f"seen-{tag}-{rank()}.json").write_text(json.dumps(seen))
     if rank() == 0:
         torch.save(model.state_dict(), os.path.join(a.output, f"weights-{tag}.pt"))
+    # Leave together, as ``finish_run`` does: a process exiting while the group's threads still run aborts.
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.end_training()
 
 
 if __name__ == "__main__":
