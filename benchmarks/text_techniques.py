@@ -284,13 +284,13 @@ def retrieval_ict(epochs: int = 1) -> list[list[str]]:
     pairs = inverse_cloze_task(folder)
     steps = ["--num_train_epochs", str(epochs), "--learning_rate", "1e-4", "--max_seq_length", "128", "--ir_eval_data",
              str(folder / "beir"), "--config_overrides", "num_hidden_layers=2"]  # fmt: skip
-    mined = folder / "mined.jsonl"
-    kept = mine(mined, "--train_file", str(pairs), "--max_seq_length", "128", "--range_min", "0", "--range_max", "50",
-                "--max_score_ratio", "0.95")  # fmt: skip
     unguarded = folder / "mined-unguarded.jsonl"  # every pair kept: the same rows as in-batch training
     kept_all = mine(unguarded, "--train_file", str(pairs), "--max_seq_length", "128", "--range_min", "0", "--range_max", "50")
     guide = ["--guide_model_name_or_path", default_text_model()]
     if epochs == 1:
+        mined = folder / "mined.jsonl"
+        kept = mine(mined, "--train_file", str(pairs), "--max_seq_length", "128", "--range_min", "0", "--range_max", "50",
+                    "--max_score_ratio", "0.95")  # fmt: skip
         arms = {"in-batch negatives only": ["--train_file", str(pairs)],
                 f"+ 1 mined negative, window 0-50, ratio 0.95 ({kept} kept)": ["--train_file", str(mined)],
                 "+ GISTEmbed guide (MiniLM, frozen)": ["--train_file", str(pairs), *guide],
