@@ -53,7 +53,7 @@ def survey_long_tail_table(results: Mapping[str, dict[str, Any]]) -> str:
         )
         cells = []
         for probe in PROBE_TITLES:
-            verdict = "" if method == "SupCon" else probes[probe][method]
+            verdict = "" if method == "SupCon" else probes.get(probe, {}).get(method, "")
             mark = {"met": ", **above SupCon**", "not met": ", not above SupCon", "": ""}[verdict]
             cells.append(f"{_over_seeds([{probe: r['probes'][probe]} for r in runs], probe)[0]}{mark}")
         rows.append([method, *cells, _over_seeds(runs, "recipe_linear_probe_top1")[0]])
