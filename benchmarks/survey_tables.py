@@ -55,7 +55,7 @@ def survey_long_tail_table(results: Mapping[str, dict[str, Any]]) -> str:
         for probe in PROBE_TITLES:
             verdict = "" if method == "SupCon" else probes.get(probe, {}).get(method, "")
             mark = {"met": ", **above SupCon**", "not met": ", not above SupCon", "": ""}[verdict]
-            cells.append(f"{_over_seeds([{probe: r['probes'][probe]} for r in runs], probe)[0]}{mark}")
+            cells.append(f"{_over_seeds([r['probes'] for r in runs], probe)[0]}{mark}")
         rows.append([method, *cells, _over_seeds(runs, "recipe_linear_probe_top1")[0]])
     header = ["method", *PROBE_TITLES.values(), "the recipe's own probe (hfcontrast, L2-normalised)"]
     return f"{source(result, name)}\n\n{table(header, rows)}"
