@@ -56,8 +56,9 @@ MEASURED: dict[str, tuple[str, ...]] = {
                            "benchmarks/ir_evaluator_speed.py"),
     "image_views": ("hfcontrast/augment", "hfcontrast/collators", "hfcontrast/demo/fashion_mnist.py",
                     "benchmarks/common.py", "benchmarks/image_views.py"),
-    **{f"survey_quality_{study}": (*_TRAINING, *_IMAGES, "hfcontrast/cli", "hfcontrast/demo", "hfcontrast/hub", "recipes",
-                                   "benchmarks/survey_quality.py") for study in ("recipes", "long_tail")},
+    **{f"survey_quality_{study}": (*_TRAINING, *_IMAGES, "hfcontrast/cli", "hfcontrast/demo", "hfcontrast/hub", recipes,
+                                   "benchmarks/survey_quality.py")
+       for study, recipes in (("recipes", "recipes"), ("long_tail", "recipes/simclr.py"))},  # long_tail runs one recipe
     "streams": (*_TRAINING, "hfcontrast/shards.py", "hfcontrast/cli/clip.py", "hfcontrast/augment", "hfcontrast/demo",
                 "benchmarks/streams.py"),
 }  # fmt: skip
@@ -126,8 +127,8 @@ def provenance(peer_versions: Mapping[str, Any] | None = None) -> dict[str, Any]
 
 def _code(source: str, skip: frozenset[str]) -> str:
     """The syntax tree of ``source`` without positions and without the functions, classes and class fields named
-    in ``skip`` (qualified: ``Class.method``, ``Class.field``): comments and layout aside, two versions run the same
-    code iff equal."""
+    in ``skip`` (qualified: ``Class.method``, ``Class.field``): comments, docstrings and layout aside, two versions
+    run the same code iff equal."""
 
     def name_of(node: ast.stmt) -> str | None:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -149,6 +150,12 @@ def _code(source: str, skip: frozenset[str]) -> str:
 
     tree = ast.parse(source)
     tree.body = prune(tree.body, "")
+    for node in ast.walk(tree):  # docstrings: text, not code
+        body = getattr(node, "body", None)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body:
+            first = body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+                node.body = body[1:] or [ast.Pass()]
     return ast.dump(tree)
 
 

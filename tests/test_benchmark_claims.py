@@ -161,6 +161,12 @@ def test_a_change_confined_to_unmeasured_functions_keeps_a_result_current(
     assert claims.stale(measured, ("lib",), "training", skip) is None
     assert "lib/t.py has changed" in str(claims.stale(measured, ("lib",), "exporting", skip))  # it runs push
     assert "lib/t.py has changed" in str(claims.stale(measured, ("lib",), "training", {}))  # without the exemption
+    docs = code.format("2  # a comment").replace("field: int = 0", "field: int = 5").replace(
+        "def step(self):\n", 'def step(self):\n        """Says what step does."""\n'
+    )
+    (repo / "lib" / "t.py").write_text(docs)
+    _git(repo, "commit", "-qam", "a docstring only")
+    assert claims.stale(measured, ("lib",), "training", skip) is None  # a docstring is not code
     (repo / "lib" / "t.py").write_text(code.format(2).replace("return 1", "return 3"))
     _git(repo, "commit", "-qam", "the measured step")
     assert "lib/t.py has changed" in str(claims.stale(measured, ("lib",), "training", skip))

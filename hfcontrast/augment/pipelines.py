@@ -310,7 +310,8 @@ def view_pipelines(
 
     ``light`` (the demo's, for small grayscale images such as Fashion-MNIST): random resized crop,
     flip and brightness/contrast jitter of ``jitter_strength`` with p 0.8, no colour, grayscale or blur;
-    ``simclr`` / ``mocov2`` / ``byol``: the papers' pipelines (blur off below 64 pixels, as for CIFAR).
+    ``simclr`` / ``mocov2`` / ``byol``: the papers' pipelines (SimCLR's and MoCo v2's blur off below 64 pixels, as
+    for CIFAR; BYOL's asymmetric blur kept at every size).
     """
     blur = 0.0 if size < 64 else 0.5
     if kind == "light":
