@@ -180,8 +180,8 @@ def stale(
         exempt = unmeasured.get(path)
         if exempt is not None and "*" in exempt and benchmark not in exempt["*"]:
             continue  # a file this benchmark does not run
-        skip = None if exempt is None else frozenset(q for q, users in exempt.items() if benchmark not in users)
-        if skip is None or before is None or after is None or _code(before, skip) != _code(after, skip):
+        skip = frozenset(q for q, users in (exempt or {}).items() if benchmark not in users)
+        if before is None or after is None or not path.endswith(".py") or _code(before, skip) != _code(after, skip):
             return f"measured at {commit[:9]}, but {path} has changed since"
     return None
 
