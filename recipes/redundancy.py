@@ -76,7 +76,8 @@ def main() -> None:
     run_vision_recipe(
         model_args, data_args, negative_args, training_args, objective,
         method=METHODS[objective_args.method],
-        hyperparameters=vars(objective_args) | ({"crop_min_scale": crop} if (crop := data_args.crop_min_scale) else {}),
+        hyperparameters=vars(objective_args) | {"optim_args": training_args.optim_args}
+        | ({"crop_min_scale": crop} if (crop := data_args.crop_min_scale) else {}),
     )  # fmt: skip
 
 

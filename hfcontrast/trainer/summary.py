@@ -68,7 +68,7 @@ def setup_rows(trainer: Run, hyperparameters: Mapping[str, Any]) -> dict[str, An
         "Queue size": hyperparameters.get("queue_size", max(queues, default=0)),
         "Training steps": int(trainer.state.global_step),
         "Learning rate": f"{args.learning_rate:g} ({scheduler} schedule)",
-        "Optimizer": " ".join(filter(None, [getattr(args.optim, "value", args.optim), args.optim_args and f"({args.optim_args})"])),
+        "Optimizer": getattr(args.optim, "value", args.optim),
         "Weight decay": args.weight_decay,
         "Seed": args.seed,
         "Hardware": hardware(trainer),
