@@ -27,9 +27,9 @@ from hfcontrast.cli.flags import NegativeArguments, flag_errors, given
 from hfcontrast.cli.vision import VisionDemoTrainingArguments, parse_vision_arguments, run_vision_recipe
 from hfcontrast.objectives import BCL, KCL, NNCLR, ContrastiveObjective, SelfCon, SimCLR, SupervisedHybrid
 
-#: Methods that learn slower than SimCLR's 800 steps allow, seed 42, one core (kNN gain over random init). NNCLR, its
-#: neighbours as positives: +2.8 at 800 steps, +3.7 (2 cores) / +4.1 (one thread) at 1600. SelfCon, its exit's
-#: loss beside the output's: 83.0 / 83.2 (seeds 42 / 1) at 800 steps, 83.5 / 83.9 at 1600 (6.5 minutes).
+#: Methods that learn slower than SimCLR's 800 steps allow, one core. NNCLR, its neighbours as positives (kNN gain
+#: over random init, seed 42): +2.8 at 800 steps, +3.7 (2 cores) / +4.1 (one thread) at 1600. SelfCon, its exit's
+#: loss beside the output's (kNN top-1, seeds 42 / 1): 83.0 / 83.2 at 800 steps, 83.5 / 83.9 at 1600 (6.5 minutes).
 DEMO_STEPS = {"nnclr": 1600, "selfcon": 1600}
 METHODS = ("simclr", "nnclr", "kcl", "bcl", "selfcon")
 NAMES = {"nnclr": "NNCLR", "kcl": "KCL", "bcl": "BCL", "selfcon": "SelfCon"}
