@@ -159,6 +159,14 @@ def _code(source: str, skip: frozenset[str]) -> str:
     return ast.dump(tree)
 
 
+def _differs(before: str, after: str, skip: frozenset[str]) -> bool:
+    """Whether two versions of a Python file run different code (either one unparseable here: yes)."""
+    try:
+        return _code(before, skip) != _code(after, skip)
+    except SyntaxError:
+        return True
+
+
 def stale(
     commit: str | None,
     paths: Sequence[str],
@@ -181,7 +189,7 @@ def stale(
         if exempt is not None and "*" in exempt and benchmark not in exempt["*"]:
             continue  # a file this benchmark does not run
         skip = frozenset(q for q, users in (exempt or {}).items() if benchmark not in users)
-        if before is None or after is None or not path.endswith(".py") or _code(before, skip) != _code(after, skip):
+        if before is None or after is None or not path.endswith(".py") or _differs(before, after, skip):
             return f"measured at {commit[:9]}, but {path} has changed since"
     return None
 

@@ -136,6 +136,9 @@ def test_stale_and_dirty_follow_the_measured_paths(tmp_path: Path, monkeypatch: 
     (repo / "lib" / "core.py").write_text('"""The core."""\n\nx = 1  # one\n')
     _git(repo, "commit", "-qam", "a docstring and a comment")
     assert claims.stale(measured, ("lib",)) is None  # the same code
+    (repo / "lib" / "core.py").write_text("x = (\n")
+    _git(repo, "commit", "-qam", "a file that does not parse")
+    assert "lib/core.py has changed since" in str(claims.stale(measured, ("lib",)))
     (repo / "lib" / "core.py").write_text("x = 3\n")
     _git(repo, "commit", "-qam", "code")
     assert "lib/core.py has changed since" in str(claims.stale(measured, ("lib",)))
