@@ -43,7 +43,7 @@ class ObjectiveArguments:
 
 @dataclass
 class RedundancyTrainingArguments(VisionDemoTrainingArguments):
-    """SGD (momentum 0.9 unless ``--optim_args`` says otherwise), as the papers' LARS; the other recipes: AdamW."""
+    """SGD (momentum 0.9 unless ``--optim_args`` says otherwise) in place of the papers' LARS; the other recipes: AdamW."""
 
     output_dir: str | None = field(default="outputs/redundancy")
     optim: OptimizerNames | str = field(default="sgd")
